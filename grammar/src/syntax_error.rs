@@ -1,0 +1,234 @@
+//! Turning pest's errors into diagnostics a person can act on.
+//!
+//! pest reports rule names and the furthest position it reached. With error detail enabled it
+//! also reports the literal tokens it tried there; we translate both into English ("expected
+//! `)` or `,`"), say what was found instead, and special-case the mistakes people make most
+//! (unclosed brackets, a dangling `|>`).
+
+use std::sync::Once;
+
+use pest::Parser as _;
+use pest::error::{ErrorVariant, InputLocation};
+
+use crate::ast::Span;
+use crate::diagnostic::Diagnostic;
+use crate::parser::{NetParser, Rule};
+use crate::split::Slice;
+
+/// Error detail is a process-wide pest setting. It is switched on once and never off, so
+/// messages do not depend on what another thread was parsing.
+pub(crate) fn enable_detail() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| pest::set_error_detail(true));
+}
+
+/// A failed item parse.
+pub(crate) fn from_pest(src: &str, slice: &Slice, err: &pest::error::Error<Rule>) -> Diagnostic {
+    if let Some((c, at)) = slice.unopened {
+        return Diagnostic::error(
+            "N1003",
+            format!("unexpected `{c}`"),
+            Span::new(at, at + 1),
+            "nothing is open here",
+        )
+        .with_help("remove it, or add the opening bracket it closes");
+    }
+    if let Some(&(c, at)) = slice.unclosed.first() {
+        let close = match c {
+            '(' => ')',
+            '[' => ']',
+            _ => '}',
+        };
+        let end = slice.span.end;
+        return Diagnostic::error(
+            "N1002",
+            format!("unclosed `{c}`"),
+            Span::new(at, at + 1),
+            "opened here",
+        )
+        .with_label(Span::new(end, end), format!("expected `{close}` by here"))
+        .with_help(format!("add the missing `{close}`"));
+    }
+    let text = &src[slice.span.start..slice.span.end];
+    describe(slice.span.start, text, err)
+}
+
+/// A statement, entry or setting that matched only the recovery rule: parse it again on its own
+/// to find the exact place it goes wrong.
+pub(crate) fn bad_statement(src: &str, span: Span, strict: Rule) -> Diagnostic {
+    let text = &src[span.start..span.end];
+    match NetParser::parse(strict, text) {
+        Err(err) => describe(span.start, text, &err),
+        Ok(_) => Diagnostic::error(
+            "N1001",
+            "this statement cannot be parsed here",
+            span,
+            "unexpected statement",
+        ),
+    }
+}
+
+/// Text between items that is not an item.
+pub(crate) fn junk_between_items(src: &str, span: Span) -> Diagnostic {
+    let first = first_token(&src[span.start..span.end]);
+    Diagnostic::error(
+        "N1001",
+        format!("expected an item, found {}", found_text(first)),
+        Span::new(span.start, span.start + first.len().max(1)),
+        "expected `model`, `block`, `data`, `train` or `const`",
+    )
+    .with_help("every top-level declaration starts with one of those words at the start of a line")
+}
+
+fn describe(offset: usize, text: &str, err: &pest::error::Error<Rule>) -> Diagnostic {
+    let (pos, expected) = match (&err.variant, err.parse_attempts()) {
+        (ErrorVariant::CustomError { message }, _) => {
+            let pos = location(&err.location);
+            let span = Span::new(offset + pos, offset + pos);
+            return Diagnostic::error("N1005", "input too complex to parse", span, message.clone())
+                .with_help("split the expression with `let` bindings");
+        }
+        (_, Some(attempts)) => {
+            let mut expected = Vec::new();
+            for token in attempts.expected_tokens() {
+                // Literal tokens only: ranges (`a..z`) and built-ins are covered by rule names.
+                let token = token.to_string();
+                if !token.contains("..") && token != "BUILTIN_RULE" {
+                    push_unique(&mut expected, format!("`{}`", token.escape_debug()));
+                }
+            }
+            for stack in &attempts.call_stacks {
+                for rule in stack
+                    .deepest
+                    .get_rule()
+                    .into_iter()
+                    .chain(stack.parent.as_ref())
+                {
+                    if let Some(name) = rule_name(*rule) {
+                        push_unique(&mut expected, name.to_string());
+                    }
+                }
+            }
+            (attempts.max_position, expected)
+        }
+        (ErrorVariant::ParsingError { positives, .. }, None) => {
+            let names = positives
+                .iter()
+                .filter_map(|r| rule_name(*r))
+                .map(str::to_string)
+                .collect();
+            (location(&err.location), names)
+        }
+    };
+    let pos = pos.min(text.len());
+    let rest = &text[pos..];
+    let found = first_token(rest);
+    let at = offset + pos;
+    let span = Span::new(at, at + found.len());
+    let before = text[..pos].trim_end();
+
+    if before.ends_with("|>") && (rest.trim().is_empty() || found == "|>") {
+        let arrow = offset + before.len() - 2;
+        return Diagnostic::error(
+            "N1001",
+            "dangling `|>`",
+            Span::new(arrow, arrow + 2),
+            "nothing follows this `|>`",
+        )
+        .with_help("write a layer or function after `|>`, or remove it");
+    }
+    let expected = tidy(expected);
+    let wanted = match expected.len() {
+        0 => "something else".to_string(),
+        1 => expected[0].clone(),
+        n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
+    };
+    Diagnostic::error(
+        "N1001",
+        format!("expected {wanted}, found {}", found_text(found)),
+        span,
+        format!("expected {wanted}"),
+    )
+}
+
+fn location(loc: &InputLocation) -> usize {
+    match *loc {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    }
+}
+
+fn push_unique(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+/// Drop tokens that an "expression" already covers, and keep the list short and stable.
+fn tidy(mut expected: Vec<String>) -> Vec<String> {
+    const STARTS_EXPRESSION: [&str; 5] = ["`(`", "`[`", "`-`", "a name", "a number"];
+    if expected.iter().any(|e| e == "an expression") {
+        expected.retain(|e| {
+            !STARTS_EXPRESSION.contains(&e.as_str()) && e != "a string" && e != "`true`"
+        });
+    }
+    expected.retain(|e| !matches!(e.as_str(), "`\\r`" | "`\\n`" | "`\\r\\n`" | "`#`" | "`;`"));
+    expected.sort_by_key(|e| (!e.starts_with('`'), e.clone()));
+    expected.truncate(8);
+    expected
+}
+
+/// English for the rules that can appear in "expected ...". `None` hides a rule.
+fn rule_name(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::ident | Rule::arg_name => "a name",
+        Rule::number => "a number",
+        Rule::string | Rule::str_inner => "a string",
+        Rule::expr
+        | Rule::arith
+        | Rule::unary
+        | Rule::postfix
+        | Rule::stage
+        | Rule::call
+        | Rule::paren
+        | Rule::list => "an expression",
+        Rule::tensor_type | Rule::dtype => "a tensor type such as `f32[B, 10]`",
+        Rule::shape => "a shape such as `[B, 10]`",
+        Rule::body => "`{`",
+        Rule::inputs | Rule::hparams => "`(`",
+        Rule::input => "an input such as `x: f32[B, 64]`",
+        Rule::hparam => "a hyper-parameter such as `heads: int`",
+        Rule::returns => "`->`",
+        Rule::pipe_op => "`|>`",
+        Rule::kw_with => "`with`",
+        Rule::kw_let => "`let`",
+        Rule::item | Rule::item_only => "an item",
+        Rule::end | Rule::sep => "end of line",
+        _ => return None,
+    })
+}
+
+fn first_token(rest: &str) -> &str {
+    let mut chars = rest.char_indices();
+    match chars.next() {
+        None => "",
+        Some((_, c)) if c == '\n' || c == '\r' => "",
+        Some((_, c)) if c.is_alphanumeric() || c == '_' => {
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        }
+        Some((_, '|')) if rest.starts_with("|>") => "|>",
+        Some((_, '-')) if rest.starts_with("->") => "->",
+        Some((_, c)) => &rest[..c.len_utf8()],
+    }
+}
+
+fn found_text(token: &str) -> String {
+    if token.is_empty() {
+        "end of line".to_string()
+    } else {
+        format!("`{token}`")
+    }
+}
