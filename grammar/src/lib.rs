@@ -5,10 +5,13 @@
 
 pub mod ast;
 pub mod diagnostic;
+pub mod format;
+pub mod line_index;
 pub mod parser;
 pub mod split;
 mod syntax_error;
 
 pub use ast::*;
 pub use diagnostic::{Diagnostic, Label, Severity};
+pub use format::format;
 pub use parser::parse;

@@ -1,0 +1,5 @@
+//! TODO family activation.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

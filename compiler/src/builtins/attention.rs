@@ -1,0 +1,5 @@
+//! TODO family attention.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

@@ -1,0 +1,5 @@
+//! TODO family conv.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

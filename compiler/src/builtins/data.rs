@@ -1,0 +1,5 @@
+//! TODO family data.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

@@ -1,0 +1,5 @@
+//! TODO family loss.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

@@ -1,0 +1,5 @@
+//! TODO family metric.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

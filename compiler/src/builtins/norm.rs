@@ -1,0 +1,5 @@
+//! TODO family norm.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

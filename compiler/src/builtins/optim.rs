@@ -1,0 +1,5 @@
+//! TODO family optim.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

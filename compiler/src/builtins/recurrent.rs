@@ -1,0 +1,5 @@
+//! TODO family recurrent.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

@@ -1,0 +1,5 @@
+//! TODO family schedule.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

@@ -1,0 +1,5 @@
+//! TODO family tensor_ops.
+
+use super::Builtin;
+
+pub const BUILTINS: &[Builtin] = &[];

@@ -1,0 +1,814 @@
+//! Calls: binding arguments to built-ins, applying layers, instantiating blocks, calling models,
+//! and unifying argument types with declared input types.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use netc_grammar::Diagnostic;
+use netc_grammar::ast::*;
+
+use super::{Checker, Def, Env};
+use crate::builtins::{self, Blame, BoundArg, BoundArgs, Builtin, Default, Kind, ParamType, RuleCtx};
+use crate::dim::Dim;
+use crate::suggest;
+use crate::types::{Callable, LayerValue, Spec, Tensor, TensorType, Value};
+
+/// An evaluated argument: its name if written `name: value`, the value, and where it stands.
+pub(crate) struct ArgValue {
+    pub name: Option<Ident>,
+    pub value: Value,
+    pub span: Span,
+}
+
+impl Checker<'_> {
+    /// `callee(args)`, with `piped` as the first input when the call is a pipeline stage.
+    pub(crate) fn call(&mut self, call: &Call, piped: Option<(Value, Span)>, env: &mut Env) -> Value {
+        let args: Vec<ArgValue> = call
+            .args
+            .iter()
+            .map(|a| ArgValue { name: a.name.clone(), value: self.eval_arg(&a.value, env), span: a.value.span })
+            .collect();
+        let name = &call.callee.name;
+        if let Some(b) = env.vars.get_mut(name) {
+            b.used = true;
+            let f = b.value.clone();
+            let mut inputs: Vec<(Value, Span)> = piped.into_iter().collect();
+            inputs.extend(args.into_iter().map(|a| (a.value, a.span)));
+            return match f {
+                Value::Layer(layer) => self.apply_layer(&layer, inputs, call.span, env),
+                Value::Error => Value::Error,
+                other => {
+                    self.report(Diagnostic::error(
+                        "N2009",
+                        format!("`{name}` is {}, not something that can be called", other.describe()),
+                        call.callee.span,
+                        "not callable",
+                    ));
+                    Value::Error
+                }
+            };
+        }
+        match self.defs.get(name) {
+            Some(Def::Model(_)) => {
+                let mut inputs: Vec<(Value, Span)> = piped.into_iter().collect();
+                for a in args {
+                    if let Some(n) = &a.name {
+                        self.report(Diagnostic::error(
+                            "N2004",
+                            format!("model `{name}` takes its inputs by position"),
+                            n.span,
+                            "named argument",
+                        ));
+                    }
+                    inputs.push((a.value, a.span));
+                }
+                return self.call_model(name, inputs, call.span);
+            }
+            Some(Def::Block(_)) => return self.call_block(call, args, piped, env),
+            Some(Def::Const(_) | Def::Data(_)) => {
+                self.report(Diagnostic::error(
+                    "N2009",
+                    format!("`{name}` is not a layer or function"),
+                    call.callee.span,
+                    "cannot be called",
+                ));
+                return Value::Error;
+            }
+            None => {}
+        }
+        let Some(builtin) = builtins::lookup(name) else {
+            let mut names: Vec<&str> = builtins::all().iter().map(|b| b.name).collect();
+            names.extend(self.defs.keys().map(String::as_str));
+            let hint = suggest::closest(name, names).map(str::to_string);
+            let mut d = Diagnostic::error(
+                "N2002",
+                format!("unknown layer or function `{name}`"),
+                call.callee.span,
+                "not a built-in, block or model",
+            );
+            if let Some(h) = hint {
+                d = d.with_help(format!("did you mean `{h}`?"));
+            }
+            self.report(d);
+            return Value::Error;
+        };
+        if builtin.name == "repeat" {
+            return self.repeat(call, args, piped, env);
+        }
+        self.call_builtin(builtin, &args, piped, call.span, env)
+    }
+
+    /// Bind arguments to a built-in and run its shape rule.
+    pub(crate) fn call_builtin(
+        &mut self,
+        b: &'static Builtin,
+        args: &[ArgValue],
+        piped: Option<(Value, Span)>,
+        span: Span,
+        env: &mut Env,
+    ) -> Value {
+        // Tensor inputs: the piped value, then leading positional tensors.
+        let mut inputs: Vec<(Value, Span)> = piped.into_iter().collect();
+        let mut rest = args;
+        let wants_more = |n: usize| b.is_variadic() || n < b.inputs.len();
+        while let Some((first, tail)) = rest.split_first() {
+            let is_input = first.name.is_none()
+                && wants_more(inputs.len())
+                && match &first.value {
+                    Value::Tensor(_) | Value::Error => true,
+                    Value::Type(_) => b.kind == Kind::Transform,
+                    // Loss targets may be plain numbers: `bce(p, 1)`.
+                    Value::Int(_) | Value::Float(_) => b.kind == Kind::Loss && !inputs.is_empty(),
+                    _ => false,
+                };
+            if !is_input {
+                break;
+            }
+            inputs.push((first.value.clone(), first.span));
+            rest = tail;
+        }
+        let bound = match self.bind_args(b, rest, span) {
+            Some(bound) => bound,
+            None => return Value::Error,
+        };
+        if let Some(bad) = inputs.iter().find(|(v, _)| matches!(v, Value::Error)) {
+            let _ = bad;
+            return Value::Error;
+        }
+        let min_inputs = if b.is_variadic() { b.inputs.len() } else { b.inputs.len() };
+        let spec_kind = matches!(
+            b.kind,
+            Kind::Optimizer | Kind::Schedule | Kind::Metric | Kind::Source | Kind::Constructor
+        ) && b.inputs.is_empty();
+        if spec_kind {
+            return self.run_spec(b, bound, span);
+        }
+        if inputs.is_empty() && !b.inputs.is_empty() && matches!(b.kind, Kind::Layer | Kind::Function | Kind::Transform) {
+            return Value::Layer(Rc::new(LayerValue { callable: Callable::Builtin { name: b.name, args: bound }, span }));
+        }
+        if inputs.len() < min_inputs {
+            let missing = b.inputs[inputs.len()].trim_end_matches("...");
+            self.report(
+                Diagnostic::error(
+                    "N2005",
+                    format!("`{}` is missing its input `{missing}`", b.name),
+                    span,
+                    format!("expected {} input(s), found {}", b.inputs.len(), inputs.len()),
+                )
+                .with_help(format!("signature: {}", b.signature())),
+            );
+            return Value::Error;
+        }
+        if !b.is_variadic() && inputs.len() > b.inputs.len() {
+            let (_, extra) = &inputs[b.inputs.len()];
+            self.report(
+                Diagnostic::error(
+                    "N2006",
+                    format!("`{}` takes {} input(s), found {}", b.name, b.inputs.len(), inputs.len()),
+                    *extra,
+                    "extra input",
+                )
+                .with_help(format!("signature: {}", b.signature())),
+            );
+            return Value::Error;
+        }
+        self.run_rule(b, &bound, inputs, span, env)
+    }
+
+    /// Built-ins that make a spec value (optimizers, schedules, ...) run their rule for range
+    /// checks and become a [`Value::Spec`].
+    fn run_spec(&mut self, b: &'static Builtin, bound: BoundArgs, span: Span) -> Value {
+        let ctx = RuleCtx { inputs: &[], args: &bound };
+        match (b.rule)(&ctx) {
+            Ok(out) => match out.value {
+                Value::Tuple(items) if items.is_empty() => Value::Spec(Spec { name: b.name, args: bound, span }),
+                other => other,
+            },
+            Err(e) => {
+                self.report_rule_error(e, b, &bound, &[], span);
+                Value::Error
+            }
+        }
+    }
+
+    fn run_rule(
+        &mut self,
+        b: &'static Builtin,
+        bound: &BoundArgs,
+        inputs: Vec<(Value, Span)>,
+        span: Span,
+        env: &mut Env,
+    ) -> Value {
+        let mut types = Vec::new();
+        let mut depends_on = std::collections::BTreeSet::new();
+        for (v, s) in &inputs {
+            match v {
+                Value::Tensor(t) => {
+                    types.push(t.ty.clone());
+                    depends_on.extend(t.depends_on.iter().cloned());
+                }
+                Value::Type(t) if b.kind == Kind::Transform => types.push(t.clone()),
+                Value::Int(_) | Value::Float(_) => types.push(super::expr::scalar_f32()),
+                Value::Error => return Value::Error,
+                other => {
+                    self.report(
+                        Diagnostic::error(
+                            "N2008",
+                            format!("`{}` expects a tensor input, found {}", b.name, other.describe()),
+                            *s,
+                            "not a tensor",
+                        )
+                        .with_help(format!("signature: {}", b.signature())),
+                    );
+                    return Value::Error;
+                }
+            }
+        }
+        let ctx = RuleCtx { inputs: &types, args: bound };
+        match (b.rule)(&ctx) {
+            Ok(out) => {
+                if !out.weights.is_empty() {
+                    self.add_weights(b.name, span, &out.weights, env);
+                    if let Some(owner) = &env.owner {
+                        depends_on.insert(owner.clone());
+                    }
+                }
+                match out.value {
+                    Value::Tensor(mut t) => {
+                        if matches!(b.name, "stop_gradient" | "detach") {
+                            t.depends_on.clear();
+                        } else {
+                            t.depends_on.extend(depends_on);
+                        }
+                        Value::Tensor(t)
+                    }
+                    other => other,
+                }
+            }
+            Err(e) => {
+                let spans: Vec<Span> = inputs.iter().map(|(_, s)| *s).collect();
+                self.report_rule_error(e, b, bound, &spans, span);
+                Value::Error
+            }
+        }
+    }
+
+    fn report_rule_error(
+        &mut self,
+        e: builtins::RuleError,
+        b: &Builtin,
+        bound: &BoundArgs,
+        input_spans: &[Span],
+        call_span: Span,
+    ) {
+        let locate = |blame: Blame| match blame {
+            Blame::Input(i) => input_spans.get(i).copied().unwrap_or(call_span),
+            Blame::Param(p) => bound.span(p).unwrap_or(call_span),
+            Blame::Call => call_span,
+        };
+        let mut d = Diagnostic::error(e.code, format!("{}: {}", b.name, e.message), locate(e.blame), e.label);
+        for (blame, label) in e.also {
+            d = d.with_label(locate(blame), label);
+        }
+        if let Some(h) = e.help {
+            d = d.with_help(h);
+        }
+        self.report(d);
+    }
+
+    /// Record the weights a layer call creates under its model, named `layer_n.weight`.
+    fn add_weights(&mut self, layer: &str, _span: Span, weights: &[builtins::Weight], env: &mut Env) {
+        let Some(owner) = env.owner.clone() else { return };
+        let n = env.layer_counts.entry(layer.to_string()).or_insert(0);
+        let prefix = format!("{layer}_{n}");
+        *n += 1;
+        let list = self.weights.entry(owner).or_default();
+        for w in weights {
+            list.push((format!("{prefix}.{}", w.name), w.clone()));
+        }
+    }
+
+    /// Match arguments to a built-in's parameters: positional in order, then by name; check
+    /// each value's type; fill defaults. Reports and returns `None` on any mistake.
+    pub(crate) fn bind_args(&mut self, b: &Builtin, args: &[ArgValue], call_span: Span) -> Option<BoundArgs> {
+        let mut slots: Vec<Option<(Value, Span)>> = vec![None; b.params.len()];
+        let mut ok = true;
+        let mut positional = 0;
+        for a in args {
+            let index = match &a.name {
+                None => {
+                    if positional >= b.params.len() {
+                        self.report(
+                            Diagnostic::error(
+                                "N2006",
+                                format!("too many arguments to `{}`", b.name),
+                                a.span,
+                                "unexpected argument",
+                            )
+                            .with_help(format!("signature: {}", b.signature())),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    positional += 1;
+                    positional - 1
+                }
+                Some(n) => match b.params.iter().position(|p| p.name == n.name) {
+                    Some(i) => i,
+                    None => {
+                        let hint = suggest::closest(&n.name, b.params.iter().map(|p| p.name));
+                        let mut d = Diagnostic::error(
+                            "N2004",
+                            format!("`{}` has no argument `{}`", b.name, n.name),
+                            n.span,
+                            "unknown argument",
+                        );
+                        d = match hint {
+                            Some(h) => d.with_help(format!("did you mean `{h}`? signature: {}", b.signature())),
+                            None => d.with_help(format!("signature: {}", b.signature())),
+                        };
+                        self.report(d);
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            if let Some((_, first)) = &slots[index] {
+                let first = *first;
+                self.report(
+                    Diagnostic::error(
+                        "N2007",
+                        format!("argument `{}` of `{}` is given twice", b.params[index].name, b.name),
+                        a.span,
+                        "given again here",
+                    )
+                    .with_label(first, "first given here"),
+                );
+                ok = false;
+                continue;
+            }
+            slots[index] = Some((a.value.clone(), a.span));
+        }
+        let mut values = Vec::new();
+        for (p, slot) in b.params.iter().zip(slots) {
+            match slot {
+                Some((v, s)) => {
+                    let v = self.check_param_type(b, p, v, s);
+                    if matches!(v, Value::Error) {
+                        ok = false;
+                    }
+                    values.push(BoundArg { name: p.name, value: v, span: Some(s) });
+                }
+                None => {
+                    let value = match p.default {
+                        Default::Required => {
+                            self.report(
+                                Diagnostic::error(
+                                    "N2005",
+                                    format!("`{}` needs the argument `{}` ({})", b.name, p.name, p.doc),
+                                    call_span,
+                                    format!("`{}` missing", p.name),
+                                )
+                                .with_help(format!("signature: {}", b.signature())),
+                            );
+                            ok = false;
+                            Value::Error
+                        }
+                        Default::Absent => Value::Error,
+                        Default::Int(v) => Value::Int(v),
+                        Default::Float(v) => Value::Float(v),
+                        Default::Bool(v) => Value::Bool(v),
+                        Default::Str(v) => Value::Str(v.to_string()),
+                        Default::Word(v) => Value::Word(v.to_string()),
+                        Default::Pair(a, c) => Value::Tuple(vec![Value::Float(a), Value::Float(c)]),
+                    };
+                    values.push(BoundArg { name: p.name, value, span: None });
+                }
+            }
+        }
+        ok.then_some(BoundArgs { values })
+    }
+
+    fn check_param_type(&mut self, b: &Builtin, p: &builtins::Param, v: Value, span: Span) -> Value {
+        use ParamType as T;
+        let size = |v: &Value| match v {
+            Value::Int(i) => *i >= 1,
+            Value::Dim(_) => true,
+            _ => false,
+        };
+        let non_neg = |v: &Value| matches!(v, Value::Int(i) if *i >= 0);
+        let pair_of = |v: &Value, f: &dyn Fn(&Value) -> bool| match v {
+            Value::Tuple(items) => items.len() == 2 && items.iter().all(f),
+            other => f(other),
+        };
+        let number = |v: &Value| v.as_f64().is_some_and(f64::is_finite);
+        let fits = match (p.ty, &v) {
+            (_, Value::Error) => return Value::Error,
+            (T::Int, Value::Int(_)) => true,
+            (T::Size, v) => size(v),
+            (T::NonNeg, v) => non_neg(v),
+            (T::SizeOrPair, v) => pair_of(v, &size),
+            (T::NonNegOrPair, v) => pair_of(v, &non_neg),
+            (T::Float, v) => number(v),
+            (T::Probability, v) => v.as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)),
+            (T::Positive, v) => v.as_f64().is_some_and(|x| x > 0.0 && x.is_finite()),
+            (T::Bool, Value::Bool(_)) => true,
+            (T::Str, Value::Str(_)) => true,
+            (T::Word(words), Value::Word(w)) => words.contains(&w.as_str()),
+            (T::Axes, Value::Int(_)) => true,
+            (T::Axes, Value::Tuple(items)) => items.iter().all(|i| matches!(i, Value::Int(_))),
+            (T::Shape, Value::List(items)) => items.iter().all(|i| size(i)),
+            (T::Betas, Value::Tuple(items)) => {
+                items.len() == 2 && items.iter().all(|i| i.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)))
+            }
+            (T::Layer, Value::Layer(_) | Value::Model(_)) => true,
+            (T::Schedule, Value::Spec(s)) => builtins::lookup(s.name).is_some_and(|b| b.kind == Kind::Schedule),
+            (T::Paths, Value::Str(_)) => true,
+            (T::Paths, Value::List(items)) => !items.is_empty() && items.iter().all(|i| matches!(i, Value::Str(_))),
+            _ => false,
+        };
+        if fits {
+            return v;
+        }
+        if let Value::Word(w) = &v
+            && !matches!(p.ty, T::Word(_))
+        {
+            let ident = Ident { name: w.clone(), span };
+            let env = Env::new(String::new(), None);
+            self.unknown_name(&ident, &env);
+            return Value::Error;
+        }
+        let expected = match p.ty {
+            T::Word(words) => {
+                let list: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+                format!("one of {}", list.join(", "))
+            }
+            other => other.expected().to_string(),
+        };
+        let mut d = Diagnostic::error(
+            "N2008",
+            format!("argument `{}` of `{}` must be {expected}", p.name, b.name),
+            span,
+            format!("found {}", v.describe()),
+        );
+        if let (T::Word(words), Value::Word(w)) = (p.ty, &v)
+            && let Some(h) = suggest::closest(w, words.iter().copied())
+        {
+            d = d.with_help(format!("did you mean `{h}`?"));
+        }
+        self.report(d);
+        Value::Error
+    }
+
+    /// `repeat(n, layer)`: apply `n` fresh copies of the layer in sequence.
+    fn repeat(&mut self, call: &Call, args: Vec<ArgValue>, piped: Option<(Value, Span)>, env: &mut Env) -> Value {
+        let b = builtins::lookup("repeat").expect("repeat is a built-in");
+        let mut args = args;
+        let mut input = piped;
+        if input.is_none() && args.first().is_some_and(|a| matches!(a.value, Value::Tensor(_)) && a.name.is_none()) {
+            let a = args.remove(0);
+            input = Some((a.value, a.span));
+        }
+        let Some(bound) = self.bind_args(b, &args, call.span) else { return Value::Error };
+        let count = bound.int("count").max(0) as usize;
+        let Value::Layer(layer) = bound.get("layer").clone() else {
+            return Value::Error;
+        };
+        let value = Value::Layer(Rc::new(LayerValue { callable: Callable::Repeat(count, layer), span: call.span }));
+        match input {
+            Some((x, xs)) => self.apply_value(value, x, xs, call.span, env),
+            None => value,
+        }
+    }
+
+    /// Apply a layer value to tensor inputs.
+    pub(crate) fn apply_layer(
+        &mut self,
+        layer: &LayerValue,
+        inputs: Vec<(Value, Span)>,
+        span: Span,
+        env: &mut Env,
+    ) -> Value {
+        match &layer.callable {
+            Callable::Builtin { name, args } => {
+                let b = builtins::lookup(name).expect("layer values name built-ins");
+                if inputs.len() < b.inputs.len() && !b.is_variadic() {
+                    self.report(Diagnostic::error(
+                        "N2005",
+                        format!("`{name}` needs {} input(s), found {}", b.inputs.len(), inputs.len()),
+                        span,
+                        "missing input",
+                    ));
+                    return Value::Error;
+                }
+                self.run_rule(b, args, inputs, span, env)
+            }
+            Callable::Model(m) => self.call_model(m, inputs, span),
+            Callable::Block { name, hparams } => self.instantiate_block(name, hparams.clone(), inputs, span, layer.span, env),
+            Callable::Repeat(n, inner) => {
+                let mut inputs = inputs;
+                for _ in 0..*n {
+                    let out = self.apply_layer(inner, inputs, span, env);
+                    if matches!(out, Value::Error) {
+                        return out;
+                    }
+                    inputs = vec![(out, span)];
+                }
+                inputs.pop().map(|(v, _)| v).unwrap_or(Value::Error)
+            }
+        }
+    }
+
+    /// `Block(hparams...)` or, with tensors first or piped, `Block(x, hparams...)`.
+    fn call_block(&mut self, call: &Call, args: Vec<ArgValue>, piped: Option<(Value, Span)>, env: &mut Env) -> Value {
+        let name = call.callee.name.clone();
+        let Some(Def::Block(block)) = self.defs.get(&name) else { return Value::Error };
+        let block: &BlockItem = block;
+        let mut inputs: Vec<(Value, Span)> = piped.into_iter().collect();
+        let mut rest = args.into_iter().peekable();
+        while let Some(a) = rest.peek() {
+            if a.name.is_none() && matches!(a.value, Value::Tensor(_)) && inputs.len() < block.inputs.len() {
+                let a = rest.next().expect("peeked");
+                inputs.push((a.value, a.span));
+            } else {
+                break;
+            }
+        }
+        let mut slots: Vec<Option<Value>> = vec![None; block.hparams.len()];
+        let mut positional = 0;
+        let mut ok = true;
+        for a in rest {
+            let index = match &a.name {
+                None => {
+                    positional += 1;
+                    positional - 1
+                }
+                Some(n) => match block.hparams.iter().position(|h| h.name.name == n.name) {
+                    Some(i) => i,
+                    None => {
+                        let hint = suggest::closest(&n.name, block.hparams.iter().map(|h| h.name.name.as_str()));
+                        let mut d = Diagnostic::error(
+                            "N2004",
+                            format!("block `{name}` has no hyper-parameter `{}`", n.name),
+                            n.span,
+                            "unknown argument",
+                        );
+                        if let Some(h) = hint {
+                            d = d.with_help(format!("did you mean `{h}`?"));
+                        }
+                        self.report(d);
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            if index >= slots.len() {
+                self.report(
+                    Diagnostic::error("N2006", format!("too many arguments to block `{name}`"), a.span, "unexpected argument")
+                        .with_label(block.name.span, format!("`{name}` is defined here")),
+                );
+                ok = false;
+                continue;
+            }
+            let h = &block.hparams[index];
+            let fits = match (h.ty.name.as_str(), &a.value) {
+                (_, Value::Error) => false,
+                ("int", Value::Int(_)) | ("int", Value::Dim(_)) => true,
+                ("float", Value::Int(_) | Value::Float(_)) => true,
+                ("bool", Value::Bool(_)) => true,
+                ("string", Value::Str(_)) => true,
+                _ => {
+                    self.report(
+                        Diagnostic::error(
+                            "N2008",
+                            format!("hyper-parameter `{}` of `{name}` is `{}`", h.name.name, h.ty.name),
+                            a.span,
+                            format!("found {}", a.value.describe()),
+                        )
+                        .with_label(h.span, "declared here"),
+                    );
+                    false
+                }
+            };
+            ok &= fits;
+            slots[index] = Some(a.value);
+        }
+        let mut hparams = Vec::new();
+        for (h, slot) in block.hparams.iter().zip(slots) {
+            let value = match slot {
+                Some(v) => v,
+                None => match &h.default {
+                    Some(d) => {
+                        let mut denv = Env::new(format!("block {name}"), None);
+                        self.eval(d, &mut denv)
+                    }
+                    None => {
+                        self.report(
+                            Diagnostic::error(
+                                "N2005",
+                                format!("block `{name}` needs the hyper-parameter `{}`", h.name.name),
+                                call.span,
+                                format!("`{}` missing", h.name.name),
+                            )
+                            .with_label(h.span, "declared here"),
+                        );
+                        ok = false;
+                        Value::Error
+                    }
+                },
+            };
+            hparams.push((h.name.name.clone(), value));
+        }
+        if !ok {
+            return Value::Error;
+        }
+        if inputs.is_empty() {
+            return Value::Layer(Rc::new(LayerValue { callable: Callable::Block { name, hparams }, span: call.span }));
+        }
+        self.instantiate_block(&name, hparams, inputs, call.span, call.span, env)
+    }
+
+    /// Check a block's body with its hyper-parameters bound and its inputs set to the actual
+    /// argument types. Weights created inside belong to the caller's model.
+    fn instantiate_block(
+        &mut self,
+        name: &str,
+        hparams: Vec<(String, Value)>,
+        inputs: Vec<(Value, Span)>,
+        span: Span,
+        _layer_span: Span,
+        env: &mut Env,
+    ) -> Value {
+        let Some(Def::Block(block)) = self.defs.get(name) else { return Value::Error };
+        let block: &BlockItem = block;
+        if self.instantiations.iter().any(|(n, _)| n == name) || self.instantiation_depth_exceeded() {
+            self.report(Diagnostic::error(
+                "N2016",
+                format!("block `{name}` uses itself"),
+                span,
+                "recursive instantiation",
+            ));
+            return Value::Error;
+        }
+        if inputs.len() != block.inputs.len() {
+            self.report(
+                Diagnostic::error(
+                    "N2017",
+                    format!("block `{name}` takes {} input(s), found {}", block.inputs.len(), inputs.len()),
+                    span,
+                    "wrong number of inputs",
+                )
+                .with_label(block.name.span, "defined here"),
+            );
+            return Value::Error;
+        }
+        let mut benv = Env::new(format!("block {name}"), env.owner.clone());
+        benv.layer_counts = std::mem::take(&mut env.layer_counts);
+        for (h, (hname, value)) in block.hparams.iter().zip(&hparams) {
+            let _ = hname;
+            benv.bind(&h.name, value.clone());
+            benv.vars.get_mut(&h.name.name).expect("just bound").used = true;
+        }
+        let mut bindings = BTreeMap::new();
+        let mut depends_on = std::collections::BTreeSet::new();
+        for (input, (value, vspan)) in block.inputs.iter().zip(&inputs) {
+            let Value::Tensor(actual) = value else {
+                if !matches!(value, Value::Error) {
+                    self.report(Diagnostic::error(
+                        "N2008",
+                        format!("input `{}` of block `{name}` must be a tensor, found {}", input.name.name, value.describe()),
+                        *vspan,
+                        "not a tensor",
+                    ));
+                }
+                env.layer_counts = benv.layer_counts;
+                return Value::Error;
+            };
+            depends_on.extend(actual.depends_on.iter().cloned());
+            let Some(declared) = self.declared_type(&input.ty, &mut benv, true) else {
+                env.layer_counts = benv.layer_counts;
+                return Value::Error;
+            };
+            if let Err(d) = unify(&declared, &actual.ty, &mut bindings) {
+                self.report(
+                    Diagnostic::error(
+                        "N3008",
+                        format!("input `{}` of block `{name}` expects {}, found {}", input.name.name, declared, actual.ty),
+                        *vspan,
+                        format!("this is {}", actual.ty),
+                    )
+                    .with_label(input.ty.span, format!("declared as {declared}"))
+                    .with_help(d),
+                );
+                env.layer_counts = benv.layer_counts;
+                return Value::Error;
+            }
+            benv.bind(&input.name, value.clone());
+        }
+        for (sym, d) in &bindings {
+            benv.symbols.remove(sym);
+            if !benv.vars.contains_key(sym) {
+                let ident = Ident { name: sym.clone(), span: block.name.span };
+                benv.bind(&ident, d.as_known().map(Value::Int).unwrap_or(Value::Dim(d.clone())));
+                benv.vars.get_mut(sym).expect("just bound").used = true;
+            }
+        }
+        self.instantiations.push((name.to_string(), span));
+        let declared_out = block.output.as_ref().and_then(|t| self.declared_type(t, &mut benv, false));
+        let result = self.check_body(&block.body, &mut benv, "block");
+        let out = self.check_output(result, declared_out.as_ref(), block.output.as_ref(), &block.body);
+        self.instantiations.pop();
+        env.layer_counts = benv.layer_counts;
+        match out {
+            Some(ty) => {
+                let mut t = Tensor::new(ty);
+                t.depends_on = depends_on;
+                if let Some(o) = &env.owner {
+                    t.depends_on.insert(o.clone());
+                }
+                Value::Tensor(t)
+            }
+            None => Value::Error,
+        }
+    }
+
+    /// `Model(inputs...)`: unify arguments with the model's declared inputs and return its
+    /// output type with the symbols bound.
+    pub(crate) fn call_model(&mut self, name: &str, inputs: Vec<(Value, Span)>, span: Span) -> Value {
+        let Some(info) = self.model_info(name) else { return Value::Error };
+        let Some(Def::Model(m)) = self.defs.get(name) else { return Value::Error };
+        let m: &ModelItem = m;
+        if inputs.len() != info.inputs.len() {
+            self.report(
+                Diagnostic::error(
+                    "N2017",
+                    format!("model `{name}` takes {} input(s), found {}", info.inputs.len(), inputs.len()),
+                    span,
+                    "wrong number of inputs",
+                )
+                .with_label(m.name.span, "defined here"),
+            );
+            return Value::Error;
+        }
+        let mut bindings = BTreeMap::new();
+        let mut depends_on = std::collections::BTreeSet::new();
+        for ((input_name, declared), ((value, vspan), input)) in info.inputs.iter().zip(inputs.iter().zip(&m.inputs)) {
+            let actual = match value {
+                Value::Tensor(t) => t,
+                Value::Error => return Value::Error,
+                other => {
+                    self.report(Diagnostic::error(
+                        "N2008",
+                        format!("input `{input_name}` of model `{name}` must be a tensor, found {}", other.describe()),
+                        *vspan,
+                        "not a tensor",
+                    ));
+                    return Value::Error;
+                }
+            };
+            depends_on.extend(actual.depends_on.iter().cloned());
+            if let Err(why) = unify(declared, &actual.ty, &mut bindings) {
+                self.report(
+                    Diagnostic::error(
+                        "N3008",
+                        format!("input `{input_name}` of model `{name}` expects {declared}, found {}", actual.ty),
+                        *vspan,
+                        format!("this is {}", actual.ty),
+                    )
+                    .with_label(input.ty.span, format!("`{name}` declares {declared}"))
+                    .with_help(why),
+                );
+                return Value::Error;
+            }
+        }
+        let Some(output) = info.output else { return Value::Error };
+        let dims: Result<Vec<Dim>, _> = output.dims.iter().map(|d| d.substitute(&bindings)).collect();
+        let Ok(dims) = dims else { return Value::Error };
+        depends_on.insert(name.to_string());
+        Value::Tensor(Tensor { ty: TensorType::new(output.dtype, dims), depends_on })
+    }
+}
+
+/// Match an actual type against a declared one, binding the declared type's symbols.
+/// Returns a sentence explaining the first disagreement.
+pub(crate) fn unify(declared: &TensorType, actual: &TensorType, bindings: &mut BTreeMap<String, Dim>) -> Result<(), String> {
+    if declared.dtype != actual.dtype {
+        return Err(format!("the element types differ: {} vs {}", declared.dtype, actual.dtype));
+    }
+    if declared.rank() != actual.rank() {
+        return Err(format!("the ranks differ: {} vs {}", declared.rank(), actual.rank()));
+    }
+    for (i, (d, a)) in declared.dims.iter().zip(&actual.dims).enumerate() {
+        let d = d.substitute(bindings).map_err(|_| "dimension arithmetic overflows".to_string())?;
+        if let Some(sym) = d.as_symbol() {
+            if !bindings.contains_key(sym) {
+                bindings.insert(sym.to_string(), a.clone());
+                continue;
+            }
+        }
+        if d != *a {
+            return Err(format!("dimension {i} differs: expected {d}, found {a}"));
+        }
+    }
+    Ok(())
+}
