@@ -2,12 +2,14 @@
 
 /// The candidate closest to `name`, if it is close enough to be a plausible typo.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    // One edit in a two-letter name makes a different name, not a typo.
+    let limit = name.chars().count() / 3;
     candidates
         .into_iter()
         .filter(|c| *c != name)
+        .filter(|c| limit > 0 || c.eq_ignore_ascii_case(name))
         .map(|c| (edit_distance(name, c), c))
-        .filter(|&(d, c)| d <= limit || c.starts_with(name) && name.len() >= 3)
+        .filter(|&(d, c)| d <= limit.max(1) || c.starts_with(name) && name.len() >= 3)
         .min_by_key(|&(d, c)| (d, c))
         .map(|(_, c)| c)
 }
@@ -44,6 +46,7 @@ mod tests {
         assert_eq!(closest("conv2", ["conv2d", "conv_transpose2d", "linear"]), Some("conv2d"));
         assert_eq!(closest("lienar", ["conv2d", "linear"]), Some("linear"));
         assert_eq!(closest("xyz", ["conv2d", "linear"]), None);
+        assert_eq!(closest("h", ["A", "x"]), None);
         assert_eq!(edit_distance("kernal", "kernel"), 1);
     }
 }

@@ -186,6 +186,8 @@ struct Printer<'a> {
     /// Source offset where the last printed line element (statement, item, comment) ended; the
     /// text between it and the next one tells whether the user left a blank line.
     last: usize,
+    /// Measuring mode: print everything on one line (pipelines never break).
+    flat: bool,
 }
 
 impl<'a> Printer<'a> {
@@ -198,6 +200,7 @@ impl<'a> Printer<'a> {
             line_start: 0,
             cont: INDENT,
             last: 0,
+            flat: false,
         }
     }
 
@@ -889,6 +892,9 @@ impl<'a> Printer<'a> {
     /// For each stage, whether a line break goes before it.
     fn pipe_breaks(&self, e: &Expr, head: &Expr, stages: &[Expr], head_col: usize) -> Vec<bool> {
         let one_line = !self.has_newline(head.span.start, expr_end(e));
+        if self.flat {
+            return vec![false; stages.len()];
+        }
         if one_line {
             if self.flat_width(e).is_some_and(|w| head_col + w <= MAX_WIDTH) {
                 return vec![false; stages.len()];
@@ -960,6 +966,7 @@ impl<'a> Printer<'a> {
             return None;
         }
         let mut p = Printer::new(self.src, &[]);
+        p.flat = true;
         p.expr(e);
         (!p.out.contains('\n')).then(|| p.out.chars().count())
     }

@@ -127,15 +127,19 @@ fn describe(offset: usize, text: &str, err: &pest::error::Error<Rule>) -> Diagno
     let span = Span::new(at, at + found.len());
     let before = text[..pos].trim_end();
 
-    if before.ends_with("|>") && (rest.trim().is_empty() || found == "|>") {
+    if before.ends_with("|>") {
         let arrow = offset + before.len() - 2;
+        if found.is_empty() {
+            return Diagnostic::error("N1001", "dangling `|>`", Span::new(arrow, arrow + 2), "nothing follows this `|>`")
+                .with_help("write a layer or function after `|>`, or remove it");
+        }
         return Diagnostic::error(
             "N1001",
-            "dangling `|>`",
-            Span::new(arrow, arrow + 2),
-            "nothing follows this `|>`",
+            format!("expected a layer or function after `|>`, found {}", found_text(found)),
+            span,
+            "expected a layer or function",
         )
-        .with_help("write a layer or function after `|>`, or remove it");
+        .with_label(Span::new(arrow, arrow + 2), "this `|>` needs a stage after it");
     }
     let expected = tidy(expected);
     let wanted = match expected.len() {
@@ -164,18 +168,37 @@ fn push_unique(v: &mut Vec<String>, s: String) {
     }
 }
 
-/// Drop tokens that an "expression" already covers, and keep the list short and stable.
-fn tidy(mut expected: Vec<String>) -> Vec<String> {
-    const STARTS_EXPRESSION: [&str; 5] = ["`(`", "`[`", "`-`", "a name", "a number"];
-    if expected.iter().any(|e| e == "an expression") {
-        expected.retain(|e| {
-            !STARTS_EXPRESSION.contains(&e.as_str()) && e != "a string" && e != "`true`"
-        });
+/// Turn raw expectations into a short list a person can read: tokens that only start an
+/// expression become "an expression", whitespace and identifier characters disappear, and
+/// operators that could always continue an expression are dropped when anything else remains.
+fn tidy(expected: Vec<String>) -> Vec<String> {
+    const NOISE: [&str; 8] = ["` `", "`\\t`", "`\\r`", "`\\n`", "`\\r\\n`", "`#`", "`;`", "`E`"];
+    const STARTS_EXPRESSION: [&str; 15] = [
+        "`(`", "`[`", "`-`", "`\\\"`", "`_`", "`true`", "`false`", "`f32`", "`f64`", "`i32`", "`i64`", "`u8`", "`bool`",
+        "a name", "a number",
+    ];
+    const CONTINUES: [&str; 7] = ["`+`", "`-`", "`*`", "`/`", "`%`", "`.`", "`|>`"];
+    let mut out: Vec<String> = Vec::new();
+    for e in expected {
+        if NOISE.contains(&e.as_str()) {
+            continue;
+        }
+        let e = if STARTS_EXPRESSION.contains(&e.as_str()) || e == "a string" { "an expression".to_string() } else { e };
+        if !out.contains(&e) {
+            out.push(e);
+        }
     }
-    expected.retain(|e| !matches!(e.as_str(), "`\\r`" | "`\\n`" | "`\\r\\n`" | "`#`" | "`;`"));
-    expected.sort_by_key(|e| (!e.starts_with('`'), e.clone()));
-    expected.truncate(8);
-    expected
+    // After a complete argument, a closing bracket or comma is what is missing, not more
+    // expression (the tokens that "start an expression" there are identifier characters).
+    if out.iter().any(|e| matches!(e.as_str(), "`)`" | "`]`" | "`,`")) {
+        out.retain(|e| e != "an expression");
+    }
+    if out.iter().any(|e| !CONTINUES.contains(&e.as_str())) {
+        out.retain(|e| !CONTINUES.contains(&e.as_str()));
+    }
+    out.sort_by_key(|e| (!e.starts_with('`'), e.clone()));
+    out.truncate(8);
+    out
 }
 
 /// English for the rules that can appear in "expected ...". `None` hides a rule.

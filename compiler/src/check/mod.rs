@@ -149,6 +149,17 @@ pub(crate) struct Checker<'f> {
     pub weights: HashMap<String, Vec<(String, Weight)>>,
 }
 
+/// The name a (possibly broken) `let` line binds.
+fn let_name(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix("let")?;
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
 /// Deepest chain of block and model instantiations (`repeat` of blocks of blocks).
 const MAX_INSTANTIATION_DEPTH: usize = 32;
 
@@ -375,7 +386,19 @@ impl<'f> Checker<'f> {
                     }
                     last = Some((value, e.span));
                 }
-                Stmt::Error(_) => {}
+                Stmt::Error(span) => {
+                    // A `let` that did not parse still binds its name, so later lines do not
+                    // report it as unknown.
+                    if let Some(name) = let_name(self.text(*span)) {
+                        let ident = Ident { name: name.to_string(), span: *span };
+                        env.bind(&ident, Value::Error);
+                        env.vars.get_mut(name).expect("just bound").used = true;
+                    }
+                    // Inputs may have been used by the broken line: do not call them unused.
+                    for b in env.vars.values_mut() {
+                        b.used = true;
+                    }
+                }
             }
         }
         if body.stmts.is_empty() {
@@ -451,7 +474,7 @@ impl<'f> Checker<'f> {
             if inputs
                 && let ExprKind::Name(n) = &d.kind
                 && !env.vars.contains_key(&n.name)
-                && !self.defs.contains_key(&n.name)
+                && !matches!(self.defs.get(&n.name), Some(Def::Const(_)))
             {
                 env.symbols.insert(n.name.clone());
             }
