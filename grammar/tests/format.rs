@@ -425,6 +425,7 @@ fn mutated_examples_format_faithfully() {
             assert_eq!(format(&src), None);
         }
     }
+    eprintln!("MUTATIONS CHECKED {checked}");
     assert!(checked > 300, "only {checked} mutations parsed; the test is too weak");
 }
 
@@ -448,6 +449,7 @@ fn token_soup_never_panics() {
         }
     }
     // Most soup is not a program; a few are (empty items, comments, consts).
+    eprintln!("SOUP PARSED {parsed}");
     assert!(parsed > 0);
 }
 
@@ -466,11 +468,13 @@ fn body_soup_formats_faithfully() {
         let body: String = (0..n).map(|_| PARTS[rng.below(PARTS.len())]).collect();
         let src = format!("model A(x: f32[B]) -> f32[B] {{\n  {body}\n}}\n");
         if clean(&src) {
-            check(&format!("body soup {round}:\n{src}"), &src);
+            let o = check(&format!("body soup {round}:\n{src}"), &src);
+            if round % 500 == 0 || o.contains("  #") && round % 50 == 0 { eprintln!("IN:\n{src}OUT:\n{o}"); }
             parsed += 1;
         } else {
             assert_eq!(format(&src), None);
         }
     }
+    eprintln!("BODIES PARSED {parsed}");
     assert!(parsed > 500, "only {parsed} bodies parsed; the test is too weak");
 }

@@ -514,3 +514,94 @@ pub fn require_float(ctx: &RuleCtx, input: usize) -> Result<(), RuleError> {
     }
     Ok(())
 }
+
+/// Resolve a possibly negative axis (`-1` is the last) against the rank of input `input`, as
+/// PyTorch does, so rules index dims without going out of bounds. An axis outside
+/// `-rank..rank` is `N3009`, blamed on the parameter `param`.
+pub fn resolve_axis(ctx: &RuleCtx, input: usize, axis: i64, param: &'static str) -> Result<usize, RuleError> {
+    let ty = &ctx.inputs[input];
+    let rank = i64::try_from(ty.rank()).unwrap_or(i64::MAX);
+    let resolved = if axis < 0 { axis.checked_add(rank) } else { Some(axis) };
+    match resolved {
+        Some(a) if (0..rank).contains(&a) => Ok(usize::try_from(a).unwrap_or(0)),
+        _ => {
+            let valid = if rank == 0 {
+                "a rank-0 tensor has no axes".to_string()
+            } else {
+                format!("the axes of a rank-{rank} tensor are 0 to {}, or -{rank} to -1 from the end", rank - 1)
+            };
+            Err(RuleError::new(
+                "N3009",
+                format!("axis {axis} is out of range for {ty}"),
+                Blame::Param(param),
+                format!("axis {axis}"),
+            )
+            .also(Blame::Input(input), format!("this is {ty}"))
+            .help(valid))
+        }
+    }
+}
+
+/// Bind arguments for a rule test the way the checker does: given values by name, defaults
+/// filled in ([`Default::Absent`] and missing required ones become [`Value::Error`]).
+#[cfg(test)]
+pub(crate) fn bind_for_test(b: &Builtin, given: &[(&str, Value)]) -> BoundArgs {
+    for (name, _) in given {
+        assert!(b.params.iter().any(|p| p.name == *name), "`{}` has no parameter `{name}`", b.name);
+    }
+    let values = b
+        .params
+        .iter()
+        .map(|p| {
+            let value = match given.iter().find(|(n, _)| *n == p.name) {
+                Some((_, v)) => v.clone(),
+                None => match p.default {
+                    Default::Required | Default::Absent => Value::Error,
+                    Default::Int(v) => Value::Int(v),
+                    Default::Float(v) => Value::Float(v),
+                    Default::Bool(v) => Value::Bool(v),
+                    Default::Str(v) => Value::Str(v.to_string()),
+                    Default::Word(v) => Value::Word(v.to_string()),
+                    Default::Pair(a, c) => Value::Tuple(vec![Value::Float(a), Value::Float(c)]),
+                },
+            };
+            BoundArg { name: p.name, value, span: None }
+        })
+        .collect();
+    BoundArgs { values }
+}
+
+/// Run the rule of the built-in `name` in `family` on `inputs` with `given` arguments (tests).
+#[cfg(test)]
+pub(crate) fn run_for_test(
+    family: &[Builtin],
+    name: &str,
+    inputs: &[TensorType],
+    given: &[(&str, Value)],
+) -> Result<Output, RuleError> {
+    let b = family.iter().find(|b| b.name == name).unwrap_or_else(|| panic!("no built-in `{name}` in this family"));
+    let args = bind_for_test(b, given);
+    (b.rule)(&RuleCtx { inputs, args: &args })
+}
+
+/// A tensor type for tests from a dtype and a shape written as in `.net` files: `"B, 3, 32, 32"`.
+#[cfg(test)]
+pub(crate) fn ty_for_test(dtype: netc_grammar::DType, shape: &str) -> TensorType {
+    let dims = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<i64>().map(Dim::known).unwrap_or_else(|_| Dim::symbol(s)))
+        .collect();
+    TensorType::new(dtype, dims)
+}
+
+/// The result type of a rule that produced a tensor (tests).
+#[cfg(test)]
+pub(crate) fn out_for_test(out: &Output) -> TensorType {
+    match &out.value {
+        Value::Tensor(t) => t.ty.clone(),
+        Value::Type(t) => t.clone(),
+        other => panic!("expected a tensor or type, found {}", other.describe()),
+    }
+}
