@@ -7,6 +7,8 @@
 pub mod builtins;
 pub mod check;
 pub mod dim;
+pub mod docs;
+pub mod ir;
 pub mod render;
 pub mod suggest;
 pub mod types;

@@ -891,11 +891,10 @@ impl<'a> Printer<'a> {
 
     /// For each stage, whether a line break goes before it.
     fn pipe_breaks(&self, e: &Expr, head: &Expr, stages: &[Expr], head_col: usize) -> Vec<bool> {
-        let one_line = !self.has_newline(head.span.start, expr_end(e));
         if self.flat {
             return vec![false; stages.len()];
         }
-        if one_line {
+        if !self.breaks_inside(e) {
             if self.flat_width(e).is_some_and(|w| head_col + w <= MAX_WIDTH) {
                 return vec![false; stages.len()];
             }
@@ -959,16 +958,95 @@ impl<'a> Printer<'a> {
         Some(width)
     }
 
-    /// Width of an expression printed on one line, or `None` if it was written over several
-    /// lines (and so holds kept breaks or comments).
+    /// Width of an expression printed on one line, or `None` if it cannot be (it holds a
+    /// comment or a kept line break).
     fn flat_width(&self, e: &Expr) -> Option<usize> {
-        if self.has_newline(e.span.start, expr_end(e)) {
+        if self.breaks_inside(e) {
             return None;
         }
         let mut p = Printer::new(self.src, &[]);
         p.flat = true;
         p.expr(e);
         (!p.out.contains('\n')).then(|| p.out.chars().count())
+    }
+
+    /// Will the printed expression hold a line break whatever the width: a comment, or a line
+    /// break the printer keeps (between pipeline stages, before an operator, between the elements
+    /// of a bracketed list)? Line breaks the printer drops do not count, so the answer is the same
+    /// for the source and for its formatted text; layout decisions built on it are idempotent.
+    fn breaks_inside(&self, e: &Expr) -> bool {
+        let end = expr_end(e);
+        let first = self.comments.partition_point(|c| c.start < e.span.start);
+        if self.comments.get(first).is_some_and(|c| c.start < end) {
+            return true;
+        }
+        let mut stack = vec![e];
+        while let Some(e) = stack.pop() {
+            match &e.kind {
+                ExprKind::Pipe(head, stages) => {
+                    let mut prev_end = expr_end(head);
+                    for stage in stages {
+                        if self.has_newline(prev_end, stage.span.start) {
+                            return true;
+                        }
+                        prev_end = expr_end(stage);
+                    }
+                    stack.push(head);
+                    stack.extend(stages);
+                }
+                ExprKind::Binary(_, lhs, rhs) => {
+                    let lhs_end = expr_end(lhs);
+                    if self.has_newline(lhs_end, self.skip_trivia(lhs_end)) {
+                        return true;
+                    }
+                    stack.push(lhs);
+                    stack.push(rhs);
+                }
+                ExprKind::Call(c) => {
+                    let starts = c.args.iter().map(|a| a.span.start);
+                    let ends = c.args.iter().map(|a| expr_end(&a.value));
+                    if self.list_breaks(starts, ends) {
+                        return true;
+                    }
+                    stack.extend(c.args.iter().map(|a| &a.value));
+                }
+                ExprKind::Tuple(items) | ExprKind::List(items) => {
+                    if self.list_breaks(items.iter().map(|x| x.span.start), items.iter().map(expr_end)) {
+                        return true;
+                    }
+                    stack.extend(items);
+                }
+                ExprKind::Type(t) => {
+                    let dims = &t.dims;
+                    if self.list_breaks(dims.iter().map(|x| x.span.start), dims.iter().map(expr_end)) {
+                        return true;
+                    }
+                    stack.extend(dims);
+                }
+                ExprKind::Paren(inner) | ExprKind::Neg(inner) | ExprKind::Field(inner, _) => {
+                    stack.push(inner)
+                }
+                ExprKind::Int(_)
+                | ExprKind::Float(_)
+                | ExprKind::Str(_)
+                | ExprKind::Bool(_)
+                | ExprKind::Name(_) => {}
+            }
+        }
+        false
+    }
+
+    /// Is there a kept line break between two elements of a list, given the elements' starts
+    /// and ends (as `seq` and `separate` see them)?
+    fn list_breaks(
+        &self,
+        starts: impl Iterator<Item = usize>,
+        ends: impl Iterator<Item = usize>,
+    ) -> bool {
+        starts
+            .skip(1)
+            .zip(ends)
+            .any(|(next_start, prev_end)| self.has_newline(prev_end, next_start))
     }
 }
 

@@ -408,7 +408,7 @@ fn mutated_examples_format_faithfully() {
         .collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut checked = 0;
-    for round in 0..3000 {
+    for round in 0..600 {
         let mut src = sources[round % sources.len()].clone();
         for _ in 0..1 + rng.below(4) {
             let mut at = rng.below(src.len() + 1);
@@ -425,8 +425,7 @@ fn mutated_examples_format_faithfully() {
             assert_eq!(format(&src), None);
         }
     }
-    eprintln!("MUTATIONS CHECKED {checked}");
-    assert!(checked > 300, "only {checked} mutations parsed; the test is too weak");
+    assert!(checked > 60, "only {checked} mutations parsed; the test is too weak");
 }
 
 /// Random token soup: must never panic; whatever parses must format faithfully.
@@ -440,7 +439,7 @@ fn token_soup_never_panics() {
     ];
     let mut rng = Rng(42);
     let mut parsed = 0;
-    for round in 0..20000 {
+    for round in 0..5000 {
         let n = 1 + rng.below(40);
         let src: String = (0..n).map(|_| TOKENS[rng.below(TOKENS.len())]).collect();
         if format(&src).is_some() {
@@ -449,7 +448,6 @@ fn token_soup_never_panics() {
         }
     }
     // Most soup is not a program; a few are (empty items, comments, consts).
-    eprintln!("SOUP PARSED {parsed}");
     assert!(parsed > 0);
 }
 
@@ -463,18 +461,298 @@ fn body_soup_formats_faithfully() {
     ];
     let mut rng = Rng(7);
     let mut parsed = 0;
-    for round in 0..20000 {
+    for round in 0..5000 {
         let n = 1 + rng.below(14);
         let body: String = (0..n).map(|_| PARTS[rng.below(PARTS.len())]).collect();
         let src = format!("model A(x: f32[B]) -> f32[B] {{\n  {body}\n}}\n");
         if clean(&src) {
-            let o = check(&format!("body soup {round}:\n{src}"), &src);
-            if round % 500 == 0 || o.contains("  #") && round % 50 == 0 { eprintln!("IN:\n{src}OUT:\n{o}"); }
+            check(&format!("body soup {round}:\n{src}"), &src);
             parsed += 1;
         } else {
             assert_eq!(format(&src), None);
         }
     }
-    eprintln!("BODIES PARSED {parsed}");
-    assert!(parsed > 500, "only {parsed} bodies parsed; the test is too weak");
+    assert!(parsed > 100, "only {parsed} bodies parsed; the test is too weak");
+}
+
+/// Writes random but valid programs, with blanks, comments and line breaks at every place the
+/// grammar allows one: before `|>`, an operator, `.` or `-`, and around commas in brackets.
+struct Gen {
+    rng: Rng,
+    comment: usize,
+}
+
+impl Gen {
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[self.rng.below(options.len())]
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.rng.below(100) < percent
+    }
+
+    fn comment(&mut self) -> String {
+        self.comment += 1;
+        format!("# c{}", self.comment)
+    }
+
+    /// Trivia before a token that may start a continuation line (`|>`, an operator, `.`, `-`).
+    fn before_continuation(&mut self) -> String {
+        match self.rng.below(10) {
+            0 => "\n      ".to_string(),
+            1 => format!("  {}\n   ", self.comment()),
+            2 => format!("\n  {}\n\n    ", self.comment()),
+            3 => "\n".to_string(),
+            _ => " ".to_string(),
+        }
+    }
+
+    /// Trivia where brackets allow newlines (after `(`, around `,`, before `)`).
+    fn in_brackets(&mut self) -> String {
+        match self.rng.below(12) {
+            0 => "\n    ".to_string(),
+            1 => format!(" {}\n      ", self.comment()),
+            2 => format!("\n{}\n", self.comment()),
+            3 | 4 => " ".to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn list(&mut self, open: &str, close: &str, depth: usize, min: usize, named: bool) -> String {
+        let n = min + self.rng.below(3);
+        let mut s = String::from(open);
+        for i in 0..n {
+            s += &self.in_brackets();
+            if i > 0 {
+                s += ",";
+                s += &self.in_brackets();
+            }
+            if named && self.chance(30) {
+                s += self.pick(&["k: ", "kernel:", "lr :  "]);
+                s += &self.expr_after_space(depth + 1);
+            } else {
+                s += &self.expr(depth + 1);
+            }
+        }
+        if n > 0 && self.chance(20) {
+            s += ",";
+        }
+        s += &self.in_brackets();
+        s + close
+    }
+
+    fn primary(&mut self, depth: usize) -> String {
+        let deep = depth > 2;
+        match self.rng.below(if deep { 5 } else { 11 }) {
+            0 => self.pick(&["1", "2.50", "1e-3", "0.1", "7E+2", "64"]).to_string(),
+            1 => self.pick(&["x", "relu", "B", "layer_norm", "true"]).to_string(),
+            2 => self
+                .pick(&["\"a\"", "\"t\\tab\\\\ \\\"q\\\"\"", "\"\""])
+                .to_string(),
+            3 | 4 => self.pick(&["flatten", "y", "false", "d"]).to_string(),
+            5 | 6 => {
+                let name = self.pick(&["f", "linear", "conv2d"]).to_string();
+                name + &self.list("(", ")", depth, 0, true)
+            }
+            7 => format!("({})", self.expr(depth + 1)),
+            8 => self.list("(", ")", depth, 2, false),
+            9 => self.list("[", "]", depth, 0, false),
+            _ => self.pick(&["f32", "i32", "bool"]).to_string() + &self.list("[", "]", depth, 1, false),
+        }
+    }
+
+    fn postfix(&mut self, depth: usize) -> String {
+        let mut s = self.primary(depth);
+        while self.chance(10) {
+            s += &self.before_continuation();
+            s += ".";
+            s += self.pick(&["w", "shape"]);
+        }
+        s
+    }
+
+    fn unary(&mut self, depth: usize) -> String {
+        let mut s = String::new();
+        while self.chance(15) {
+            // A line break may follow a `-` only when another `-` comes next.
+            if !s.is_empty() && self.chance(30) {
+                s += &self.before_continuation();
+            }
+            s += "-";
+        }
+        s + &self.postfix(depth)
+    }
+
+    fn expr(&mut self, depth: usize) -> String {
+        let mut s = self.unary(depth);
+        while self.chance(if depth > 1 { 5 } else { 25 }) {
+            s += &self.before_continuation();
+            s += self.pick(&["+", "-", "*", "/", "%"]);
+            s += self.pick(&[" ", "", "  "]);
+            s += &self.unary(depth + 1);
+        }
+        while self.chance(if depth > 1 { 10 } else { 45 }) {
+            s += &self.before_continuation();
+            s += "|>";
+            s += self.pick(&[" ", "", "  "]);
+            s += &self.postfix(depth + 1);
+        }
+        s
+    }
+
+    /// An expression after `=`, `:` or a setting key: a line break may come before it only
+    /// when it starts with `-`.
+    fn expr_after_space(&mut self, depth: usize) -> String {
+        let e = self.expr(depth);
+        if e.starts_with('-') && self.chance(30) {
+            format!(" {}\n  {e}", self.comment())
+        } else {
+            format!(" {e}")
+        }
+    }
+
+    fn sep(&mut self) -> String {
+        match self.rng.below(8) {
+            0 => ";".to_string(),
+            1 => "; ".to_string(),
+            2 => "\n\n\n  ".to_string(),
+            3 => format!("   {}\n  ", self.comment()),
+            4 => format!("\n    {}\n\n  ", self.comment()),
+            _ => "\n  ".to_string(),
+        }
+    }
+
+    fn stmts(&mut self, make: fn(&mut Gen) -> String) -> String {
+        let n = self.rng.below(5);
+        let mut s = String::from("{");
+        s += self.pick(&["\n  ", " ", "  # open\n  "]);
+        for i in 0..n {
+            if i > 0 {
+                s += &self.sep();
+            }
+            s += &make(self);
+        }
+        s += self.pick(&["\n", " ", "\n  # close\n", "\n\n"]);
+        s + "}"
+    }
+
+    fn body_stmt(&mut self) -> String {
+        if self.chance(40) {
+            let e = self.expr_after_space(0);
+            format!("let v{} ={e}", self.rng.below(3))
+        } else {
+            self.expr(0)
+        }
+    }
+
+    fn setting(&mut self) -> String {
+        let key = self.pick(&["source", "split", "metrics", "epochs", "shuffle"]).to_string();
+        let n = self.rng.below(4);
+        let mut s = key;
+        for i in 0..n {
+            if i > 0 {
+                s += &self.in_brackets();
+                s += ",";
+                s += &self.in_brackets();
+                if self.chance(40) {
+                    s += "seed:";
+                }
+            }
+            s += &self.expr_after_space(1);
+        }
+        s
+    }
+
+    fn entry(&mut self) -> String {
+        if self.chance(50) {
+            let e = self.expr_after_space(0);
+            format!("{}:{e}", self.pick(&["image", "label"]))
+        } else {
+            self.setting()
+        }
+    }
+
+    fn train_stmt(&mut self) -> String {
+        match self.rng.below(5) {
+            0 => {
+                let e = self.expr_after_space(0);
+                format!("update M, N with{e}")
+            }
+            1 => format!("step s {}", self.stmts(Gen::train_stmt_flat)),
+            2 => {
+                let e = self.expr_after_space(0);
+                format!("let t ={e}")
+            }
+            _ => self.setting(),
+        }
+    }
+
+    fn train_stmt_flat(&mut self) -> String {
+        if self.chance(50) {
+            let e = self.expr_after_space(0);
+            format!("update M with{e}")
+        } else {
+            self.setting()
+        }
+    }
+
+    fn item(&mut self) -> String {
+        match self.rng.below(5) {
+            0 => {
+                let e = self.expr_after_space(0);
+                format!("const k ={e}")
+            }
+            1 => {
+                let inputs = self.list("(", ")", 3, 0, false);
+                // Inputs are `name: type`; replace the generated list by a fixed one when it is
+                // not a valid input list, keeping the generated trivia test for shapes below.
+                let _ = inputs;
+                let shape = self.list("[", "]", 3, 1, false);
+                format!("model M(x: f32{shape}, y: f32[B]) -> f32[B] {}", self.stmts(Gen::body_stmt))
+            }
+            2 => {
+                let default = self.expr_after_space(3);
+                format!(
+                    "block Blk(d: int, p: float ={default})(x: f32[B, d]) {}",
+                    self.stmts(Gen::body_stmt)
+                )
+            }
+            3 => format!("data dd {}", self.stmts(Gen::entry)),
+            _ => format!("train tt {}", self.stmts(Gen::train_stmt)),
+        }
+    }
+
+    fn file(&mut self) -> String {
+        let n = 1 + self.rng.below(3);
+        let mut s = String::new();
+        for _ in 0..n {
+            s += self.pick(&["", "\n", "# lead\n", "\n\n# lead\n\n"]);
+            s += &self.item();
+            s += self.pick(&["\n", "  # after\n", "\n\n"]);
+        }
+        s
+    }
+}
+
+#[test]
+fn generated_programs_format_faithfully() {
+    let mut generator = Gen {
+        rng: Rng(0x2545_f491_4f6c_dd1d),
+        comment: 0,
+    };
+    let mut parsed = 0;
+    let rounds = 3000;
+    for round in 0..rounds {
+        let src = generator.file();
+        if clean(&src) {
+            check(&format!("generated {round}:\n{src}"), &src);
+            parsed += 1;
+        } else if round < 400 {
+            eprintln!("FAIL\n{src}\n{:?}\n=====", parse(&src).1.iter().map(|d| (&d.message, d.primary.span)).collect::<Vec<_>>());
+        }
+    }
+    assert!(
+        parsed * 10 > rounds * 8,
+        "only {parsed} of {rounds} generated programs parsed; the generator is off"
+    );
 }
