@@ -8,7 +8,11 @@ use netc_compiler::{Diagnostic, Severity, render};
 use netc_grammar::line_index::{ColumnUnit, LineIndex};
 
 #[derive(Parser)]
-#[command(name = "netc", version, about = "Compiler and trainer for the .net neural-network language")]
+#[command(
+    name = "netc",
+    version,
+    about = "Compiler and trainer for the .net neural-network language"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,11 @@ enum MessageFormat {
 pub fn run() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files, shapes, message_format } => check(&files, shapes, message_format),
+        Command::Check {
+            files,
+            shapes,
+            message_format,
+        } => check(&files, shapes, message_format),
     }
 }
 
@@ -76,7 +84,10 @@ fn read_source(path: &Path) -> Option<String> {
             Ok(s) => Some(s),
             Err(e) => {
                 let at = e.utf8_error().valid_up_to();
-                eprintln!("error[N0002]: {} is not valid UTF-8 (first bad byte at offset {at})", path.display());
+                eprintln!(
+                    "error[N0002]: {} is not valid UTF-8 (first bad byte at offset {at})",
+                    path.display()
+                );
                 None
             }
         },
@@ -129,7 +140,14 @@ fn diagnostic_json(d: &Diagnostic, name: &str, src: &str) -> serde_json::Value {
         "notes": notes,
     });
     let primary = place(d.primary.span);
-    for key in ["byte_start", "byte_end", "line_start", "column_start", "line_end", "column_end"] {
+    for key in [
+        "byte_start",
+        "byte_end",
+        "line_start",
+        "column_start",
+        "line_end",
+        "column_end",
+    ] {
         v[key] = primary[key].clone();
     }
     v
@@ -155,5 +173,9 @@ fn print_shapes(name: &str, analysis: &netc_compiler::Analysis) {
 fn one_line(text: &str) -> String {
     let joined: Vec<&str> = text.split_whitespace().collect();
     let s = joined.join(" ");
-    if s.chars().count() > 48 { format!("{}…", s.chars().take(47).collect::<String>()) } else { s }
+    if s.chars().count() > 48 {
+        format!("{}…", s.chars().take(47).collect::<String>())
+    } else {
+        s
+    }
 }

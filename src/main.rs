@@ -5,7 +5,9 @@ mod cli;
 fn main() {
     // Checking recurses over the syntax tree; a generous stack keeps adversarial input
     // (long chains, deep nesting within the parser's limits) far from overflowing it.
-    let child = std::thread::Builder::new().stack_size(256 << 20).spawn(cli::run);
+    let child = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(cli::run);
     let code = match child.map(|c| c.join()) {
         Ok(Ok(code)) => code,
         _ => {

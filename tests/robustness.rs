@@ -118,7 +118,11 @@ fn every_prefix_of_every_example_is_handled_quickly() {
                 let start = Instant::now();
                 netc_compiler::analyze(&example[..i]);
                 // A generous bound that only a pathological (exponential) parse would exceed.
-                assert!(start.elapsed() < Duration::from_secs(2), "prefix of {i} bytes took {:?}", start.elapsed());
+                assert!(
+                    start.elapsed() < Duration::from_secs(2),
+                    "prefix of {i} bytes took {:?}",
+                    start.elapsed()
+                );
             }
             i += 7;
         }
@@ -131,9 +135,16 @@ fn expect_errors(src: String) {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    expect_errors(format!("const x = {}1{}\n", "(".repeat(20_000), ")".repeat(20_000)));
+    expect_errors(format!(
+        "const x = {}1{}\n",
+        "(".repeat(20_000),
+        ")".repeat(20_000)
+    ));
     expect_errors(format!("const x = {}\n", "(".repeat(20_000)));
-    expect_errors(format!("model M(x: f32[B, 4]) -> f32[B, 4] {{\n  x |> {}relu\n}}\n", "f(".repeat(20_000)));
+    expect_errors(format!(
+        "model M(x: f32[B, 4]) -> f32[B, 4] {{\n  x |> {}relu\n}}\n",
+        "f(".repeat(20_000)
+    ));
 }
 
 #[test]
@@ -147,7 +158,10 @@ fn long_chains_are_handled() {
 
 #[test]
 fn huge_tokens_and_numbers() {
-    expect_errors(format!("model {}(x: f32[B, 4]) {{ y }}\n", "a".repeat(200_000)));
+    expect_errors(format!(
+        "model {}(x: f32[B, 4]) {{ y }}\n",
+        "a".repeat(200_000)
+    ));
     expect_errors("const n = 99999999999999999999999\n".to_string());
     expect_errors("const n = 1e999\n".to_string());
     expect_errors(
@@ -159,7 +173,10 @@ fn huge_tokens_and_numbers() {
 #[test]
 fn crlf_and_random_bytes() {
     for example in examples() {
-        assert_eq!(analyze_on_big_stack(example.replace('\n', "\r\n")), analyze_on_big_stack(example.clone()));
+        assert_eq!(
+            analyze_on_big_stack(example.replace('\n', "\r\n")),
+            analyze_on_big_stack(example.clone())
+        );
     }
     let mut state: u64 = 0x2545F4914F6CDD1D;
     for _ in 0..200 {

@@ -21,8 +21,11 @@ fn ui() {
         let src = fs::read_to_string(case).unwrap();
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let (_, analysis) = netc_compiler::analyze(&src);
-        let actual: String =
-            analysis.diagnostics.iter().map(|d| netc_compiler::render::render_plain(d, &name, &src)).collect();
+        let actual: String = analysis
+            .diagnostics
+            .iter()
+            .map(|d| netc_compiler::render::render_plain(d, &name, &src))
+            .collect();
         let expected_path = case.with_extension("stderr");
         if bless {
             fs::write(&expected_path, &actual).unwrap();
@@ -30,11 +33,25 @@ fn ui() {
         }
         let expected = fs::read_to_string(&expected_path).unwrap_or_default();
         if analysis.diagnostics.is_empty() {
-            failures.push(format!("{name}: no diagnostics; every UI case must show an error or warning"));
+            failures.push(format!(
+                "{name}: no diagnostics; every UI case must show an error or warning"
+            ));
         } else if actual != expected {
-            failures.push(format!("{name}: output differs from {}\n--- expected\n{expected}\n--- actual\n{actual}", expected_path.display()));
+            failures.push(format!(
+                "{name}: output differs from {}\n--- expected\n{expected}\n--- actual\n{actual}",
+                expected_path.display()
+            ));
         }
     }
-    assert!(cases.len() >= 40, "expected at least 40 UI cases, found {}", cases.len());
-    assert!(failures.is_empty(), "{} UI case(s) failed (BLESS=1 to accept):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        cases.len() >= 40,
+        "expected at least 40 UI cases, found {}",
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} UI case(s) failed (BLESS=1 to accept):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

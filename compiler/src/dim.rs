@@ -34,7 +34,9 @@ impl Dim {
     }
 
     pub fn symbol(name: &str) -> Dim {
-        Dim { terms: BTreeMap::from([(vec![name.to_string()], 1)]) }
+        Dim {
+            terms: BTreeMap::from([(vec![name.to_string()], 1)]),
+        }
     }
 
     /// The value, when the dim does not depend on any symbol.
@@ -94,9 +96,9 @@ impl Dim {
         match (self.as_known(), other.as_known()) {
             (_, Some(0)) => Err(DimError::DivideByZero),
             (Some(a), Some(b)) => Ok(Dim::known(a.div_euclid(b))),
-            (None, Some(b)) if self.terms.values().all(|c| c % b == 0) => {
-                Ok(Dim { terms: self.terms.iter().map(|(m, c)| (m.clone(), c / b)).collect() })
-            }
+            (None, Some(b)) if self.terms.values().all(|c| c % b == 0) => Ok(Dim {
+                terms: self.terms.iter().map(|(m, c)| (m.clone(), c / b)).collect(),
+            }),
             _ if self == other => Ok(Dim::known(1)),
             _ => Ok(Dim::symbol(&format!("({})/{}", self, other.atom_text()))),
         }
@@ -117,7 +119,10 @@ impl Dim {
         for (m, c) in &self.terms {
             let mut term = Dim::known(*c);
             for atom in m {
-                let factor = bindings.get(atom).cloned().unwrap_or_else(|| Dim::symbol(atom));
+                let factor = bindings
+                    .get(atom)
+                    .cloned()
+                    .unwrap_or_else(|| Dim::symbol(atom));
                 term = term.mul(&factor)?;
             }
             out = out.add(&term)?;
@@ -156,7 +161,11 @@ impl fmt::Display for Dim {
         let mut terms: Vec<_> = self.terms.iter().collect();
         terms.sort_by(|(ma, _), (mb, _)| mb.len().cmp(&ma.len()).then(ma.cmp(mb)));
         for (i, (m, c)) in terms.into_iter().enumerate() {
-            let (sign, abs) = if *c < 0 { ("-", c.unsigned_abs()) } else { ("+", c.unsigned_abs()) };
+            let (sign, abs) = if *c < 0 {
+                ("-", c.unsigned_abs())
+            } else {
+                ("+", c.unsigned_abs())
+            };
             match (i, sign) {
                 (0, "-") => f.write_str("-")?,
                 (0, _) => {}
@@ -199,7 +208,11 @@ mod tests {
         let a = t.div(&Dim::known(2)).unwrap();
         assert_eq!(a.to_string(), "(T - 4)/2");
         assert_eq!(a, t.div(&Dim::known(2)).unwrap());
-        let exact = Dim::known(4).mul(&sym("T")).unwrap().div(&Dim::known(2)).unwrap();
+        let exact = Dim::known(4)
+            .mul(&sym("T"))
+            .unwrap()
+            .div(&Dim::known(2))
+            .unwrap();
         assert_eq!(exact.to_string(), "2*T");
     }
 
@@ -215,6 +228,9 @@ mod tests {
         let big = Dim::known(i64::MAX);
         assert_eq!(big.mul(&Dim::known(2)), Err(DimError::Overflow));
         assert_eq!(big.add(&Dim::known(1)), Err(DimError::Overflow));
-        assert_eq!(Dim::known(1).div(&Dim::known(0)), Err(DimError::DivideByZero));
+        assert_eq!(
+            Dim::known(1).div(&Dim::known(0)),
+            Err(DimError::DivideByZero)
+        );
     }
 }

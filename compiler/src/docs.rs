@@ -10,7 +10,9 @@ pub fn builtins_markdown() -> String {
     let mut out = String::new();
     out.push_str("# Built-in reference\n\n");
     out.push_str("Generated from `compiler/src/builtins/` by `cargo test -p netc-compiler --test builtin_docs` ");
-    out.push_str("(`BLESS=1` to regenerate). Shapes use `B` for the batch and `*` for any leading dims.\n");
+    out.push_str(
+        "(`BLESS=1` to regenerate). Shapes use `B` for the batch and `*` for any leading dims.\n",
+    );
     let sections = [
         (Kind::Layer, "Layers (have parameters)"),
         (Kind::Function, "Functions"),

@@ -21,6 +21,8 @@ pub fn analyze(src: &str) -> (netc_grammar::File, Analysis) {
     let (file, syntax) = netc_grammar::parse(src);
     let mut analysis = check(&file, src);
     analysis.diagnostics.extend(syntax);
-    analysis.diagnostics.sort_by_key(|d| (d.primary.span.start, d.code));
+    analysis
+        .diagnostics
+        .sort_by_key(|d| (d.primary.span.start, d.code));
     (file, analysis)
 }

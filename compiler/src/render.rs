@@ -35,14 +35,22 @@ impl<'a> Report<'a> {
                 source: NamedSource::new(file_name, src.to_string()),
             })
             .collect();
-        Report { diag, source, notes }
+        Report {
+            diag,
+            source,
+            notes,
+        }
     }
 }
 
 fn span(label: &Label, primary: bool) -> LabeledSpan {
     let span = SourceSpan::new(label.span.start.into(), label.span.len());
     let text = (!label.message.is_empty()).then(|| label.message.clone());
-    if primary { LabeledSpan::new_primary_with_span(text, span) } else { LabeledSpan::new_with_span(text, span) }
+    if primary {
+        LabeledSpan::new_primary_with_span(text, span)
+    } else {
+        LabeledSpan::new_with_span(text, span)
+    }
 }
 
 impl fmt::Debug for Report<'_> {
@@ -72,7 +80,10 @@ impl miette::Diagnostic for Report<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diag
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -89,7 +100,9 @@ impl miette::Diagnostic for Report<'_> {
         if self.notes.is_empty() {
             return None;
         }
-        Some(Box::new(self.notes.iter().map(|n| n as &dyn miette::Diagnostic)))
+        Some(Box::new(
+            self.notes.iter().map(|n| n as &dyn miette::Diagnostic),
+        ))
     }
 }
 
@@ -124,11 +137,21 @@ impl miette::Diagnostic for Note {
 /// Render without colour or hyperlinks at a fixed width: what UI tests compare and what a
 /// terminal without colour shows.
 pub fn render_plain(diag: &Diagnostic, file_name: &str, src: &str) -> String {
-    render_with(GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()), diag, file_name, src)
+    render_with(
+        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()),
+        diag,
+        file_name,
+        src,
+    )
 }
 
 /// Render with the given miette handler.
-pub fn render_with(handler: GraphicalReportHandler, diag: &Diagnostic, file_name: &str, src: &str) -> String {
+pub fn render_with(
+    handler: GraphicalReportHandler,
+    diag: &Diagnostic,
+    file_name: &str,
+    src: &str,
+) -> String {
     let handler = handler.with_width(100).with_links(false);
     let report = Report::new(diag, file_name, src);
     let mut out = String::new();

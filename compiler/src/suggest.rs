@@ -43,7 +43,10 @@ mod tests {
 
     #[test]
     fn finds_typos() {
-        assert_eq!(closest("conv2", ["conv2d", "conv_transpose2d", "linear"]), Some("conv2d"));
+        assert_eq!(
+            closest("conv2", ["conv2d", "conv_transpose2d", "linear"]),
+            Some("conv2d")
+        );
         assert_eq!(closest("lienar", ["conv2d", "linear"]), Some("linear"));
         assert_eq!(closest("xyz", ["conv2d", "linear"]), None);
         assert_eq!(closest("h", ["A", "x"]), None);

@@ -20,7 +20,11 @@ pub struct TensorType {
 
 impl TensorType {
     pub fn new(dtype: DType, dims: Vec<Dim>) -> Self {
-        TensorType { dtype, dims, classes: None }
+        TensorType {
+            dtype,
+            dims,
+            classes: None,
+        }
     }
 
     pub fn f32(dims: Vec<Dim>) -> Self {
@@ -68,7 +72,10 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(ty: TensorType) -> Self {
-        Tensor { ty, depends_on: BTreeSet::new() }
+        Tensor {
+            ty,
+            depends_on: BTreeSet::new(),
+        }
     }
 }
 
@@ -76,8 +83,14 @@ impl Tensor {
 /// instantiated with its hyper-parameters, or a model.
 #[derive(Clone, Debug)]
 pub enum Callable {
-    Builtin { name: &'static str, args: crate::builtins::BoundArgs },
-    Block { name: String, hparams: Vec<(String, Value)> },
+    Builtin {
+        name: &'static str,
+        args: crate::builtins::BoundArgs,
+    },
+    Block {
+        name: String,
+        hparams: Vec<(String, Value)>,
+    },
     Model(String),
     /// `repeat(n, layer)`: `n` copies applied in sequence, each with its own parameters.
     Repeat(usize, Rc<LayerValue>),

@@ -9,5 +9,8 @@ fn builtin_reference_is_up_to_date() {
         return;
     }
     let on_disk = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(on_disk == generated, "docs/builtins.md is stale: run `BLESS=1 cargo test -p netc-compiler --test builtin_docs`");
+    assert!(
+        on_disk == generated,
+        "docs/builtins.md is stale: run `BLESS=1 cargo test -p netc-compiler --test builtin_docs`"
+    );
 }

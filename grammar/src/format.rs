@@ -120,9 +120,7 @@ fn starts_with_minus(src: &str, e: &Expr) -> bool {
 }
 
 fn setting_end(s: &Setting) -> usize {
-    s.args
-        .last()
-        .map_or(s.key.span.end, |a| expr_end(&a.value))
+    s.args.last().map_or(s.key.span.end, |a| expr_end(&a.value))
 }
 
 /// One line of a body: a statement, a data entry or a training statement.
@@ -895,7 +893,10 @@ impl<'a> Printer<'a> {
             return vec![false; stages.len()];
         }
         if !self.breaks_inside(e) {
-            if self.flat_width(e).is_some_and(|w| head_col + w <= MAX_WIDTH) {
+            if self
+                .flat_width(e)
+                .is_some_and(|w| head_col + w <= MAX_WIDTH)
+            {
                 return vec![false; stages.len()];
             }
             return self.split_group(head, stages, head_col);
@@ -1011,14 +1012,19 @@ impl<'a> Printer<'a> {
                     stack.extend(c.args.iter().map(|a| &a.value));
                 }
                 ExprKind::Tuple(items) | ExprKind::List(items) => {
-                    if self.list_breaks(items.iter().map(|x| x.span.start), items.iter().map(expr_end)) {
+                    if self.list_breaks(
+                        items.iter().map(|x| x.span.start),
+                        items.iter().map(expr_end),
+                    ) {
                         return true;
                     }
                     stack.extend(items);
                 }
                 ExprKind::Type(t) => {
                     let dims = &t.dims;
-                    if self.list_breaks(dims.iter().map(|x| x.span.start), dims.iter().map(expr_end)) {
+                    if self
+                        .list_breaks(dims.iter().map(|x| x.span.start), dims.iter().map(expr_end))
+                    {
                         return true;
                     }
                     stack.extend(dims);

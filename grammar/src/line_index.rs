@@ -50,8 +50,14 @@ impl LineIndex {
 
     /// Byte offset of a line and column; out-of-range positions clamp to the line's end.
     pub fn offset(&self, text: &str, pos: LineCol, unit: ColumnUnit) -> usize {
-        let Some(&start) = self.starts.get(pos.line) else { return text.len() };
-        let end = self.starts.get(pos.line + 1).map_or(text.len(), |&e| e.saturating_sub(1)).max(start);
+        let Some(&start) = self.starts.get(pos.line) else {
+            return text.len();
+        };
+        let end = self
+            .starts
+            .get(pos.line + 1)
+            .map_or(text.len(), |&e| e.saturating_sub(1))
+            .max(start);
         let line = &text[start..end];
         let mut counted = 0;
         for (i, c) in line.char_indices() {
@@ -81,9 +87,21 @@ mod tests {
         let text = "ab\n# é😀x\n";
         let idx = LineIndex::new(text);
         let x = text.find('x').unwrap();
-        assert_eq!(idx.line_col(text, x, ColumnUnit::Chars), LineCol { line: 1, col: 4 });
-        assert_eq!(idx.line_col(text, x, ColumnUnit::Utf16), LineCol { line: 1, col: 5 });
-        assert_eq!(idx.line_col(text, x, ColumnUnit::Utf8Bytes), LineCol { line: 1, col: 8 });
-        assert_eq!(idx.offset(text, LineCol { line: 1, col: 5 }, ColumnUnit::Utf16), x);
+        assert_eq!(
+            idx.line_col(text, x, ColumnUnit::Chars),
+            LineCol { line: 1, col: 4 }
+        );
+        assert_eq!(
+            idx.line_col(text, x, ColumnUnit::Utf16),
+            LineCol { line: 1, col: 5 }
+        );
+        assert_eq!(
+            idx.line_col(text, x, ColumnUnit::Utf8Bytes),
+            LineCol { line: 1, col: 8 }
+        );
+        assert_eq!(
+            idx.offset(text, LineCol { line: 1, col: 5 }, ColumnUnit::Utf16),
+            x
+        );
     }
 }

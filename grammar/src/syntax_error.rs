@@ -130,16 +130,27 @@ fn describe(offset: usize, text: &str, err: &pest::error::Error<Rule>) -> Diagno
     if before.ends_with("|>") {
         let arrow = offset + before.len() - 2;
         if found.is_empty() {
-            return Diagnostic::error("N1001", "dangling `|>`", Span::new(arrow, arrow + 2), "nothing follows this `|>`")
-                .with_help("write a layer or function after `|>`, or remove it");
+            return Diagnostic::error(
+                "N1001",
+                "dangling `|>`",
+                Span::new(arrow, arrow + 2),
+                "nothing follows this `|>`",
+            )
+            .with_help("write a layer or function after `|>`, or remove it");
         }
         return Diagnostic::error(
             "N1001",
-            format!("expected a layer or function after `|>`, found {}", found_text(found)),
+            format!(
+                "expected a layer or function after `|>`, found {}",
+                found_text(found)
+            ),
             span,
             "expected a layer or function",
         )
-        .with_label(Span::new(arrow, arrow + 2), "this `|>` needs a stage after it");
+        .with_label(
+            Span::new(arrow, arrow + 2),
+            "this `|>` needs a stage after it",
+        );
     }
     let expected = tidy(expected);
     let wanted = match expected.len() {
@@ -172,10 +183,12 @@ fn push_unique(v: &mut Vec<String>, s: String) {
 /// expression become "an expression", whitespace and identifier characters disappear, and
 /// operators that could always continue an expression are dropped when anything else remains.
 fn tidy(expected: Vec<String>) -> Vec<String> {
-    const NOISE: [&str; 8] = ["` `", "`\\t`", "`\\r`", "`\\n`", "`\\r\\n`", "`#`", "`;`", "`E`"];
+    const NOISE: [&str; 8] = [
+        "` `", "`\\t`", "`\\r`", "`\\n`", "`\\r\\n`", "`#`", "`;`", "`E`",
+    ];
     const STARTS_EXPRESSION: [&str; 15] = [
-        "`(`", "`[`", "`-`", "`\\\"`", "`_`", "`true`", "`false`", "`f32`", "`f64`", "`i32`", "`i64`", "`u8`", "`bool`",
-        "a name", "a number",
+        "`(`", "`[`", "`-`", "`\\\"`", "`_`", "`true`", "`false`", "`f32`", "`f64`", "`i32`",
+        "`i64`", "`u8`", "`bool`", "a name", "a number",
     ];
     const CONTINUES: [&str; 7] = ["`+`", "`-`", "`*`", "`/`", "`%`", "`.`", "`|>`"];
     let mut out: Vec<String> = Vec::new();
@@ -183,14 +196,21 @@ fn tidy(expected: Vec<String>) -> Vec<String> {
         if NOISE.contains(&e.as_str()) {
             continue;
         }
-        let e = if STARTS_EXPRESSION.contains(&e.as_str()) || e == "a string" { "an expression".to_string() } else { e };
+        let e = if STARTS_EXPRESSION.contains(&e.as_str()) || e == "a string" {
+            "an expression".to_string()
+        } else {
+            e
+        };
         if !out.contains(&e) {
             out.push(e);
         }
     }
     // After a complete argument, a closing bracket or comma is what is missing, not more
     // expression (the tokens that "start an expression" there are identifier characters).
-    if out.iter().any(|e| matches!(e.as_str(), "`)`" | "`]`" | "`,`")) {
+    if out
+        .iter()
+        .any(|e| matches!(e.as_str(), "`)`" | "`]`" | "`,`"))
+    {
         out.retain(|e| e != "an expression");
     }
     if out.iter().any(|e| !CONTINUES.contains(&e.as_str())) {

@@ -32,7 +32,10 @@ fn check(name: &str, src: &str) -> String {
     let out = format(src).unwrap_or_else(|| panic!("{name}: format returned None"));
     let (before, _) = parse(src);
     let (after, diags) = parse(&out);
-    assert!(diags.is_empty(), "{name}: output does not parse: {diags:#?}\n{out}");
+    assert!(
+        diags.is_empty(),
+        "{name}: output does not parse: {diags:#?}\n{out}"
+    );
     assert_eq!(shape(&before), shape(&after), "{name}: tree changed\n{out}");
     assert_eq!(
         comment_texts(src),
@@ -44,7 +47,14 @@ fn check(name: &str, src: &str) -> String {
         Some(out.as_str()),
         "{name}: not idempotent\n{out}"
     );
-    assert!(!out.contains('\r'), "{name}: output has a carriage return");
+    // A lone carriage return inside a comment or string is content and is kept as it is.
+    if !src.replace("\r\n", "\n").contains('\r') {
+        assert!(!out.contains('\r'), "{name}: output has a carriage return");
+    }
+    assert!(
+        !out.contains("\r\n"),
+        "{name}: output has a CRLF line ending"
+    );
     assert!(
         out.is_empty() || (out.ends_with('\n') && !out.ends_with("\n\n")),
         "{name}: output must end with exactly one newline"
@@ -107,7 +117,10 @@ fn examples_with_crlf_line_endings_format_the_same() {
 
 fn assert_formats(src: &str, expected: &str) {
     let out = check("case", src);
-    assert_eq!(out, expected, "\n--- got ---\n{out}--- expected ---\n{expected}");
+    assert_eq!(
+        out, expected,
+        "\n--- got ---\n{out}--- expected ---\n{expected}"
+    );
 }
 
 #[test]
@@ -369,6 +382,28 @@ fn crlf_input_gives_lf_output() {
     );
 }
 
+#[test]
+fn a_line_break_the_printer_drops_does_not_change_later_decisions() {
+    // The head `-b\n.w` spans two source lines but prints as `-b.w`; the pipeline must be laid
+    // out as the one-line pipeline it becomes, or formatting twice would differ.
+    let src = format!("const k = f({}, -b\n  .w |> x)\n", "a".repeat(85));
+    check("dropped break", &src);
+}
+
+#[test]
+fn odd_carriage_returns_do_not_panic() {
+    for src in [
+        "# a\rb\nconst a = 1\n",
+        "model A(x: f32[B]) {\n  x # a\r|> f\n}\n",
+        "const a = \"x\\\ry\"\n",
+        "const a = 1\r",
+    ] {
+        if let Some(out) = format(src) {
+            assert_eq!(format(&out).as_deref(), Some(out.as_str()), "{src:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------- generated inputs
 
 /// A small deterministic generator, so failures reproduce.
@@ -408,7 +443,7 @@ fn mutated_examples_format_faithfully() {
         .collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut checked = 0;
-    for round in 0..600 {
+    for round in 0..200 {
         let mut src = sources[round % sources.len()].clone();
         for _ in 0..1 + rng.below(4) {
             let mut at = rng.below(src.len() + 1);
@@ -425,17 +460,59 @@ fn mutated_examples_format_faithfully() {
             assert_eq!(format(&src), None);
         }
     }
-    assert!(checked > 60, "only {checked} mutations parsed; the test is too weak");
+    assert!(
+        checked > 60,
+        "only {checked} mutations parsed; the test is too weak"
+    );
 }
 
 /// Random token soup: must never panic; whatever parses must format faithfully.
 #[test]
 fn token_soup_never_panics() {
-    const TOKENS: [&str; 40] = [
-        "model ", "block ", "data ", "train ", "const ", "step ", "let ", "update ", " with ",
-        "x", "y", "f", "(", ")", "[", "]", "{", "}", ",", ":", "=", "->", "|>", "+", "-", "*",
-        "/", ".", "1", "2.5e-3", "\"s\\\"t\"", "f32", "#c", "\n", "\r\n", " ", ";", "é", "\\",
+    const TOKENS: [&str; 43] = [
+        "model ",
+        "block ",
+        "data ",
+        "train ",
+        "const ",
+        "step ",
+        "let ",
+        "update ",
+        " with ",
+        "x",
+        "y",
+        "f",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ":",
+        "=",
+        "->",
+        "|>",
+        "+",
+        "-",
+        "*",
+        "/",
+        ".",
+        "1",
+        "2.5e-3",
+        "\"s\\\"t\"",
+        "f32",
+        "#c",
+        "\n",
+        "\r\n",
+        " ",
+        ";",
+        "é",
+        "\\",
         "\"",
+        "\r",
+        "\t",
+        "\0",
     ];
     let mut rng = Rng(42);
     let mut parsed = 0;
@@ -455,13 +532,40 @@ fn token_soup_never_panics() {
 #[test]
 fn body_soup_formats_faithfully() {
     const PARTS: [&str; 30] = [
-        "x", "y", "f(", ")", "(", ",", "a: ", "-", "--1", " + ", " * ", " |> ", ".w", "1.0",
-        "\n", "\n\n", " # c\n", "\n  # own\n", ";", "let z = ", "[", "]", "f32[B", "(x,)",
-        "\"q\"", " - ", "g", "\n  |> ", "\n  + ", "\n  .v",
+        "x",
+        "y",
+        "f(",
+        ")",
+        "(",
+        ",",
+        "a: ",
+        "-",
+        "--1",
+        " + ",
+        " * ",
+        " |> ",
+        ".w",
+        "1.0",
+        "\n",
+        "\n\n",
+        " # c\n",
+        "\n  # own\n",
+        ";",
+        "let z = ",
+        "[",
+        "]",
+        "f32[B",
+        "(x,)",
+        "\"q\"",
+        " - ",
+        "g",
+        "\n  |> ",
+        "\n  + ",
+        "\n  .v",
     ];
     let mut rng = Rng(7);
     let mut parsed = 0;
-    for round in 0..5000 {
+    for round in 0..3000 {
         let n = 1 + rng.below(14);
         let body: String = (0..n).map(|_| PARTS[rng.below(PARTS.len())]).collect();
         let src = format!("model A(x: f32[B]) -> f32[B] {{\n  {body}\n}}\n");
@@ -472,7 +576,10 @@ fn body_soup_formats_faithfully() {
             assert_eq!(format(&src), None);
         }
     }
-    assert!(parsed > 100, "only {parsed} bodies parsed; the test is too weak");
+    assert!(
+        parsed > 100,
+        "only {parsed} bodies parsed; the test is too weak"
+    );
 }
 
 /// Writes random but valid programs, with blanks, comments and line breaks at every place the
@@ -544,8 +651,12 @@ impl Gen {
     fn primary(&mut self, depth: usize) -> String {
         let deep = depth > 2;
         match self.rng.below(if deep { 5 } else { 11 }) {
-            0 => self.pick(&["1", "2.50", "1e-3", "0.1", "7E+2", "64"]).to_string(),
-            1 => self.pick(&["x", "relu", "B", "layer_norm", "true"]).to_string(),
+            0 => self
+                .pick(&["1", "2.50", "1e-3", "0.1", "7E+2", "64"])
+                .to_string(),
+            1 => self
+                .pick(&["x", "relu", "B", "layer_norm", "true"])
+                .to_string(),
             2 => self
                 .pick(&["\"a\"", "\"t\\tab\\\\ \\\"q\\\"\"", "\"\""])
                 .to_string(),
@@ -557,7 +668,10 @@ impl Gen {
             7 => format!("({})", self.expr(depth + 1)),
             8 => self.list("(", ")", depth, 2, false),
             9 => self.list("[", "]", depth, 0, false),
-            _ => self.pick(&["f32", "i32", "bool"]).to_string() + &self.list("[", "]", depth, 1, false),
+            _ => {
+                self.pick(&["f32", "i32", "bool"]).to_string()
+                    + &self.list("[", "]", depth, 1, false)
+            }
         }
     }
 
@@ -627,10 +741,16 @@ impl Gen {
         let mut s = String::from("{");
         s += self.pick(&["\n  ", " ", "  # open\n  "]);
         for i in 0..n {
+            let stmt = make(self);
             if i > 0 {
-                s += &self.sep();
+                // On a new line, a leading `-` would continue the statement before it.
+                s += &if stmt.starts_with('-') {
+                    ";".to_string()
+                } else {
+                    self.sep()
+                };
             }
-            s += &make(self);
+            s += &stmt;
         }
         s += self.pick(&["\n", " ", "\n  # close\n", "\n\n"]);
         s + "}"
@@ -646,7 +766,9 @@ impl Gen {
     }
 
     fn setting(&mut self) -> String {
-        let key = self.pick(&["source", "split", "metrics", "epochs", "shuffle"]).to_string();
+        let key = self
+            .pick(&["source", "split", "metrics", "epochs", "shuffle"])
+            .to_string();
         let n = self.rng.below(4);
         let mut s = key;
         for i in 0..n {
@@ -708,7 +830,10 @@ impl Gen {
                 // not a valid input list, keeping the generated trivia test for shapes below.
                 let _ = inputs;
                 let shape = self.list("[", "]", 3, 1, false);
-                format!("model M(x: f32{shape}, y: f32[B]) -> f32[B] {}", self.stmts(Gen::body_stmt))
+                format!(
+                    "model M(x: f32{shape}, y: f32[B]) -> f32[B] {}",
+                    self.stmts(Gen::body_stmt)
+                )
             }
             2 => {
                 let default = self.expr_after_space(3);
@@ -741,14 +866,12 @@ fn generated_programs_format_faithfully() {
         comment: 0,
     };
     let mut parsed = 0;
-    let rounds = 3000;
+    let rounds = 600;
     for round in 0..rounds {
         let src = generator.file();
         if clean(&src) {
             check(&format!("generated {round}:\n{src}"), &src);
             parsed += 1;
-        } else if round < 400 {
-            eprintln!("FAIL\n{src}\n{:?}\n=====", parse(&src).1.iter().map(|d| (&d.message, d.primary.span)).collect::<Vec<_>>());
         }
     }
     assert!(

@@ -4,6 +4,11 @@
 //! None of them creates weights and all keep the input's shape, so one rule serves most of
 //! them; `softmax` and `log_softmax` also check their axis.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
 use super::{Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, param};
 use super::{require_float, resolve_axis};
 
@@ -23,7 +28,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Function,
         summary: "`x` where positive, `slope * x` elsewhere (PyTorch `F.leaky_relu`).",
         inputs: &["x"],
-        params: &[param("slope", ParamType::Float, Default::Float(0.01), "slope for negative inputs")],
+        params: &[param(
+            "slope",
+            ParamType::Float,
+            Default::Float(0.01),
+            "slope for negative inputs",
+        )],
         shape_rule: "[*] -> [*]",
         rule: elementwise,
     },
@@ -64,7 +74,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Function,
         summary: "Normalised exponentials along `axis`, summing to 1 (PyTorch `F.softmax`).",
         inputs: &["x"],
-        params: &[param("axis", ParamType::Int, Default::Int(-1), "axis to normalise; negative counts from the end")],
+        params: &[param(
+            "axis",
+            ParamType::Int,
+            Default::Int(-1),
+            "axis to normalise; negative counts from the end",
+        )],
         shape_rule: "[*] -> [*]",
         rule: along_axis,
     },
@@ -73,7 +88,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Function,
         summary: "Logarithm of `softmax` along `axis`, computed stably (PyTorch `F.log_softmax`).",
         inputs: &["x"],
-        params: &[param("axis", ParamType::Int, Default::Int(-1), "axis to normalise; negative counts from the end")],
+        params: &[param(
+            "axis",
+            ParamType::Int,
+            Default::Int(-1),
+            "axis to normalise; negative counts from the end",
+        )],
         shape_rule: "[*] -> [*]",
         rule: along_axis,
     },
@@ -158,7 +178,18 @@ mod tests {
 
     #[test]
     fn elementwise_functions_keep_the_shape() {
-        for name in ["relu", "leaky_relu", "gelu", "tanh", "sigmoid", "softmax", "log_softmax", "exp", "log", "sqrt"] {
+        for name in [
+            "relu",
+            "leaky_relu",
+            "gelu",
+            "tanh",
+            "sigmoid",
+            "softmax",
+            "log_softmax",
+            "exp",
+            "log",
+            "sqrt",
+        ] {
             let out = run(name, "B, 10", &[]).unwrap();
             assert_eq!(out_for_test(&out).to_string(), "f32[B, 10]", "{name}");
             assert!(out.weights.is_empty());

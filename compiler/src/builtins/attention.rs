@@ -4,6 +4,11 @@
 //! query/key/value projection, so weights load into it unchanged. The model width must split
 //! evenly into heads; that is checked here because PyTorch only finds out at construction.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
 use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, Weight, param};
 use super::{require_float, require_rank};
 use crate::dim::Dim;
@@ -19,9 +24,24 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Multi-head scaled dot-product attention of a sequence over itself (PyTorch `nn.MultiheadAttention`).",
         inputs: &["x"],
         params: &[
-            param("heads", ParamType::Size, Default::Required, "number of heads; must divide the width D"),
-            param("dropout", ParamType::Probability, Default::Float(0.0), "dropout on the attention weights"),
-            param("causal", ParamType::Bool, Default::Bool(false), "let each position attend only to itself and earlier ones"),
+            param(
+                "heads",
+                ParamType::Size,
+                Default::Required,
+                "number of heads; must divide the width D",
+            ),
+            param(
+                "dropout",
+                ParamType::Probability,
+                Default::Float(0.0),
+                "dropout on the attention weights",
+            ),
+            param(
+                "causal",
+                ParamType::Bool,
+                Default::Bool(false),
+                "let each position attend only to itself and earlier ones",
+            ),
         ],
         shape_rule: "[B, T, D] -> [B, T, D]; D % heads = 0; in_proj_weight [3D, D], in_proj_bias [3D], out_proj.weight [D, D], out_proj.bias [D]",
         rule: self_attention,
@@ -32,8 +52,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Multi-head attention of `query` over `memory` (cross-attention, PyTorch `nn.MultiheadAttention`).",
         inputs: &["query", "memory"],
         params: &[
-            param("heads", ParamType::Size, Default::Required, "number of heads; must divide the width D"),
-            param("dropout", ParamType::Probability, Default::Float(0.0), "dropout on the attention weights"),
+            param(
+                "heads",
+                ParamType::Size,
+                Default::Required,
+                "number of heads; must divide the width D",
+            ),
+            param(
+                "dropout",
+                ParamType::Probability,
+                Default::Float(0.0),
+                "dropout on the attention weights",
+            ),
         ],
         shape_rule: "[B, Tq, D] , [B, Tk, D] -> [B, Tq, D]; D % heads = 0; in_proj_weight [3D, D], in_proj_bias [3D], out_proj.weight [D, D], out_proj.bias [D]",
         rule: attention,
@@ -123,7 +153,13 @@ mod tests {
 
     #[test]
     fn self_attention_keeps_the_shape_and_packs_projections() {
-        let out = run_for_test(BUILTINS, "self_attention", &[f32("B, T, 128")], &[("heads", Value::Int(4))]).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "self_attention",
+            &[f32("B, T, 128")],
+            &[("heads", Value::Int(4))],
+        )
+        .unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[B, T, 128]");
         assert_eq!(
             out.weights,
@@ -138,28 +174,56 @@ mod tests {
 
     #[test]
     fn heads_must_divide_the_width() {
-        let err = run_for_test(BUILTINS, "self_attention", &[f32("B, T, 130")], &[("heads", Value::Int(4))]).unwrap_err();
+        let err = run_for_test(
+            BUILTINS,
+            "self_attention",
+            &[f32("B, T, 130")],
+            &[("heads", Value::Int(4))],
+        )
+        .unwrap_err();
         assert_eq!(err.code, "N3007");
         assert_eq!(err.message, "d_model 130 is not divisible by 4 heads");
         assert_eq!(err.blame, Blame::Param("heads"));
         // A symbolic width cannot be checked, and a symbolic multiple of the heads is fine.
-        assert!(run_for_test(BUILTINS, "self_attention", &[f32("B, T, D")], &[("heads", Value::Int(4))]).is_ok());
+        assert!(
+            run_for_test(
+                BUILTINS,
+                "self_attention",
+                &[f32("B, T, D")],
+                &[("heads", Value::Int(4))]
+            )
+            .is_ok()
+        );
         let d = Value::Dim(Dim::symbol("H"));
-        assert!(run_for_test(BUILTINS, "self_attention", &[f32("B, T, H")], &[("heads", d)]).is_ok());
+        assert!(
+            run_for_test(
+                BUILTINS,
+                "self_attention",
+                &[f32("B, T, H")],
+                &[("heads", d)]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn cross_attention() {
         let inputs = [f32("B, Tq, 64"), f32("B, Tk, 64")];
-        let out = run_for_test(BUILTINS, "attention", &inputs, &[("heads", Value::Int(8))]).unwrap();
+        let out =
+            run_for_test(BUILTINS, "attention", &inputs, &[("heads", Value::Int(8))]).unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[B, Tq, 64]");
         assert_eq!(out.weights.len(), 4);
         let inputs = [f32("B, Tq, 64"), f32("B, Tk, 32")];
-        let err = run_for_test(BUILTINS, "attention", &inputs, &[("heads", Value::Int(8))]).unwrap_err();
+        let err =
+            run_for_test(BUILTINS, "attention", &inputs, &[("heads", Value::Int(8))]).unwrap_err();
         assert_eq!(err.code, "N3002");
-        assert_eq!(err.message, "the widths of query and memory differ: f32[B, Tq, 64] vs f32[B, Tk, 32]");
+        assert_eq!(
+            err.message,
+            "the widths of query and memory differ: f32[B, Tq, 64] vs f32[B, Tk, 32]"
+        );
         let inputs = [f32("B, Tq, 64"), f32("B, 64")];
-        let err = run_for_test(BUILTINS, "attention", &inputs, &[("heads", Value::Int(8))]).unwrap_err();
+        let err =
+            run_for_test(BUILTINS, "attention", &inputs, &[("heads", Value::Int(8))]).unwrap_err();
         assert_eq!(err.code, "N3003");
         assert_eq!(err.blame, Blame::Input(1));
     }

@@ -7,7 +7,14 @@
 //! per-sample type, without the batch axis, to a float32 type, so a `u8` image or a `class(C)`
 //! label becomes what the model reads.
 
-use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, param, spec_rule};
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
+use super::{
+    Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, param, spec_rule,
+};
 use crate::types::{TensorType, Value};
 
 /// The data family: sources, then transforms.
@@ -19,8 +26,18 @@ pub const BUILTINS: &[Builtin] = &[
         inputs: &[],
         params: &[
             param("path", ParamType::Str, Default::Required, "the CSV file"),
-            param("label", ParamType::Int, Default::Int(-1), "column of the label; negative counts from the end"),
-            param("header", ParamType::Bool, Default::Bool(false), "skip a first row of column names"),
+            param(
+                "label",
+                ParamType::Int,
+                Default::Int(-1),
+                "column of the label; negative counts from the end",
+            ),
+            param(
+                "header",
+                ParamType::Bool,
+                Default::Bool(false),
+                "skip a first row of column names",
+            ),
         ],
         shape_rule: "",
         rule: spec_rule,
@@ -31,8 +48,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "MNIST-style IDX files (raw or gzip): an images file and a labels file.",
         inputs: &[],
         params: &[
-            param("images", ParamType::Str, Default::Required, "the images file, such as `train-images-idx3-ubyte.gz`"),
-            param("labels", ParamType::Str, Default::Required, "the labels file, such as `train-labels-idx1-ubyte.gz`"),
+            param(
+                "images",
+                ParamType::Str,
+                Default::Required,
+                "the images file, such as `train-images-idx3-ubyte.gz`",
+            ),
+            param(
+                "labels",
+                ParamType::Str,
+                Default::Required,
+                "the labels file, such as `train-labels-idx1-ubyte.gz`",
+            ),
         ],
         shape_rule: "",
         rule: spec_rule,
@@ -42,7 +69,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Source,
         summary: "CIFAR-10 binary batches: 3073-byte records of a label byte and a 3x32x32 image.",
         inputs: &[],
-        params: &[param("path", ParamType::Paths, Default::Required, "a batch file, or a list of them read in order")],
+        params: &[param(
+            "path",
+            ParamType::Paths,
+            Default::Required,
+            "a batch file, or a list of them read in order",
+        )],
         shape_rule: "",
         rule: spec_rule,
     },
@@ -52,9 +84,24 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Labelled sentences, `sentence<TAB>label` per line, as word ids padded or cut to `length`.",
         inputs: &[],
         params: &[
-            param("path", ParamType::Paths, Default::Required, "a text file, or a list of them read in order"),
-            param("vocab", ParamType::Size, Default::Int(10000), "vocabulary size: the most frequent words of the training split; rarer words share an unknown id"),
-            param("length", ParamType::Size, Default::Required, "tokens per sample, after padding or truncation"),
+            param(
+                "path",
+                ParamType::Paths,
+                Default::Required,
+                "a text file, or a list of them read in order",
+            ),
+            param(
+                "vocab",
+                ParamType::Size,
+                Default::Int(10000),
+                "vocabulary size: the most frequent words of the training split; rarer words share an unknown id",
+            ),
+            param(
+                "length",
+                ParamType::Size,
+                Default::Required,
+                "tokens per sample, after padding or truncation",
+            ),
         ],
         shape_rule: "",
         rule: spec_rule,
@@ -66,7 +113,12 @@ pub const BUILTINS: &[Builtin] = &[
         inputs: &[],
         params: &[
             param("path", ParamType::Str, Default::Required, "the text file"),
-            param("length", ParamType::Size, Default::Required, "characters per sample"),
+            param(
+                "length",
+                ParamType::Size,
+                Default::Required,
+                "characters per sample",
+            ),
         ],
         shape_rule: "",
         rule: spec_rule,
@@ -77,8 +129,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "NumPy `.npy` arrays: features with the samples on axis 0, and optionally labels.",
         inputs: &[],
         params: &[
-            param("features", ParamType::Str, Default::Required, "the features array"),
-            param("labels", ParamType::Str, Default::Absent, "the labels array, one per sample"),
+            param(
+                "features",
+                ParamType::Str,
+                Default::Required,
+                "the features array",
+            ),
+            param(
+                "labels",
+                ParamType::Str,
+                Default::Absent,
+                "the labels array, one per sample",
+            ),
         ],
         shape_rule: "",
         rule: spec_rule,
@@ -88,7 +150,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Transform,
         summary: "Multiplies a field by `factor`, as float32 (`scale(1 / 255)` maps bytes to [0, 1]).",
         inputs: &["field"],
-        params: &[param("factor", ParamType::Float, Default::Required, "the multiplier")],
+        params: &[param(
+            "factor",
+            ParamType::Float,
+            Default::Required,
+            "the multiplier",
+        )],
         shape_rule: "[*] -> f32[*]; x * factor",
         rule: numeric,
     },
@@ -97,7 +164,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Transform,
         summary: "Adds `offset` to a field, as float32.",
         inputs: &["field"],
-        params: &[param("offset", ParamType::Float, Default::Required, "the amount added")],
+        params: &[param(
+            "offset",
+            ParamType::Float,
+            Default::Required,
+            "the amount added",
+        )],
         shape_rule: "[*] -> f32[*]; x + offset",
         rule: numeric,
     },
@@ -107,8 +179,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Standardises a field, `(x - mean) / std`, as float32.",
         inputs: &["field"],
         params: &[
-            param("mean", ParamType::Float, Default::Required, "subtracted first"),
-            param("std", ParamType::Positive, Default::Required, "then divided by"),
+            param(
+                "mean",
+                ParamType::Float,
+                Default::Required,
+                "subtracted first",
+            ),
+            param(
+                "std",
+                ParamType::Positive,
+                Default::Required,
+                "then divided by",
+            ),
         ],
         shape_rule: "[*] -> f32[*]; (x - mean) / std",
         rule: numeric,
@@ -118,14 +200,22 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Transform,
         summary: "Turns a class label into a float32 vector with a 1 at the class index.",
         inputs: &["field"],
-        params: &[param("count", ParamType::Size, Default::Required, "number of classes")],
+        params: &[param(
+            "count",
+            ParamType::Size,
+            Default::Required,
+            "number of classes",
+        )],
         shape_rule: "int [*] (class(count)) -> f32[*, count]",
         rule: one_hot,
     },
 ];
 
 fn transformed(ty: TensorType) -> Output {
-    Output { value: Value::Type(ty), weights: Vec::new() }
+    Output {
+        value: Value::Type(ty),
+        weights: Vec::new(),
+    }
 }
 
 /// Arithmetic on a field's values: any numeric field except class labels, which are indices.
@@ -180,19 +270,35 @@ mod tests {
     use crate::builtins::{out_for_test, run_for_test, ty_for_test};
 
     fn label(classes: i64) -> TensorType {
-        TensorType { classes: Some(classes), ..ty_for_test(DType::I64, "") }
+        TensorType {
+            classes: Some(classes),
+            ..ty_for_test(DType::I64, "")
+        }
     }
 
     #[test]
     fn sources_are_specs() {
         let path = Value::Str("data/digits.csv".into());
-        let out = run_for_test(BUILTINS, "csv", &[], &[("path", path), ("label", Value::Int(64))]).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "csv",
+            &[],
+            &[("path", path), ("label", Value::Int(64))],
+        )
+        .unwrap();
         assert!(matches!(out.value, Value::Tuple(ref items) if items.is_empty()));
         let paths = Value::List(vec![Value::Str("a.txt".into()), Value::Str("b.txt".into())]);
-        let given = [("path", paths), ("vocab", Value::Int(5000)), ("length", Value::Int(32))];
+        let given = [
+            ("path", paths),
+            ("vocab", Value::Int(5000)),
+            ("length", Value::Int(32)),
+        ];
         assert!(run_for_test(BUILTINS, "sentences", &[], &given).is_ok());
         let sentences = BUILTINS.iter().find(|b| b.name == "sentences").unwrap();
-        assert_eq!(sentences.signature(), "sentences(path, vocab: 10000, length)");
+        assert_eq!(
+            sentences.signature(),
+            "sentences(path, vocab: 10000, length)"
+        );
         let npy = BUILTINS.iter().find(|b| b.name == "npy").unwrap();
         assert_eq!(npy.signature(), "npy(features, labels: none)");
     }
@@ -200,31 +306,79 @@ mod tests {
     #[test]
     fn transforms_give_float_types() {
         let image = ty_for_test(DType::U8, "3, 32, 32");
-        let out = run_for_test(BUILTINS, "scale", std::slice::from_ref(&image), &[("factor", Value::Float(1.0 / 255.0))]).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "scale",
+            std::slice::from_ref(&image),
+            &[("factor", Value::Float(1.0 / 255.0))],
+        )
+        .unwrap();
         assert!(matches!(out.value, Value::Type(_)));
         assert_eq!(out_for_test(&out).to_string(), "f32[3, 32, 32]");
-        let out = run_for_test(BUILTINS, "shift", std::slice::from_ref(&image), &[("offset", Value::Int(-1))]).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "shift",
+            std::slice::from_ref(&image),
+            &[("offset", Value::Int(-1))],
+        )
+        .unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[3, 32, 32]");
         let given = [("mean", Value::Float(0.5)), ("std", Value::Float(0.5))];
-        let out = run_for_test(BUILTINS, "normalize", &[ty_for_test(DType::F32, "64")], &given).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "normalize",
+            &[ty_for_test(DType::F32, "64")],
+            &given,
+        )
+        .unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[64]");
     }
 
     #[test]
     fn class_labels_are_not_rescaled() {
-        let err = run_for_test(BUILTINS, "scale", &[label(10)], &[("factor", Value::Int(2))]).unwrap_err();
+        let err = run_for_test(
+            BUILTINS,
+            "scale",
+            &[label(10)],
+            &[("factor", Value::Int(2))],
+        )
+        .unwrap_err();
         assert_eq!(err.code, "N3004");
-        assert_eq!(err.help.as_deref(), Some("`one_hot(10)` turns class labels into vectors"));
+        assert_eq!(
+            err.help.as_deref(),
+            Some("`one_hot(10)` turns class labels into vectors")
+        );
     }
 
     #[test]
     fn one_hot_adds_the_class_axis() {
-        let out = run_for_test(BUILTINS, "one_hot", &[label(10)], &[("count", Value::Int(10))]).unwrap();
-        assert_eq!(out_for_test(&out), TensorType::f32(vec![crate::dim::Dim::known(10)]));
-        let err = run_for_test(BUILTINS, "one_hot", &[label(10)], &[("count", Value::Int(5))]).unwrap_err();
+        let out = run_for_test(
+            BUILTINS,
+            "one_hot",
+            &[label(10)],
+            &[("count", Value::Int(10))],
+        )
+        .unwrap();
+        assert_eq!(
+            out_for_test(&out),
+            TensorType::f32(vec![crate::dim::Dim::known(10)])
+        );
+        let err = run_for_test(
+            BUILTINS,
+            "one_hot",
+            &[label(10)],
+            &[("count", Value::Int(5))],
+        )
+        .unwrap_err();
         assert_eq!(err.code, "N4007");
         assert_eq!(err.message, "the field has 10 classes but one_hot makes 5");
-        let err = run_for_test(BUILTINS, "one_hot", &[ty_for_test(DType::F32, "1")], &[("count", Value::Int(2))]).unwrap_err();
+        let err = run_for_test(
+            BUILTINS,
+            "one_hot",
+            &[ty_for_test(DType::F32, "1")],
+            &[("count", Value::Int(2))],
+        )
+        .unwrap_err();
         assert_eq!(err.code, "N3004");
     }
 }

@@ -14,7 +14,12 @@ pub const BUILTINS: &[Builtin] = &[
         inputs: &["x"],
         params: &[
             param("out", ParamType::Size, Default::Required, "output width"),
-            param("bias", ParamType::Bool, Default::Bool(true), "add a learned bias"),
+            param(
+                "bias",
+                ParamType::Bool,
+                Default::Bool(true),
+                "add a learned bias",
+            ),
         ],
         shape_rule: "[*, in] -> [*, out]; weight [out, in], bias [out]",
         rule: linear,
@@ -25,7 +30,12 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Looks up a learned vector for each integer id (PyTorch `nn.Embedding`).",
         inputs: &["ids"],
         params: &[
-            param("vocab", ParamType::Size, Default::Required, "number of distinct ids"),
+            param(
+                "vocab",
+                ParamType::Size,
+                Default::Required,
+                "number of distinct ids",
+            ),
             param("dim", ParamType::Size, Default::Required, "vector width"),
         ],
         shape_rule: "int [*] -> [*, dim]; weight [vocab, dim]",
@@ -37,7 +47,12 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "A learned table of position vectors, added to token embeddings (`nn.Embedding(len, dim)(arange(len))`).",
         inputs: &[],
         params: &[
-            param("len", ParamType::Size, Default::Required, "number of positions"),
+            param(
+                "len",
+                ParamType::Size,
+                Default::Required,
+                "number of positions",
+            ),
             param("dim", ParamType::Size, Default::Required, "vector width"),
         ],
         shape_rule: "() -> [len, dim]; weight [len, dim]",
@@ -74,11 +89,16 @@ fn embedding(ctx: &RuleCtx) -> Result<Output, RuleError> {
     let dim = ctx.args.dim("dim");
     let mut dims = ids.dims.clone();
     dims.push(dim.clone());
-    Ok(Output::tensor(TensorType::new(DType::F32, dims))
-        .with_weights(vec![Weight::trainable("weight", vec![ctx.args.dim("vocab"), dim])]))
+    Ok(
+        Output::tensor(TensorType::new(DType::F32, dims)).with_weights(vec![Weight::trainable(
+            "weight",
+            vec![ctx.args.dim("vocab"), dim],
+        )]),
+    )
 }
 
 fn position_embedding(ctx: &RuleCtx) -> Result<Output, RuleError> {
     let dims = vec![ctx.args.dim("len"), ctx.args.dim("dim")];
-    Ok(Output::tensor(TensorType::f32(dims.clone())).with_weights(vec![Weight::trainable("weight", dims)]))
+    Ok(Output::tensor(TensorType::f32(dims.clone()))
+        .with_weights(vec![Weight::trainable("weight", dims)]))
 }

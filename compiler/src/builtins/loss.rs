@@ -5,6 +5,11 @@
 //! silent broadcasting; these rules reject them with the two shapes side by side. A numeric
 //! literal target (`bce(p, 1)`) arrives as a scalar and is broadcast.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
 use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, param};
 use super::{require_float, require_rank_at_least};
 use crate::types::TensorType;
@@ -61,7 +66,12 @@ fn scalar() -> Output {
 }
 
 /// Both inputs labelled, the target blamed.
-fn mismatch(code: &'static str, message: String, prediction: &TensorType, target: &TensorType) -> RuleError {
+fn mismatch(
+    code: &'static str,
+    message: String,
+    prediction: &TensorType,
+    target: &TensorType,
+) -> RuleError {
     RuleError::new(code, message, Blame::Input(1), format!("this is {target}"))
         .also(Blame::Input(0), format!("this is {prediction}"))
 }
@@ -74,14 +84,20 @@ fn cross_entropy(ctx: &RuleCtx) -> Result<Output, RuleError> {
     if target.dtype.is_float() {
         // Class probabilities: the logits' shape exactly.
         if target.dims != logits.dims {
-            let code = if target.rank() == logits.rank() { "N3002" } else { "N3003" };
+            let code = if target.rank() == logits.rank() {
+                "N3002"
+            } else {
+                "N3003"
+            };
             return Err(mismatch(
                 code,
                 format!("probability targets must have the logits' shape: {logits} vs {target}"),
                 logits,
                 target,
             )
-            .help("pass class indices as a `class(C)` field, or probabilities shaped like the logits"));
+            .help(
+                "pass class indices as a `class(C)` field, or probabilities shaped like the logits",
+            ));
         }
         return Ok(scalar());
     }
@@ -140,10 +156,17 @@ fn same_shape(ctx: &RuleCtx) -> Result<Output, RuleError> {
             prediction,
             target,
         )
-        .help(format!("declare the label field as f32{}", per_sample_shape(prediction))));
+        .help(format!(
+            "declare the label field as f32{}",
+            per_sample_shape(prediction)
+        )));
     }
     if !target.is_scalar() && target.dims != prediction.dims {
-        let code = if target.rank() == prediction.rank() { "N3002" } else { "N3003" };
+        let code = if target.rank() == prediction.rank() {
+            "N3002"
+        } else {
+            "N3003"
+        };
         return Err(mismatch(
             code,
             format!("the target must have the prediction's shape: {prediction} vs {target}"),
@@ -175,49 +198,120 @@ mod tests {
     }
 
     fn labels(shape: &str, classes: Option<i64>) -> TensorType {
-        TensorType { classes, ..ty_for_test(DType::I64, shape) }
+        TensorType {
+            classes,
+            ..ty_for_test(DType::I64, shape)
+        }
     }
 
     fn run(name: &str, prediction: TensorType, target: TensorType) -> Result<String, RuleError> {
-        run_for_test(BUILTINS, name, &[prediction, target], &[]).map(|o| out_for_test(&o).to_string())
+        run_for_test(BUILTINS, name, &[prediction, target], &[])
+            .map(|o| out_for_test(&o).to_string())
     }
 
     #[test]
     fn cross_entropy_with_class_indices() {
-        assert_eq!(run("cross_entropy", f32("B, 10"), labels("B", Some(10))).unwrap(), "f32[]");
-        assert_eq!(run("cross_entropy", f32("B, 10"), labels("B", None)).unwrap(), "f32[]");
-        assert_eq!(run("cross_entropy", f32("B, 5, T"), labels("B, T", Some(5))).unwrap(), "f32[]");
-        assert_eq!(run("cross_entropy", f32("B, 10"), f32("B, 10")).unwrap(), "f32[]");
+        assert_eq!(
+            run("cross_entropy", f32("B, 10"), labels("B", Some(10))).unwrap(),
+            "f32[]"
+        );
+        assert_eq!(
+            run("cross_entropy", f32("B, 10"), labels("B", None)).unwrap(),
+            "f32[]"
+        );
+        assert_eq!(
+            run("cross_entropy", f32("B, 5, T"), labels("B, T", Some(5))).unwrap(),
+            "f32[]"
+        );
+        assert_eq!(
+            run("cross_entropy", f32("B, 10"), f32("B, 10")).unwrap(),
+            "f32[]"
+        );
     }
 
     #[test]
     fn cross_entropy_class_mismatch() {
         let err = run("cross_entropy", f32("B, 10"), labels("B", Some(2))).unwrap_err();
         assert_eq!(err.code, "N4007");
-        assert_eq!(err.message, "the logits have 10 classes but the target is declared with 2");
+        assert_eq!(
+            err.message,
+            "the logits have 10 classes but the target is declared with 2"
+        );
         assert_eq!(err.label, "this is i64[B] (2 classes)");
-        assert_eq!(err.also, vec![(Blame::Input(0), "this is f32[B, 10]: 10 classes".to_string())]);
+        assert_eq!(
+            err.also,
+            vec![(
+                Blame::Input(0),
+                "this is f32[B, 10]: 10 classes".to_string()
+            )]
+        );
         // An unknown width cannot be compared.
         assert!(run("cross_entropy", f32("B, C"), labels("B", Some(2))).is_ok());
     }
 
     #[test]
     fn cross_entropy_shape_errors() {
-        assert_eq!(run("cross_entropy", f32("B, 10"), labels("B, 1", Some(10))).unwrap_err().code, "N3003");
-        assert_eq!(run("cross_entropy", f32("B, 10"), labels("32", Some(10))).unwrap_err().code, "N3002");
-        assert_eq!(run("cross_entropy", f32("B, 10"), f32("B, 9")).unwrap_err().code, "N3002");
-        assert_eq!(run("cross_entropy", f32("B"), labels("B", None)).unwrap_err().code, "N3003");
-        assert_eq!(run("cross_entropy", labels("B, 10", None), labels("B", None)).unwrap_err().code, "N3004");
-        assert_eq!(run("cross_entropy", f32("B, 10"), ty_for_test(DType::Bool, "B")).unwrap_err().code, "N3004");
+        assert_eq!(
+            run("cross_entropy", f32("B, 10"), labels("B, 1", Some(10)))
+                .unwrap_err()
+                .code,
+            "N3003"
+        );
+        assert_eq!(
+            run("cross_entropy", f32("B, 10"), labels("32", Some(10)))
+                .unwrap_err()
+                .code,
+            "N3002"
+        );
+        assert_eq!(
+            run("cross_entropy", f32("B, 10"), f32("B, 9"))
+                .unwrap_err()
+                .code,
+            "N3002"
+        );
+        assert_eq!(
+            run("cross_entropy", f32("B"), labels("B", None))
+                .unwrap_err()
+                .code,
+            "N3003"
+        );
+        assert_eq!(
+            run("cross_entropy", labels("B, 10", None), labels("B", None))
+                .unwrap_err()
+                .code,
+            "N3004"
+        );
+        assert_eq!(
+            run("cross_entropy", f32("B, 10"), ty_for_test(DType::Bool, "B"))
+                .unwrap_err()
+                .code,
+            "N3004"
+        );
     }
 
     #[test]
     fn elementwise_losses() {
         for name in ["bce", "bce_with_logits", "mse"] {
-            assert_eq!(run(name, f32("B, 1"), f32("B, 1")).unwrap(), "f32[]", "{name}");
-            assert_eq!(run(name, f32("B, 1"), f32("")).unwrap(), "f32[]", "{name}: a literal target");
-            assert_eq!(run(name, f32("B, 1"), f32("B")).unwrap_err().code, "N3003", "{name}");
-            assert_eq!(run(name, f32("B, 1"), f32("B, 2")).unwrap_err().code, "N3002", "{name}");
+            assert_eq!(
+                run(name, f32("B, 1"), f32("B, 1")).unwrap(),
+                "f32[]",
+                "{name}"
+            );
+            assert_eq!(
+                run(name, f32("B, 1"), f32("")).unwrap(),
+                "f32[]",
+                "{name}: a literal target"
+            );
+            assert_eq!(
+                run(name, f32("B, 1"), f32("B")).unwrap_err().code,
+                "N3003",
+                "{name}"
+            );
+            assert_eq!(
+                run(name, f32("B, 1"), f32("B, 2")).unwrap_err().code,
+                "N3002",
+                "{name}"
+            );
         }
     }
 
@@ -225,7 +319,10 @@ mod tests {
     fn integer_targets_are_rejected_for_bce() {
         let err = run("bce", f32("B, 1"), labels("B, 1", None)).unwrap_err();
         assert_eq!(err.code, "N3004");
-        assert_eq!(err.help.as_deref(), Some("declare the label field as f32[1]"));
+        assert_eq!(
+            err.help.as_deref(),
+            Some("declare the label field as f32[1]")
+        );
         let err = run("bce_with_logits", f32("B, 1"), labels("B", Some(2))).unwrap_err();
         assert_eq!(err.code, "N3004");
     }

@@ -5,6 +5,11 @@
 //! their arguments as a spec. `average` chooses between the mean over classes (`macro`, the
 //! fair choice for unbalanced classes) and the positive class of a yes/no task (`binary`).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
 use super::{Builtin, Default, Kind, ParamType, param, spec_rule};
 
 const AVERAGES: &[&str] = &["macro", "binary"];
@@ -74,7 +79,10 @@ mod tests {
     fn metrics_are_specs() {
         for name in ["accuracy", "precision", "recall", "f1"] {
             let out = run_for_test(BUILTINS, name, &[], &[]).unwrap();
-            assert!(matches!(out.value, Value::Tuple(ref items) if items.is_empty()), "{name}");
+            assert!(
+                matches!(out.value, Value::Tuple(ref items) if items.is_empty()),
+                "{name}"
+            );
         }
         let f1 = BUILTINS.iter().find(|b| b.name == "f1").unwrap();
         assert_eq!(f1.signature(), "f1(average: macro)");

@@ -165,8 +165,18 @@ pub struct Param {
 }
 
 /// Shorthand constructor for table entries.
-pub const fn param(name: &'static str, ty: ParamType, default: Default, doc: &'static str) -> Param {
-    Param { name, ty, default, doc }
+pub const fn param(
+    name: &'static str,
+    ty: ParamType,
+    default: Default,
+    doc: &'static str,
+) -> Param {
+    Param {
+        name,
+        ty,
+        default,
+        doc,
+    }
 }
 
 /// A trainable parameter or a buffer created by a layer call, named relative to the call
@@ -181,11 +191,19 @@ pub struct Weight {
 
 impl Weight {
     pub fn trainable(name: &str, dims: Vec<Dim>) -> Self {
-        Weight { name: name.to_string(), dims, trainable: true }
+        Weight {
+            name: name.to_string(),
+            dims,
+            trainable: true,
+        }
     }
 
     pub fn buffer(name: &str, dims: Vec<Dim>) -> Self {
-        Weight { name: name.to_string(), dims, trainable: false }
+        Weight {
+            name: name.to_string(),
+            dims,
+            trainable: false,
+        }
     }
 }
 
@@ -198,12 +216,18 @@ pub struct Output {
 
 impl Output {
     pub fn tensor(ty: TensorType) -> Self {
-        Output { value: Value::Tensor(crate::types::Tensor::new(ty)), weights: Vec::new() }
+        Output {
+            value: Value::Tensor(crate::types::Tensor::new(ty)),
+            weights: Vec::new(),
+        }
     }
 
     /// A unit value, for built-ins whose result the checker builds itself.
     pub fn none() -> Self {
-        Output { value: Value::Tuple(Vec::new()), weights: Vec::new() }
+        Output {
+            value: Value::Tuple(Vec::new()),
+            weights: Vec::new(),
+        }
     }
 
     pub fn with_weights(mut self, weights: Vec<Weight>) -> Self {
@@ -237,8 +261,20 @@ pub struct RuleError {
 }
 
 impl RuleError {
-    pub fn new(code: &'static str, message: impl Into<String>, blame: Blame, label: impl Into<String>) -> Self {
-        RuleError { code, message: message.into(), blame, label: label.into(), help: None, also: Vec::new() }
+    pub fn new(
+        code: &'static str,
+        message: impl Into<String>,
+        blame: Blame,
+        label: impl Into<String>,
+    ) -> Self {
+        RuleError {
+            code,
+            message: message.into(),
+            blame,
+            label: label.into(),
+            help: None,
+            also: Vec::new(),
+        }
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
@@ -286,11 +322,16 @@ impl BoundArgs {
 
     /// Was this argument given or defaulted to a value (not [`Default::Absent`])?
     pub fn has(&self, name: &str) -> bool {
-        self.values.iter().any(|a| a.name == name && !matches!(a.value, Value::Error))
+        self.values
+            .iter()
+            .any(|a| a.name == name && !matches!(a.value, Value::Error))
     }
 
     pub fn span(&self, name: &str) -> Option<Span> {
-        self.values.iter().find(|a| a.name == name).and_then(|a| a.span)
+        self.values
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.span)
     }
 
     /// An integer or dimension argument (types were checked by the binder).
@@ -337,7 +378,9 @@ impl BoundArgs {
     /// A shape argument (`[B, 100, 1, 1]`) as dims.
     pub fn shape(&self, name: &str) -> Vec<Dim> {
         match self.get(name) {
-            Value::List(items) | Value::Tuple(items) => items.iter().filter_map(Value::as_dim).collect(),
+            Value::List(items) | Value::Tuple(items) => {
+                items.iter().filter_map(Value::as_dim).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -473,12 +516,20 @@ pub fn spec_rule(_: &RuleCtx) -> Result<Output, RuleError> {
 }
 
 /// The input must have at least `rank` dimensions.
-pub fn require_rank_at_least(ctx: &RuleCtx, input: usize, rank: usize, layout: &str) -> Result<(), RuleError> {
+pub fn require_rank_at_least(
+    ctx: &RuleCtx,
+    input: usize,
+    rank: usize,
+    layout: &str,
+) -> Result<(), RuleError> {
     let ty = &ctx.inputs[input];
     if ty.rank() < rank {
         return Err(RuleError::new(
             "N3003",
-            format!("expected an input of rank {rank} or more ({layout}), found {}", ty.shape_text()),
+            format!(
+                "expected an input of rank {rank} or more ({layout}), found {}",
+                ty.shape_text()
+            ),
             Blame::Input(input),
             format!("this is {ty}"),
         ));
@@ -487,12 +538,21 @@ pub fn require_rank_at_least(ctx: &RuleCtx, input: usize, rank: usize, layout: &
 }
 
 /// The input must have exactly `rank` dimensions.
-pub fn require_rank(ctx: &RuleCtx, input: usize, rank: usize, layout: &str) -> Result<(), RuleError> {
+pub fn require_rank(
+    ctx: &RuleCtx,
+    input: usize,
+    rank: usize,
+    layout: &str,
+) -> Result<(), RuleError> {
     let ty = &ctx.inputs[input];
     if ty.rank() != rank {
         return Err(RuleError::new(
             "N3003",
-            format!("expected an input of rank {rank} ({layout}), found rank {} {}", ty.rank(), ty.shape_text()),
+            format!(
+                "expected an input of rank {rank} ({layout}), found rank {} {}",
+                ty.rank(),
+                ty.shape_text()
+            ),
             Blame::Input(input),
             format!("this is {ty}"),
         ));
@@ -510,7 +570,9 @@ pub fn require_float(ctx: &RuleCtx, input: usize) -> Result<(), RuleError> {
             Blame::Input(input),
             format!("this is {ty}"),
         )
-        .help("integer tensors hold class labels or token ids; an `embedding` turns ids into vectors"));
+        .help(
+            "integer tensors hold class labels or token ids; an `embedding` turns ids into vectors",
+        ));
     }
     Ok(())
 }
@@ -518,17 +580,33 @@ pub fn require_float(ctx: &RuleCtx, input: usize) -> Result<(), RuleError> {
 /// Resolve a possibly negative axis (`-1` is the last) against the rank of input `input`, as
 /// PyTorch does, so rules index dims without going out of bounds. An axis outside
 /// `-rank..rank` is `N3009`, blamed on the parameter `param`.
-pub fn resolve_axis(ctx: &RuleCtx, input: usize, axis: i64, param: &'static str) -> Result<usize, RuleError> {
+#[allow(
+    clippy::result_large_err,
+    reason = "rules return `RuleError` by value; see `Rule`"
+)]
+pub fn resolve_axis(
+    ctx: &RuleCtx,
+    input: usize,
+    axis: i64,
+    param: &'static str,
+) -> Result<usize, RuleError> {
     let ty = &ctx.inputs[input];
     let rank = i64::try_from(ty.rank()).unwrap_or(i64::MAX);
-    let resolved = if axis < 0 { axis.checked_add(rank) } else { Some(axis) };
+    let resolved = if axis < 0 {
+        axis.checked_add(rank)
+    } else {
+        Some(axis)
+    };
     match resolved {
         Some(a) if (0..rank).contains(&a) => Ok(usize::try_from(a).unwrap_or(0)),
         _ => {
             let valid = if rank == 0 {
                 "a rank-0 tensor has no axes".to_string()
             } else {
-                format!("the axes of a rank-{rank} tensor are 0 to {}, or -{rank} to -1 from the end", rank - 1)
+                format!(
+                    "the axes of a rank-{rank} tensor are 0 to {}, or -{rank} to -1 from the end",
+                    rank - 1
+                )
             };
             Err(RuleError::new(
                 "N3009",
@@ -547,7 +625,11 @@ pub fn resolve_axis(ctx: &RuleCtx, input: usize, axis: i64, param: &'static str)
 #[cfg(test)]
 pub(crate) fn bind_for_test(b: &Builtin, given: &[(&str, Value)]) -> BoundArgs {
     for (name, _) in given {
-        assert!(b.params.iter().any(|p| p.name == *name), "`{}` has no parameter `{name}`", b.name);
+        assert!(
+            b.params.iter().any(|p| p.name == *name),
+            "`{}` has no parameter `{name}`",
+            b.name
+        );
     }
     let values = b
         .params
@@ -565,7 +647,11 @@ pub(crate) fn bind_for_test(b: &Builtin, given: &[(&str, Value)]) -> BoundArgs {
                     Default::Pair(a, c) => Value::Tuple(vec![Value::Float(a), Value::Float(c)]),
                 },
             };
-            BoundArg { name: p.name, value, span: None }
+            BoundArg {
+                name: p.name,
+                value,
+                span: None,
+            }
         })
         .collect();
     BoundArgs { values }
@@ -573,15 +659,25 @@ pub(crate) fn bind_for_test(b: &Builtin, given: &[(&str, Value)]) -> BoundArgs {
 
 /// Run the rule of the built-in `name` in `family` on `inputs` with `given` arguments (tests).
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "rules return `RuleError` by value; see `Rule`"
+)]
 pub(crate) fn run_for_test(
     family: &[Builtin],
     name: &str,
     inputs: &[TensorType],
     given: &[(&str, Value)],
 ) -> Result<Output, RuleError> {
-    let b = family.iter().find(|b| b.name == name).unwrap_or_else(|| panic!("no built-in `{name}` in this family"));
+    let b = family
+        .iter()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("no built-in `{name}` in this family"));
     let args = bind_for_test(b, given);
-    (b.rule)(&RuleCtx { inputs, args: &args })
+    (b.rule)(&RuleCtx {
+        inputs,
+        args: &args,
+    })
 }
 
 /// A tensor type for tests from a dtype and a shape written as in `.net` files: `"B, 3, 32, 32"`.
@@ -591,7 +687,11 @@ pub(crate) fn ty_for_test(dtype: netc_grammar::DType, shape: &str) -> TensorType
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<i64>().map(Dim::known).unwrap_or_else(|_| Dim::symbol(s)))
+        .map(|s| {
+            s.parse::<i64>()
+                .map(Dim::known)
+                .unwrap_or_else(|_| Dim::symbol(s))
+        })
         .collect();
     TensorType::new(dtype, dims)
 }

@@ -4,6 +4,11 @@
 //! Their weights and buffers use PyTorch's `state_dict` names, so trained models and reference
 //! checkpoints line up name for name.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
 use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, Weight, param};
 use super::{require_float, require_rank_at_least};
 
@@ -15,8 +20,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Normalises each channel over the batch (and positions), then scales and shifts (PyTorch `nn.BatchNorm1d/2d`).",
         inputs: &["x"],
         params: &[
-            param("momentum", ParamType::Probability, Default::Float(0.1), "weight of the newest batch in the running statistics"),
-            param("eps", ParamType::Positive, Default::Float(1e-5), "added to the variance for stability"),
+            param(
+                "momentum",
+                ParamType::Probability,
+                Default::Float(0.1),
+                "weight of the newest batch in the running statistics",
+            ),
+            param(
+                "eps",
+                ParamType::Positive,
+                Default::Float(1e-5),
+                "added to the variance for stability",
+            ),
         ],
         shape_rule: "[B, C] or [B, C, H, W] -> same; weight [C], bias [C]; buffers running_mean [C], running_var [C], num_batches_tracked []",
         rule: batch_norm,
@@ -26,7 +41,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Layer,
         summary: "Normalises each vector over the last axis, then scales and shifts (PyTorch `nn.LayerNorm(D)`).",
         inputs: &["x"],
-        params: &[param("eps", ParamType::Positive, Default::Float(1e-5), "added to the variance for stability")],
+        params: &[param(
+            "eps",
+            ParamType::Positive,
+            Default::Float(1e-5),
+            "added to the variance for stability",
+        )],
         shape_rule: "[*, D] -> [*, D]; weight [D], bias [D]",
         rule: layer_norm,
     },
@@ -37,7 +57,11 @@ fn batch_norm(ctx: &RuleCtx) -> Result<Output, RuleError> {
     if !matches!(x.rank(), 2 | 4) {
         return Err(RuleError::new(
             "N3003",
-            format!("expected an input of rank 2 ([B, C]) or 4 ([B, C, H, W]), found rank {} {}", x.rank(), x.shape_text()),
+            format!(
+                "expected an input of rank 2 ([B, C]) or 4 ([B, C, H, W]), found rank {} {}",
+                x.rank(),
+                x.shape_text()
+            ),
             Blame::Input(0),
             format!("this is {x}"),
         )
@@ -60,7 +84,10 @@ fn layer_norm(ctx: &RuleCtx) -> Result<Output, RuleError> {
     require_float(ctx, 0)?;
     let x = &ctx.inputs[0];
     let width = vec![x.dims.last().expect("rank checked above").clone()];
-    let weights = vec![Weight::trainable("weight", width.clone()), Weight::trainable("bias", width)];
+    let weights = vec![
+        Weight::trainable("weight", width.clone()),
+        Weight::trainable("bias", width),
+    ];
     Ok(Output::tensor(x.with_dims(x.dims.clone())).with_weights(weights))
 }
 
@@ -74,7 +101,13 @@ mod tests {
 
     #[test]
     fn batch_norm_over_images_and_features() {
-        let out = run_for_test(BUILTINS, "batch_norm", &[ty_for_test(DType::F32, "B, 32, 4, 4")], &[]).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "batch_norm",
+            &[ty_for_test(DType::F32, "B, 32, 4, 4")],
+            &[],
+        )
+        .unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[B, 32, 4, 4]");
         let c = vec![Dim::known(32)];
         assert_eq!(
@@ -87,7 +120,13 @@ mod tests {
                 Weight::buffer("num_batches_tracked", vec![]),
             ]
         );
-        let out = run_for_test(BUILTINS, "batch_norm", &[ty_for_test(DType::F32, "B, 64")], &[]).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "batch_norm",
+            &[ty_for_test(DType::F32, "B, 64")],
+            &[],
+        )
+        .unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[B, 64]");
         assert_eq!(out.weights[0].dims, vec![Dim::known(64)]);
     }
@@ -95,20 +134,45 @@ mod tests {
     #[test]
     fn batch_norm_rejects_other_ranks() {
         for shape in ["B", "B, T, D", "B, 1, 2, 3, 4"] {
-            let err = run_for_test(BUILTINS, "batch_norm", &[ty_for_test(DType::F32, shape)], &[]).unwrap_err();
+            let err = run_for_test(
+                BUILTINS,
+                "batch_norm",
+                &[ty_for_test(DType::F32, shape)],
+                &[],
+            )
+            .unwrap_err();
             assert_eq!(err.code, "N3003", "{shape}");
         }
-        let err = run_for_test(BUILTINS, "batch_norm", &[ty_for_test(DType::I32, "B, 4")], &[]).unwrap_err();
+        let err = run_for_test(
+            BUILTINS,
+            "batch_norm",
+            &[ty_for_test(DType::I32, "B, 4")],
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(err.code, "N3004");
     }
 
     #[test]
     fn layer_norm_normalises_the_last_axis() {
-        let out = run_for_test(BUILTINS, "layer_norm", &[ty_for_test(DType::F32, "B, T, 128")], &[]).unwrap();
+        let out = run_for_test(
+            BUILTINS,
+            "layer_norm",
+            &[ty_for_test(DType::F32, "B, T, 128")],
+            &[],
+        )
+        .unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[B, T, 128]");
         let d = vec![Dim::known(128)];
-        assert_eq!(out.weights, vec![Weight::trainable("weight", d.clone()), Weight::trainable("bias", d)]);
-        let err = run_for_test(BUILTINS, "layer_norm", &[ty_for_test(DType::F32, "")], &[]).unwrap_err();
+        assert_eq!(
+            out.weights,
+            vec![
+                Weight::trainable("weight", d.clone()),
+                Weight::trainable("bias", d)
+            ]
+        );
+        let err =
+            run_for_test(BUILTINS, "layer_norm", &[ty_for_test(DType::F32, "")], &[]).unwrap_err();
         assert_eq!(err.code, "N3003");
     }
 }

@@ -5,7 +5,14 @@
 //! count optimizer steps, since warm-up lengths are quoted in steps. The total number of steps,
 //! which cosine decay needs, is known only when data is loaded, so it is not an argument.
 
-use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, param, spec_rule};
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
+use super::{
+    Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, param, spec_rule,
+};
 
 /// The schedule family, in reference order.
 pub const BUILTINS: &[Builtin] = &[
@@ -24,8 +31,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Multiplies the learning rate by `gamma` every `every` epochs (PyTorch `StepLR`).",
         inputs: &[],
         params: &[
-            param("every", ParamType::Size, Default::Required, "epochs between decays"),
-            param("gamma", ParamType::Probability, Default::Float(0.1), "factor applied at each decay, in (0, 1]"),
+            param(
+                "every",
+                ParamType::Size,
+                Default::Required,
+                "epochs between decays",
+            ),
+            param(
+                "gamma",
+                ParamType::Probability,
+                Default::Float(0.1),
+                "factor applied at each decay, in (0, 1]",
+            ),
         ],
         shape_rule: "",
         rule: step_decay,
@@ -36,8 +53,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Linear warm-up for `warmup` steps, then cosine decay to `min_lr` at the last step.",
         inputs: &[],
         params: &[
-            param("warmup", ParamType::NonNeg, Default::Int(0), "steps of linear warm-up from 0"),
-            param("min_lr", ParamType::Float, Default::Float(0.0), "learning rate at the end, >= 0"),
+            param(
+                "warmup",
+                ParamType::NonNeg,
+                Default::Int(0),
+                "steps of linear warm-up from 0",
+            ),
+            param(
+                "min_lr",
+                ParamType::Float,
+                Default::Float(0.0),
+                "learning rate at the end, >= 0",
+            ),
         ],
         shape_rule: "",
         rule: cosine,
@@ -47,7 +74,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Schedule,
         summary: "Linear warm-up from 0 to the optimizer's `lr` over `steps` steps, then constant.",
         inputs: &[],
-        params: &[param("steps", ParamType::Size, Default::Required, "steps of linear warm-up")],
+        params: &[param(
+            "steps",
+            ParamType::Size,
+            Default::Required,
+            "steps of linear warm-up",
+        )],
         shape_rule: "",
         rule: spec_rule,
     },
@@ -97,8 +129,14 @@ mod tests {
     #[test]
     fn invalid_values() {
         let given = [("every", Value::Int(10)), ("gamma", Value::Float(0.0))];
-        assert_eq!(run_for_test(BUILTINS, "step_decay", &[], &given).unwrap_err().code, "N4010");
-        let err = run_for_test(BUILTINS, "cosine", &[], &[("min_lr", Value::Float(-1e-5))]).unwrap_err();
+        assert_eq!(
+            run_for_test(BUILTINS, "step_decay", &[], &given)
+                .unwrap_err()
+                .code,
+            "N4010"
+        );
+        let err =
+            run_for_test(BUILTINS, "cosine", &[], &[("min_lr", Value::Float(-1e-5))]).unwrap_err();
         assert_eq!(err.code, "N4010");
         assert_eq!(err.blame, Blame::Param("min_lr"));
     }

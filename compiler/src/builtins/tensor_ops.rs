@@ -7,9 +7,16 @@
 //! built in, so these rules follow PyTorch's semantics exactly (`torch.flatten`, `torch.matmul`
 //! broadcasting, `torch.cat`).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "rules return the framework's `RuleError` by value; see `Rule`"
+)]
+
 use netc_grammar::DType;
 
-use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, Weight, param, spec_rule};
+use super::{
+    Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, Weight, param, spec_rule,
+};
 use super::{require_float, resolve_axis};
 use crate::dim::{Dim, DimError};
 use crate::types::{TensorType, Value};
@@ -21,7 +28,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Function,
         summary: "Merges the axes from `start` to the last into one (PyTorch `torch.flatten(x, start)`).",
         inputs: &["x"],
-        params: &[param("start", ParamType::Int, Default::Int(1), "first axis to merge; the batch axis 0 is kept by default")],
+        params: &[param(
+            "start",
+            ParamType::Int,
+            Default::Int(1),
+            "first axis to merge; the batch axis 0 is kept by default",
+        )],
         shape_rule: "[B, C, H, W] -> [B, C*H*W]; generally [d0, .., d(s-1), ds, .., dn] -> [d0, .., d(s-1), ds*..*dn]",
         rule: flatten,
     },
@@ -30,7 +42,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Function,
         summary: "The same elements in a new shape (PyTorch `x.reshape(shape)`); the element count must not change.",
         inputs: &["x"],
-        params: &[param("shape", ParamType::Shape, Default::Required, "the new shape, such as `[B, 4, 16]`")],
+        params: &[param(
+            "shape",
+            ParamType::Shape,
+            Default::Required,
+            "the new shape, such as `[B, 4, 16]`",
+        )],
         shape_rule: "[*] -> shape; product of dims unchanged",
         rule: reshape,
     },
@@ -52,8 +69,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Average over `axis` (one axis or a tuple), or over everything when no axis is given.",
         inputs: &["x"],
         params: &[
-            param("axis", ParamType::Axes, Default::Absent, "axis or tuple of axes to average over; none means all"),
-            param("keepdim", ParamType::Bool, Default::Bool(false), "keep reduced axes as size 1"),
+            param(
+                "axis",
+                ParamType::Axes,
+                Default::Absent,
+                "axis or tuple of axes to average over; none means all",
+            ),
+            param(
+                "keepdim",
+                ParamType::Bool,
+                Default::Bool(false),
+                "keep reduced axes as size 1",
+            ),
         ],
         shape_rule: "[B, T, D] -> [B, D] with axis: 1; [*] -> [] with no axis",
         rule: mean,
@@ -64,8 +91,18 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Sum over `axis` (one axis or a tuple), or over everything when no axis is given.",
         inputs: &["x"],
         params: &[
-            param("axis", ParamType::Axes, Default::Absent, "axis or tuple of axes to sum over; none means all"),
-            param("keepdim", ParamType::Bool, Default::Bool(false), "keep reduced axes as size 1"),
+            param(
+                "axis",
+                ParamType::Axes,
+                Default::Absent,
+                "axis or tuple of axes to sum over; none means all",
+            ),
+            param(
+                "keepdim",
+                ParamType::Bool,
+                Default::Bool(false),
+                "keep reduced axes as size 1",
+            ),
         ],
         shape_rule: "[B, T, D] -> [B, D] with axis: 1; [*] -> [] with no axis; integers sum to i64",
         rule: sum,
@@ -75,7 +112,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Function,
         summary: "Joins tensors along `axis` (PyTorch `torch.cat`); every other dimension must agree.",
         inputs: &["tensors..."],
-        params: &[param("axis", ParamType::Int, Default::Int(-1), "axis to join along")],
+        params: &[param(
+            "axis",
+            ParamType::Int,
+            Default::Int(-1),
+            "axis to join along",
+        )],
         shape_rule: "[B, n] , [B, m] -> [B, n + m] with axis: -1",
         rule: concat,
     },
@@ -93,7 +135,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Function,
         summary: "Zeroes each element with probability `p` while training and rescales the rest by 1/(1-p).",
         inputs: &["x"],
-        params: &[param("p", ParamType::Probability, Default::Float(0.5), "probability of zeroing an element")],
+        params: &[param(
+            "p",
+            ParamType::Probability,
+            Default::Float(0.5),
+            "probability of zeroing an element",
+        )],
         shape_rule: "[*] -> [*]",
         rule: dropout,
     },
@@ -103,10 +150,20 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Applies `count` fresh copies of `layer` in sequence, each with its own weights.",
         inputs: &["x"],
         params: &[
-            param("count", ParamType::Size, Default::Required, "number of copies"),
-            param("layer", ParamType::Layer, Default::Required, "the layer or block to copy, such as `Encoder(128, heads: 4)`"),
+            param(
+                "count",
+                ParamType::Size,
+                Default::Required,
+                "number of copies",
+            ),
+            param(
+                "layer",
+                ParamType::Layer,
+                Default::Required,
+                "the layer or block to copy, such as `Encoder(128, heads: 4)`",
+            ),
         ],
-        shape_rule: "applies `count` fresh copies of `layer` in sequence; each copy's output is the next one's input",
+        shape_rule: "[*] -> layer(layer(..layer(x))); applies count fresh copies of layer in sequence, each copy's output the next one's input",
         // The checker applies the copies itself (it needs to check the body once per copy).
         rule: spec_rule,
     },
@@ -116,7 +173,12 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "A learned tensor of the given shape, for writing layers from primitives (`matmul`, `exp`, ...).",
         inputs: &[],
         params: &[
-            param("shape", ParamType::Shape, Default::Required, "shape of the tensor, such as `[64, 10]`"),
+            param(
+                "shape",
+                ParamType::Shape,
+                Default::Required,
+                "shape of the tensor, such as `[64, 10]`",
+            ),
             param(
                 "init",
                 ParamType::Word(&["zeros", "ones", "normal", "uniform", "kaiming"]),
@@ -132,7 +194,12 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Constructor,
         summary: "A tensor of standard normal noise, drawn afresh at each step (a GAN's latent `z`).",
         inputs: &[],
-        params: &[param("shape", ParamType::Shape, Default::Required, "shape of the noise, such as `[B, 100, 1, 1]`")],
+        params: &[param(
+            "shape",
+            ParamType::Shape,
+            Default::Required,
+            "shape of the noise, such as `[B, 100, 1, 1]`",
+        )],
         shape_rule: "() -> f32 shape",
         rule: normal,
     },
@@ -141,8 +208,13 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Constructor,
         summary: "The type of a class label: an integer in 0..count, checked against the width of the logits.",
         inputs: &[],
-        params: &[param("count", ParamType::Size, Default::Required, "number of classes")],
-        shape_rule: "() -> type i64[] with `count` classes",
+        params: &[param(
+            "count",
+            ParamType::Size,
+            Default::Required,
+            "number of classes",
+        )],
+        shape_rule: "() -> the type i64[] marked with count classes",
         rule: class,
     },
 ];
@@ -175,7 +247,10 @@ fn reshape(ctx: &RuleCtx) -> Result<Output, RuleError> {
     if have != want && !has_opaque(&have) && !has_opaque(&want) {
         return Err(RuleError::new(
             "N3002",
-            format!("cannot reshape {x} ({have} elements) to {} ({want} elements)", target.shape_text()),
+            format!(
+                "cannot reshape {x} ({have} elements) to {} ({want} elements)",
+                target.shape_text()
+            ),
             Blame::Param("shape"),
             format!("this has {want} elements"),
         )
@@ -197,7 +272,11 @@ fn transpose(ctx: &RuleCtx) -> Result<Output, RuleError> {
 /// The type after reducing over the `axis` argument (all axes when absent or empty).
 fn reduced(ctx: &RuleCtx) -> Result<TensorType, RuleError> {
     let x = &ctx.inputs[0];
-    let axes = if ctx.args.has("axis") { ctx.args.axes("axis") } else { Vec::new() };
+    let axes = if ctx.args.has("axis") {
+        ctx.args.axes("axis")
+    } else {
+        Vec::new()
+    };
     let mut reduce = vec![axes.is_empty(); x.rank()];
     let mut seen = vec![false; x.rank()];
     for axis in axes {
@@ -243,7 +322,12 @@ fn sum(ctx: &RuleCtx) -> Result<Output, RuleError> {
 
 fn concat(ctx: &RuleCtx) -> Result<Output, RuleError> {
     let Some(first) = ctx.inputs.first() else {
-        return Err(RuleError::new("N2005", "expected at least one tensor to join", Blame::Call, "no tensors"));
+        return Err(RuleError::new(
+            "N2005",
+            "expected at least one tensor to join",
+            Blame::Call,
+            "no tensors",
+        ));
     };
     let axis = resolve_axis(ctx, 0, ctx.args.int("axis"), "axis")?;
     let mut dims = first.dims.clone();
@@ -253,14 +337,22 @@ fn concat(ctx: &RuleCtx) -> Result<Output, RuleError> {
                 .also(Blame::Input(0), format!("this is {first}"))
         };
         if t.dtype != first.dtype {
-            return Err(mismatch("N3004", format!("cannot join {first} and {t}: the element types differ")));
+            return Err(mismatch(
+                "N3004",
+                format!("cannot join {first} and {t}: the element types differ"),
+            ));
         }
         if t.rank() != first.rank() {
-            return Err(mismatch("N3003", format!("cannot join {first} and {t}: the ranks differ")));
+            return Err(mismatch(
+                "N3003",
+                format!("cannot join {first} and {t}: the ranks differ"),
+            ));
         }
         for (j, (a, b)) in first.dims.iter().zip(&t.dims).enumerate() {
             if j == axis {
-                dims[j] = dims[j].add(b).map_err(|e| RuleError::dim(e, Blame::Input(i)))?;
+                dims[j] = dims[j]
+                    .add(b)
+                    .map_err(|e| RuleError::dim(e, Blame::Input(i)))?;
             } else if a != b {
                 return Err(mismatch(
                     "N3002",
@@ -279,11 +371,20 @@ fn matmul(ctx: &RuleCtx) -> Result<Output, RuleError> {
     let (a, b) = (&ctx.inputs[0], &ctx.inputs[1]);
     let both = |code, message: String, first: usize| {
         let (here, there) = if first == 0 { (a, b) } else { (b, a) };
-        RuleError::new(code, message, Blame::Input(first), format!("this is {here}"))
-            .also(Blame::Input(1 - first), format!("this is {there}"))
+        RuleError::new(
+            code,
+            message,
+            Blame::Input(first),
+            format!("this is {here}"),
+        )
+        .also(Blame::Input(1 - first), format!("this is {there}"))
     };
     if a.dtype != b.dtype {
-        return Err(both("N3004", format!("cannot multiply {a} by {b}: the element types differ"), 1));
+        return Err(both(
+            "N3004",
+            format!("cannot multiply {a} by {b}: the element types differ"),
+            1,
+        ));
     }
     for (i, t) in [a, b].into_iter().enumerate() {
         if t.rank() == 0 {
@@ -354,7 +455,8 @@ fn dropout(ctx: &RuleCtx) -> Result<Output, RuleError> {
 
 fn learned(ctx: &RuleCtx) -> Result<Output, RuleError> {
     let dims = ctx.args.shape("shape");
-    Ok(Output::tensor(TensorType::f32(dims.clone())).with_weights(vec![Weight::trainable("weight", dims)]))
+    Ok(Output::tensor(TensorType::f32(dims.clone()))
+        .with_weights(vec![Weight::trainable("weight", dims)]))
 }
 
 fn normal(ctx: &RuleCtx) -> Result<Output, RuleError> {
@@ -365,7 +467,11 @@ fn class(ctx: &RuleCtx) -> Result<Output, RuleError> {
     let count = ctx.args.dim("count");
     match count.as_known() {
         Some(c) if c >= 2 => Ok(Output {
-            value: Value::Type(TensorType { dtype: DType::I64, dims: Vec::new(), classes: Some(c) }),
+            value: Value::Type(TensorType {
+                dtype: DType::I64,
+                dims: Vec::new(),
+                classes: Some(c),
+            }),
             weights: Vec::new(),
         }),
         Some(c) => Err(RuleError::new(
@@ -393,7 +499,11 @@ mod tests {
         ty_for_test(DType::F32, shape)
     }
 
-    fn run(name: &str, inputs: &[TensorType], given: &[(&str, Value)]) -> Result<TensorType, RuleError> {
+    fn run(
+        name: &str,
+        inputs: &[TensorType],
+        given: &[(&str, Value)],
+    ) -> Result<TensorType, RuleError> {
         run_for_test(BUILTINS, name, inputs, given).map(|o| out_for_test(&o))
     }
 
@@ -403,11 +513,36 @@ mod tests {
 
     #[test]
     fn flatten_merges_from_start() {
-        assert_eq!(run("flatten", &[f32("B, 16, 5, 5")], &[]).unwrap().to_string(), "f32[B, 400]");
-        assert_eq!(run("flatten", &[f32("B, 1, 1, 1")], &[]).unwrap().to_string(), "f32[B, 1]");
-        assert_eq!(run("flatten", &[f32("B, T, 4, 8")], &[("start", Value::Int(2))]).unwrap().to_string(), "f32[B, T, 32]");
-        assert_eq!(run("flatten", &[f32("B, T, D")], &[("start", Value::Int(0))]).unwrap().to_string(), "f32[B*D*T]");
-        assert_eq!(run("flatten", &[f32("B, 10")], &[("start", Value::Int(-1))]).unwrap().to_string(), "f32[B, 10]");
+        assert_eq!(
+            run("flatten", &[f32("B, 16, 5, 5")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, 400]"
+        );
+        assert_eq!(
+            run("flatten", &[f32("B, 1, 1, 1")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, 1]"
+        );
+        assert_eq!(
+            run("flatten", &[f32("B, T, 4, 8")], &[("start", Value::Int(2))])
+                .unwrap()
+                .to_string(),
+            "f32[B, T, 32]"
+        );
+        assert_eq!(
+            run("flatten", &[f32("B, T, D")], &[("start", Value::Int(0))])
+                .unwrap()
+                .to_string(),
+            "f32[B*D*T]"
+        );
+        assert_eq!(
+            run("flatten", &[f32("B, 10")], &[("start", Value::Int(-1))])
+                .unwrap()
+                .to_string(),
+            "f32[B, 10]"
+        );
         assert_eq!(run("flatten", &[f32("B")], &[]).unwrap_err().code, "N3009");
     }
 
@@ -417,94 +552,238 @@ mod tests {
         assert_eq!(out.to_string(), "f32[2, 32]");
         let err = run("reshape", &[f32("4, 16")], &[("shape", shape(&[3, 32]))]).unwrap_err();
         assert_eq!(err.code, "N3002");
-        assert_eq!(err.message, "cannot reshape f32[4, 16] (64 elements) to [3, 32] (96 elements)");
+        assert_eq!(
+            err.message,
+            "cannot reshape f32[4, 16] (64 elements) to [3, 32] (96 elements)"
+        );
         let b = Value::Dim(Dim::symbol("B"));
         let ok = Value::List(vec![b.clone(), Value::Int(8), Value::Int(8)]);
-        assert_eq!(run("reshape", &[f32("B, 64")], &[("shape", ok)]).unwrap().to_string(), "f32[B, 8, 8]");
+        assert_eq!(
+            run("reshape", &[f32("B, 64")], &[("shape", ok)])
+                .unwrap()
+                .to_string(),
+            "f32[B, 8, 8]"
+        );
         let bad = Value::List(vec![b, Value::Int(8), Value::Int(9)]);
-        assert_eq!(run("reshape", &[f32("B, 64")], &[("shape", bad)]).unwrap_err().code, "N3002");
+        assert_eq!(
+            run("reshape", &[f32("B, 64")], &[("shape", bad)])
+                .unwrap_err()
+                .code,
+            "N3002"
+        );
     }
 
     #[test]
     fn transpose_swaps_axes() {
-        assert_eq!(run("transpose", &[f32("B, T, D")], &[]).unwrap().to_string(), "f32[B, D, T]");
+        assert_eq!(
+            run("transpose", &[f32("B, T, D")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, D, T]"
+        );
         let given = [("a", Value::Int(0)), ("b", Value::Int(1))];
-        assert_eq!(run("transpose", &[f32("B, T, D")], &given).unwrap().to_string(), "f32[T, B, D]");
-        assert_eq!(run("transpose", &[f32("B")], &[]).unwrap_err().code, "N3009");
+        assert_eq!(
+            run("transpose", &[f32("B, T, D")], &given)
+                .unwrap()
+                .to_string(),
+            "f32[T, B, D]"
+        );
+        assert_eq!(
+            run("transpose", &[f32("B")], &[]).unwrap_err().code,
+            "N3009"
+        );
     }
 
     #[test]
     fn reductions() {
         let x = f32("B, T, D");
-        assert_eq!(run("mean", std::slice::from_ref(&x), &[("axis", Value::Int(1))]).unwrap().to_string(), "f32[B, D]");
-        assert_eq!(run("mean", std::slice::from_ref(&x), &[]).unwrap().to_string(), "f32[]");
+        assert_eq!(
+            run("mean", std::slice::from_ref(&x), &[("axis", Value::Int(1))])
+                .unwrap()
+                .to_string(),
+            "f32[B, D]"
+        );
+        assert_eq!(
+            run("mean", std::slice::from_ref(&x), &[])
+                .unwrap()
+                .to_string(),
+            "f32[]"
+        );
         let keep = [("axis", Value::Int(-1)), ("keepdim", Value::Bool(true))];
-        assert_eq!(run("sum", std::slice::from_ref(&x), &keep).unwrap().to_string(), "f32[B, T, 1]");
+        assert_eq!(
+            run("sum", std::slice::from_ref(&x), &keep)
+                .unwrap()
+                .to_string(),
+            "f32[B, T, 1]"
+        );
         let two = Value::Tuple(vec![Value::Int(1), Value::Int(2)]);
-        assert_eq!(run("sum", std::slice::from_ref(&x), &[("axis", two)]).unwrap().to_string(), "f32[B]");
+        assert_eq!(
+            run("sum", std::slice::from_ref(&x), &[("axis", two)])
+                .unwrap()
+                .to_string(),
+            "f32[B]"
+        );
         let twice = Value::Tuple(vec![Value::Int(1), Value::Int(-2)]);
-        assert_eq!(run("sum", std::slice::from_ref(&x), &[("axis", twice)]).unwrap_err().code, "N3009");
-        assert_eq!(run("mean", std::slice::from_ref(&x), &[("axis", Value::Int(3))]).unwrap_err().code, "N3009");
-        assert_eq!(run("sum", &[ty_for_test(DType::I32, "B, 4")], &[]).unwrap().to_string(), "i64[]");
-        assert_eq!(run("mean", &[ty_for_test(DType::I32, "B, 4")], &[]).unwrap_err().code, "N3004");
+        assert_eq!(
+            run("sum", std::slice::from_ref(&x), &[("axis", twice)])
+                .unwrap_err()
+                .code,
+            "N3009"
+        );
+        assert_eq!(
+            run("mean", std::slice::from_ref(&x), &[("axis", Value::Int(3))])
+                .unwrap_err()
+                .code,
+            "N3009"
+        );
+        assert_eq!(
+            run("sum", &[ty_for_test(DType::I32, "B, 4")], &[])
+                .unwrap()
+                .to_string(),
+            "i64[]"
+        );
+        assert_eq!(
+            run("mean", &[ty_for_test(DType::I32, "B, 4")], &[])
+                .unwrap_err()
+                .code,
+            "N3004"
+        );
     }
 
     #[test]
     fn concat_sums_the_joined_axis() {
         let out = run("concat", &[f32("B, 48"), f32("B, 48"), f32("B, 4")], &[]).unwrap();
         assert_eq!(out.to_string(), "f32[B, 100]");
-        let out = run("concat", &[f32("B, T, 8"), f32("B, T, 8")], &[("axis", Value::Int(1))]).unwrap();
+        let out = run(
+            "concat",
+            &[f32("B, T, 8"), f32("B, T, 8")],
+            &[("axis", Value::Int(1))],
+        )
+        .unwrap();
         assert_eq!(out.to_string(), "f32[B, 2*T, 8]");
         let err = run("concat", &[f32("B, 48"), f32("B, 48, 2")], &[]).unwrap_err();
         assert_eq!(err.code, "N3003");
         let err = run("concat", &[f32("B, 48"), f32("4, 48")], &[]).unwrap_err();
         assert_eq!(err.code, "N3002");
         assert_eq!(err.blame, Blame::Input(1));
-        let err = run("concat", &[f32("B, 48"), ty_for_test(DType::I64, "B, 2")], &[]).unwrap_err();
+        let err = run(
+            "concat",
+            &[f32("B, 48"), ty_for_test(DType::I64, "B, 2")],
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(err.code, "N3004");
     }
 
     #[test]
     fn matmul_batches_and_broadcasts() {
-        assert_eq!(run("matmul", &[f32("B, 64"), f32("64, 10")], &[]).unwrap().to_string(), "f32[B, 10]");
-        assert_eq!(run("matmul", &[f32("B, H, T, 8"), f32("B, H, 8, T")], &[]).unwrap().to_string(), "f32[B, H, T, T]");
-        assert_eq!(run("matmul", &[f32("B, T, D"), f32("D, 4")], &[]).unwrap().to_string(), "f32[B, T, 4]");
-        assert_eq!(run("matmul", &[f32("1, T, D"), f32("B, D, 4")], &[]).unwrap().to_string(), "f32[B, T, 4]");
-        assert_eq!(run("matmul", &[f32("D"), f32("D")], &[]).unwrap().to_string(), "f32[]");
-        assert_eq!(run("matmul", &[f32("B, T, D"), f32("D")], &[]).unwrap().to_string(), "f32[B, T]");
-        assert_eq!(run("matmul", &[f32("D"), f32("D, 5")], &[]).unwrap().to_string(), "f32[5]");
+        assert_eq!(
+            run("matmul", &[f32("B, 64"), f32("64, 10")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, 10]"
+        );
+        assert_eq!(
+            run("matmul", &[f32("B, H, T, 8"), f32("B, H, 8, T")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, H, T, T]"
+        );
+        assert_eq!(
+            run("matmul", &[f32("B, T, D"), f32("D, 4")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, T, 4]"
+        );
+        assert_eq!(
+            run("matmul", &[f32("1, T, D"), f32("B, D, 4")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, T, 4]"
+        );
+        assert_eq!(
+            run("matmul", &[f32("D"), f32("D")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[]"
+        );
+        assert_eq!(
+            run("matmul", &[f32("B, T, D"), f32("D")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[B, T]"
+        );
+        assert_eq!(
+            run("matmul", &[f32("D"), f32("D, 5")], &[])
+                .unwrap()
+                .to_string(),
+            "f32[5]"
+        );
         let err = run("matmul", &[f32("B, 3"), f32("4, 5")], &[]).unwrap_err();
         assert_eq!(err.code, "N3002");
-        assert_eq!(err.message, "inner dimensions differ: f32[B, 3] has 3 columns but f32[4, 5] has 4 rows");
-        assert_eq!(err.also, vec![(Blame::Input(1), "this is f32[4, 5]".to_string())]);
+        assert_eq!(
+            err.message,
+            "inner dimensions differ: f32[B, 3] has 3 columns but f32[4, 5] has 4 rows"
+        );
+        assert_eq!(
+            err.also,
+            vec![(Blame::Input(1), "this is f32[4, 5]".to_string())]
+        );
         let err = run("matmul", &[f32("2, T, D"), f32("3, D, 4")], &[]).unwrap_err();
         assert_eq!(err.code, "N3002");
-        assert_eq!(run("matmul", &[f32(""), f32("3")], &[]).unwrap_err().code, "N3003");
+        assert_eq!(
+            run("matmul", &[f32(""), f32("3")], &[]).unwrap_err().code,
+            "N3003"
+        );
     }
 
     #[test]
     fn dropout_keeps_the_shape() {
-        assert_eq!(run("dropout", &[f32("B, 256")], &[("p", Value::Float(0.3))]).unwrap().to_string(), "f32[B, 256]");
+        assert_eq!(
+            run("dropout", &[f32("B, 256")], &[("p", Value::Float(0.3))])
+                .unwrap()
+                .to_string(),
+            "f32[B, 256]"
+        );
     }
 
     #[test]
     fn param_creates_a_learned_tensor() {
         let out = run_for_test(BUILTINS, "param", &[], &[("shape", shape(&[64, 10]))]).unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[64, 10]");
-        assert_eq!(out.weights, vec![Weight::trainable("weight", vec![Dim::known(64), Dim::known(10)])]);
+        assert_eq!(
+            out.weights,
+            vec![Weight::trainable(
+                "weight",
+                vec![Dim::known(64), Dim::known(10)]
+            )]
+        );
     }
 
     #[test]
     fn constructors() {
-        let z = Value::List(vec![Value::Dim(Dim::symbol("B")), Value::Int(100), Value::Int(1), Value::Int(1)]);
+        let z = Value::List(vec![
+            Value::Dim(Dim::symbol("B")),
+            Value::Int(100),
+            Value::Int(1),
+            Value::Int(1),
+        ]);
         let out = run_for_test(BUILTINS, "normal", &[], &[("shape", z)]).unwrap();
         assert_eq!(out_for_test(&out).to_string(), "f32[B, 100, 1, 1]");
         assert!(out.weights.is_empty());
         let out = run_for_test(BUILTINS, "class", &[], &[("count", Value::Int(10))]).unwrap();
-        assert!(matches!(out.value, Value::Type(ref t) if *t == TensorType { dtype: DType::I64, dims: vec![], classes: Some(10) }));
+        assert!(
+            matches!(out.value, Value::Type(ref t) if *t == TensorType { dtype: DType::I64, dims: vec![], classes: Some(10) })
+        );
         let err = run_for_test(BUILTINS, "class", &[], &[("count", Value::Int(1))]).unwrap_err();
         assert_eq!(err.code, "N4010");
-        let err = run_for_test(BUILTINS, "class", &[], &[("count", Value::Dim(Dim::symbol("C")))]).unwrap_err();
+        let err = run_for_test(
+            BUILTINS,
+            "class",
+            &[],
+            &[("count", Value::Dim(Dim::symbol("C")))],
+        )
+        .unwrap_err();
         assert_eq!(err.code, "N4010");
     }
 }

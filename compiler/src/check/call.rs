@@ -8,7 +8,9 @@ use netc_grammar::Diagnostic;
 use netc_grammar::ast::*;
 
 use super::{Checker, Def, Env};
-use crate::builtins::{self, Blame, BoundArg, BoundArgs, Builtin, Default, Kind, ParamType, RuleCtx};
+use crate::builtins::{
+    self, Blame, BoundArg, BoundArgs, Builtin, Default, Kind, ParamType, RuleCtx,
+};
 use crate::dim::Dim;
 use crate::suggest;
 use crate::types::{Callable, LayerValue, Spec, Tensor, TensorType, Value};
@@ -22,11 +24,20 @@ pub(crate) struct ArgValue {
 
 impl Checker<'_> {
     /// `callee(args)`, with `piped` as the first input when the call is a pipeline stage.
-    pub(crate) fn call(&mut self, call: &Call, piped: Option<(Value, Span)>, env: &mut Env) -> Value {
+    pub(crate) fn call(
+        &mut self,
+        call: &Call,
+        piped: Option<(Value, Span)>,
+        env: &mut Env,
+    ) -> Value {
         let args: Vec<ArgValue> = call
             .args
             .iter()
-            .map(|a| ArgValue { name: a.name.clone(), value: self.eval_arg(&a.value, env), span: a.value.span })
+            .map(|a| ArgValue {
+                name: a.name.clone(),
+                value: self.eval_arg(&a.value, env),
+                span: a.value.span,
+            })
             .collect();
         let name = &call.callee.name;
         if let Some(b) = env.vars.get_mut(name) {
@@ -40,7 +51,10 @@ impl Checker<'_> {
                 other => {
                     self.report(Diagnostic::error(
                         "N2009",
-                        format!("`{name}` is {}, not something that can be called", other.describe()),
+                        format!(
+                            "`{name}` is {}, not something that can be called",
+                            other.describe()
+                        ),
                         call.callee.span,
                         "not callable",
                     ));
@@ -135,7 +149,11 @@ impl Checker<'_> {
             let _ = bad;
             return Value::Error;
         }
-        let min_inputs = if b.is_variadic() { b.inputs.len() } else { b.inputs.len() };
+        let min_inputs = if b.is_variadic() {
+            b.inputs.len()
+        } else {
+            b.inputs.len()
+        };
         let spec_kind = matches!(
             b.kind,
             Kind::Optimizer | Kind::Schedule | Kind::Metric | Kind::Source | Kind::Constructor
@@ -143,8 +161,17 @@ impl Checker<'_> {
         if spec_kind {
             return self.run_spec(b, bound, span);
         }
-        if inputs.is_empty() && !b.inputs.is_empty() && matches!(b.kind, Kind::Layer | Kind::Function | Kind::Transform) {
-            return Value::Layer(Rc::new(LayerValue { callable: Callable::Builtin { name: b.name, args: bound }, span }));
+        if inputs.is_empty()
+            && !b.inputs.is_empty()
+            && matches!(b.kind, Kind::Layer | Kind::Function | Kind::Transform)
+        {
+            return Value::Layer(Rc::new(LayerValue {
+                callable: Callable::Builtin {
+                    name: b.name,
+                    args: bound,
+                },
+                span,
+            }));
         }
         if inputs.len() < min_inputs {
             let missing = b.inputs[inputs.len()].trim_end_matches("...");
@@ -153,7 +180,11 @@ impl Checker<'_> {
                     "N2005",
                     format!("`{}` is missing its input `{missing}`", b.name),
                     span,
-                    format!("expected {} input(s), found {}", b.inputs.len(), inputs.len()),
+                    format!(
+                        "expected {} input(s), found {}",
+                        b.inputs.len(),
+                        inputs.len()
+                    ),
                 )
                 .with_help(format!("signature: {}", b.signature())),
             );
@@ -164,7 +195,12 @@ impl Checker<'_> {
             self.report(
                 Diagnostic::error(
                     "N2006",
-                    format!("`{}` takes {} input(s), found {}", b.name, b.inputs.len(), inputs.len()),
+                    format!(
+                        "`{}` takes {} input(s), found {}",
+                        b.name,
+                        b.inputs.len(),
+                        inputs.len()
+                    ),
                     *extra,
                     "extra input",
                 )
@@ -178,10 +214,17 @@ impl Checker<'_> {
     /// Built-ins that make a spec value (optimizers, schedules, ...) run their rule for range
     /// checks and become a [`Value::Spec`].
     fn run_spec(&mut self, b: &'static Builtin, bound: BoundArgs, span: Span) -> Value {
-        let ctx = RuleCtx { inputs: &[], args: &bound };
+        let ctx = RuleCtx {
+            inputs: &[],
+            args: &bound,
+        };
         match (b.rule)(&ctx) {
             Ok(out) => match out.value {
-                Value::Tuple(items) if items.is_empty() => Value::Spec(Spec { name: b.name, args: bound, span }),
+                Value::Tuple(items) if items.is_empty() => Value::Spec(Spec {
+                    name: b.name,
+                    args: bound,
+                    span,
+                }),
                 other => other,
             },
             Err(e) => {
@@ -214,7 +257,11 @@ impl Checker<'_> {
                     self.report(
                         Diagnostic::error(
                             "N2008",
-                            format!("`{}` expects a tensor input, found {}", b.name, other.describe()),
+                            format!(
+                                "`{}` expects a tensor input, found {}",
+                                b.name,
+                                other.describe()
+                            ),
                             *s,
                             "not a tensor",
                         )
@@ -224,7 +271,10 @@ impl Checker<'_> {
                 }
             }
         }
-        let ctx = RuleCtx { inputs: &types, args: bound };
+        let ctx = RuleCtx {
+            inputs: &types,
+            args: bound,
+        };
         match (b.rule)(&ctx) {
             Ok(out) => {
                 if !out.weights.is_empty() {
@@ -266,7 +316,12 @@ impl Checker<'_> {
             Blame::Param(p) => bound.span(p).unwrap_or(call_span),
             Blame::Call => call_span,
         };
-        let mut d = Diagnostic::error(e.code, format!("{}: {}", b.name, e.message), locate(e.blame), e.label);
+        let mut d = Diagnostic::error(
+            e.code,
+            format!("{}: {}", b.name, e.message),
+            locate(e.blame),
+            e.label,
+        );
         for (blame, label) in e.also {
             d = d.with_label(locate(blame), label);
         }
@@ -277,8 +332,16 @@ impl Checker<'_> {
     }
 
     /// Record the weights a layer call creates under its model, named `layer_n.weight`.
-    fn add_weights(&mut self, layer: &str, _span: Span, weights: &[builtins::Weight], env: &mut Env) {
-        let Some(owner) = env.owner.clone() else { return };
+    fn add_weights(
+        &mut self,
+        layer: &str,
+        _span: Span,
+        weights: &[builtins::Weight],
+        env: &mut Env,
+    ) {
+        let Some(owner) = env.owner.clone() else {
+            return;
+        };
         let n = env.layer_counts.entry(layer.to_string()).or_insert(0);
         let prefix = format!("{layer}_{n}");
         *n += 1;
@@ -290,7 +353,12 @@ impl Checker<'_> {
 
     /// Match arguments to a built-in's parameters: positional in order, then by name; check
     /// each value's type; fill defaults. Reports and returns `None` on any mistake.
-    pub(crate) fn bind_args(&mut self, b: &Builtin, args: &[ArgValue], call_span: Span) -> Option<BoundArgs> {
+    pub(crate) fn bind_args(
+        &mut self,
+        b: &Builtin,
+        args: &[ArgValue],
+        call_span: Span,
+    ) -> Option<BoundArgs> {
         let mut slots: Vec<Option<(Value, Span)>> = vec![None; b.params.len()];
         let mut ok = true;
         let mut positional = 0;
@@ -324,7 +392,10 @@ impl Checker<'_> {
                             "unknown argument",
                         );
                         d = match hint {
-                            Some(h) => d.with_help(format!("did you mean `{h}`? signature: {}", b.signature())),
+                            Some(h) => d.with_help(format!(
+                                "did you mean `{h}`? signature: {}",
+                                b.signature()
+                            )),
                             None => d.with_help(format!("signature: {}", b.signature())),
                         };
                         self.report(d);
@@ -338,7 +409,10 @@ impl Checker<'_> {
                 self.report(
                     Diagnostic::error(
                         "N2007",
-                        format!("argument `{}` of `{}` is given twice", b.params[index].name, b.name),
+                        format!(
+                            "argument `{}` of `{}` is given twice",
+                            b.params[index].name, b.name
+                        ),
                         a.span,
                         "given again here",
                     )
@@ -357,7 +431,11 @@ impl Checker<'_> {
                     if matches!(v, Value::Error) {
                         ok = false;
                     }
-                    values.push(BoundArg { name: p.name, value: v, span: Some(s) });
+                    values.push(BoundArg {
+                        name: p.name,
+                        value: v,
+                        span: Some(s),
+                    });
                 }
                 None => {
                     let value = match p.default {
@@ -365,7 +443,10 @@ impl Checker<'_> {
                             self.report(
                                 Diagnostic::error(
                                     "N2005",
-                                    format!("`{}` needs the argument `{}` ({})", b.name, p.name, p.doc),
+                                    format!(
+                                        "`{}` needs the argument `{}` ({})",
+                                        b.name, p.name, p.doc
+                                    ),
                                     call_span,
                                     format!("`{}` missing", p.name),
                                 )
@@ -382,14 +463,24 @@ impl Checker<'_> {
                         Default::Word(v) => Value::Word(v.to_string()),
                         Default::Pair(a, c) => Value::Tuple(vec![Value::Float(a), Value::Float(c)]),
                     };
-                    values.push(BoundArg { name: p.name, value, span: None });
+                    values.push(BoundArg {
+                        name: p.name,
+                        value,
+                        span: None,
+                    });
                 }
             }
         }
         ok.then_some(BoundArgs { values })
     }
 
-    fn check_param_type(&mut self, b: &Builtin, p: &builtins::Param, v: Value, span: Span) -> Value {
+    fn check_param_type(
+        &mut self,
+        b: &Builtin,
+        p: &builtins::Param,
+        v: Value,
+        span: Span,
+    ) -> Value {
         use ParamType as T;
         let size = |v: &Value| match v {
             Value::Int(i) => *i >= 1,
@@ -419,12 +510,19 @@ impl Checker<'_> {
             (T::Axes, Value::Tuple(items)) => items.iter().all(|i| matches!(i, Value::Int(_))),
             (T::Shape, Value::List(items)) => items.iter().all(|i| size(i)),
             (T::Betas, Value::Tuple(items)) => {
-                items.len() == 2 && items.iter().all(|i| i.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)))
+                items.len() == 2
+                    && items
+                        .iter()
+                        .all(|i| i.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)))
             }
             (T::Layer, Value::Layer(_) | Value::Model(_)) => true,
-            (T::Schedule, Value::Spec(s)) => builtins::lookup(s.name).is_some_and(|b| b.kind == Kind::Schedule),
+            (T::Schedule, Value::Spec(s)) => {
+                builtins::lookup(s.name).is_some_and(|b| b.kind == Kind::Schedule)
+            }
             (T::Paths, Value::Str(_)) => true,
-            (T::Paths, Value::List(items)) => !items.is_empty() && items.iter().all(|i| matches!(i, Value::Str(_))),
+            (T::Paths, Value::List(items)) => {
+                !items.is_empty() && items.iter().all(|i| matches!(i, Value::Str(_)))
+            }
             _ => false,
         };
         if fits {
@@ -433,7 +531,10 @@ impl Checker<'_> {
         if let Value::Word(w) = &v
             && !matches!(p.ty, T::Word(_))
         {
-            let ident = Ident { name: w.clone(), span };
+            let ident = Ident {
+                name: w.clone(),
+                span,
+            };
             let env = Env::new(String::new(), None);
             self.unknown_name(&ident, &env);
             return Value::Error;
@@ -461,20 +562,35 @@ impl Checker<'_> {
     }
 
     /// `repeat(n, layer)`: apply `n` fresh copies of the layer in sequence.
-    fn repeat(&mut self, call: &Call, args: Vec<ArgValue>, piped: Option<(Value, Span)>, env: &mut Env) -> Value {
+    fn repeat(
+        &mut self,
+        call: &Call,
+        args: Vec<ArgValue>,
+        piped: Option<(Value, Span)>,
+        env: &mut Env,
+    ) -> Value {
         let b = builtins::lookup("repeat").expect("repeat is a built-in");
         let mut args = args;
         let mut input = piped;
-        if input.is_none() && args.first().is_some_and(|a| matches!(a.value, Value::Tensor(_)) && a.name.is_none()) {
+        if input.is_none()
+            && args
+                .first()
+                .is_some_and(|a| matches!(a.value, Value::Tensor(_)) && a.name.is_none())
+        {
             let a = args.remove(0);
             input = Some((a.value, a.span));
         }
-        let Some(bound) = self.bind_args(b, &args, call.span) else { return Value::Error };
+        let Some(bound) = self.bind_args(b, &args, call.span) else {
+            return Value::Error;
+        };
         let count = bound.int("count").max(0) as usize;
         let Value::Layer(layer) = bound.get("layer").clone() else {
             return Value::Error;
         };
-        let value = Value::Layer(Rc::new(LayerValue { callable: Callable::Repeat(count, layer), span: call.span }));
+        let value = Value::Layer(Rc::new(LayerValue {
+            callable: Callable::Repeat(count, layer),
+            span: call.span,
+        }));
         match input {
             Some((x, xs)) => self.apply_value(value, x, xs, call.span, env),
             None => value,
@@ -495,7 +611,11 @@ impl Checker<'_> {
                 if inputs.len() < b.inputs.len() && !b.is_variadic() {
                     self.report(Diagnostic::error(
                         "N2005",
-                        format!("`{name}` needs {} input(s), found {}", b.inputs.len(), inputs.len()),
+                        format!(
+                            "`{name}` needs {} input(s), found {}",
+                            b.inputs.len(),
+                            inputs.len()
+                        ),
                         span,
                         "missing input",
                     ));
@@ -504,7 +624,9 @@ impl Checker<'_> {
                 self.run_rule(b, args, inputs, span, env)
             }
             Callable::Model(m) => self.call_model(m, inputs, span),
-            Callable::Block { name, hparams } => self.instantiate_block(name, hparams.clone(), inputs, span, layer.span, env),
+            Callable::Block { name, hparams } => {
+                self.instantiate_block(name, hparams.clone(), inputs, span, layer.span, env)
+            }
             Callable::Repeat(n, inner) => {
                 let mut inputs = inputs;
                 for _ in 0..*n {
@@ -520,14 +642,25 @@ impl Checker<'_> {
     }
 
     /// `Block(hparams...)` or, with tensors first or piped, `Block(x, hparams...)`.
-    fn call_block(&mut self, call: &Call, args: Vec<ArgValue>, piped: Option<(Value, Span)>, env: &mut Env) -> Value {
+    fn call_block(
+        &mut self,
+        call: &Call,
+        args: Vec<ArgValue>,
+        piped: Option<(Value, Span)>,
+        env: &mut Env,
+    ) -> Value {
         let name = call.callee.name.clone();
-        let Some(Def::Block(block)) = self.defs.get(&name) else { return Value::Error };
+        let Some(Def::Block(block)) = self.defs.get(&name) else {
+            return Value::Error;
+        };
         let block: &BlockItem = block;
         let mut inputs: Vec<(Value, Span)> = piped.into_iter().collect();
         let mut rest = args.into_iter().peekable();
         while let Some(a) = rest.peek() {
-            if a.name.is_none() && matches!(a.value, Value::Tensor(_)) && inputs.len() < block.inputs.len() {
+            if a.name.is_none()
+                && matches!(a.value, Value::Tensor(_))
+                && inputs.len() < block.inputs.len()
+            {
                 let a = rest.next().expect("peeked");
                 inputs.push((a.value, a.span));
             } else {
@@ -546,7 +679,10 @@ impl Checker<'_> {
                 Some(n) => match block.hparams.iter().position(|h| h.name.name == n.name) {
                     Some(i) => i,
                     None => {
-                        let hint = suggest::closest(&n.name, block.hparams.iter().map(|h| h.name.name.as_str()));
+                        let hint = suggest::closest(
+                            &n.name,
+                            block.hparams.iter().map(|h| h.name.name.as_str()),
+                        );
                         let mut d = Diagnostic::error(
                             "N2004",
                             format!("block `{name}` has no hyper-parameter `{}`", n.name),
@@ -564,8 +700,13 @@ impl Checker<'_> {
             };
             if index >= slots.len() {
                 self.report(
-                    Diagnostic::error("N2006", format!("too many arguments to block `{name}`"), a.span, "unexpected argument")
-                        .with_label(block.name.span, format!("`{name}` is defined here")),
+                    Diagnostic::error(
+                        "N2006",
+                        format!("too many arguments to block `{name}`"),
+                        a.span,
+                        "unexpected argument",
+                    )
+                    .with_label(block.name.span, format!("`{name}` is defined here")),
                 );
                 ok = false;
                 continue;
@@ -581,7 +722,10 @@ impl Checker<'_> {
                     self.report(
                         Diagnostic::error(
                             "N2008",
-                            format!("hyper-parameter `{}` of `{name}` is `{}`", h.name.name, h.ty.name),
+                            format!(
+                                "hyper-parameter `{}` of `{name}` is `{}`",
+                                h.name.name, h.ty.name
+                            ),
                             a.span,
                             format!("found {}", a.value.describe()),
                         )
@@ -606,7 +750,10 @@ impl Checker<'_> {
                         self.report(
                             Diagnostic::error(
                                 "N2005",
-                                format!("block `{name}` needs the hyper-parameter `{}`", h.name.name),
+                                format!(
+                                    "block `{name}` needs the hyper-parameter `{}`",
+                                    h.name.name
+                                ),
                                 call.span,
                                 format!("`{}` missing", h.name.name),
                             )
@@ -623,7 +770,10 @@ impl Checker<'_> {
             return Value::Error;
         }
         if inputs.is_empty() {
-            return Value::Layer(Rc::new(LayerValue { callable: Callable::Block { name, hparams }, span: call.span }));
+            return Value::Layer(Rc::new(LayerValue {
+                callable: Callable::Block { name, hparams },
+                span: call.span,
+            }));
         }
         self.instantiate_block(&name, hparams, inputs, call.span, call.span, env)
     }
@@ -639,9 +789,12 @@ impl Checker<'_> {
         _layer_span: Span,
         env: &mut Env,
     ) -> Value {
-        let Some(Def::Block(block)) = self.defs.get(name) else { return Value::Error };
+        let Some(Def::Block(block)) = self.defs.get(name) else {
+            return Value::Error;
+        };
         let block: &BlockItem = block;
-        if self.instantiations.iter().any(|(n, _)| n == name) || self.instantiation_depth_exceeded() {
+        if self.instantiations.iter().any(|(n, _)| n == name) || self.instantiation_depth_exceeded()
+        {
             self.report(Diagnostic::error(
                 "N2016",
                 format!("block `{name}` uses itself"),
@@ -654,7 +807,11 @@ impl Checker<'_> {
             self.report(
                 Diagnostic::error(
                     "N2017",
-                    format!("block `{name}` takes {} input(s), found {}", block.inputs.len(), inputs.len()),
+                    format!(
+                        "block `{name}` takes {} input(s), found {}",
+                        block.inputs.len(),
+                        inputs.len()
+                    ),
                     span,
                     "wrong number of inputs",
                 )
@@ -676,7 +833,11 @@ impl Checker<'_> {
                 if !matches!(value, Value::Error) {
                     self.report(Diagnostic::error(
                         "N2008",
-                        format!("input `{}` of block `{name}` must be a tensor, found {}", input.name.name, value.describe()),
+                        format!(
+                            "input `{}` of block `{name}` must be a tensor, found {}",
+                            input.name.name,
+                            value.describe()
+                        ),
                         *vspan,
                         "not a tensor",
                     ));
@@ -693,7 +854,10 @@ impl Checker<'_> {
                 self.report(
                     Diagnostic::error(
                         "N3008",
-                        format!("input `{}` of block `{name}` expects {}, found {}", input.name.name, declared, actual.ty),
+                        format!(
+                            "input `{}` of block `{name}` expects {}, found {}",
+                            input.name.name, declared, actual.ty
+                        ),
                         *vspan,
                         format!("this is {}", actual.ty),
                     )
@@ -708,15 +872,31 @@ impl Checker<'_> {
         for (sym, d) in &bindings {
             benv.symbols.remove(sym);
             if !benv.vars.contains_key(sym) {
-                let ident = Ident { name: sym.clone(), span: block.name.span };
-                benv.bind(&ident, d.as_known().map(Value::Int).unwrap_or(Value::Dim(d.clone())));
+                let ident = Ident {
+                    name: sym.clone(),
+                    span: block.name.span,
+                };
+                benv.bind(
+                    &ident,
+                    d.as_known()
+                        .map(Value::Int)
+                        .unwrap_or(Value::Dim(d.clone())),
+                );
                 benv.vars.get_mut(sym).expect("just bound").used = true;
             }
         }
         self.instantiations.push((name.to_string(), span));
-        let declared_out = block.output.as_ref().and_then(|t| self.declared_type(t, &mut benv, false));
+        let declared_out = block
+            .output
+            .as_ref()
+            .and_then(|t| self.declared_type(t, &mut benv, false));
         let result = self.check_body(&block.body, &mut benv, "block");
-        let out = self.check_output(result, declared_out.as_ref(), block.output.as_ref(), &block.body);
+        let out = self.check_output(
+            result,
+            declared_out.as_ref(),
+            block.output.as_ref(),
+            &block.body,
+        );
         self.instantiations.pop();
         env.layer_counts = benv.layer_counts;
         match out {
@@ -734,15 +914,28 @@ impl Checker<'_> {
 
     /// `Model(inputs...)`: unify arguments with the model's declared inputs and return its
     /// output type with the symbols bound.
-    pub(crate) fn call_model(&mut self, name: &str, inputs: Vec<(Value, Span)>, span: Span) -> Value {
-        let Some(info) = self.model_info(name) else { return Value::Error };
-        let Some(Def::Model(m)) = self.defs.get(name) else { return Value::Error };
+    pub(crate) fn call_model(
+        &mut self,
+        name: &str,
+        inputs: Vec<(Value, Span)>,
+        span: Span,
+    ) -> Value {
+        let Some(info) = self.model_info(name) else {
+            return Value::Error;
+        };
+        let Some(Def::Model(m)) = self.defs.get(name) else {
+            return Value::Error;
+        };
         let m: &ModelItem = m;
         if inputs.len() != info.inputs.len() {
             self.report(
                 Diagnostic::error(
                     "N2017",
-                    format!("model `{name}` takes {} input(s), found {}", info.inputs.len(), inputs.len()),
+                    format!(
+                        "model `{name}` takes {} input(s), found {}",
+                        info.inputs.len(),
+                        inputs.len()
+                    ),
                     span,
                     "wrong number of inputs",
                 )
@@ -752,14 +945,19 @@ impl Checker<'_> {
         }
         let mut bindings = BTreeMap::new();
         let mut depends_on = std::collections::BTreeSet::new();
-        for ((input_name, declared), ((value, vspan), input)) in info.inputs.iter().zip(inputs.iter().zip(&m.inputs)) {
+        for ((input_name, declared), ((value, vspan), input)) in
+            info.inputs.iter().zip(inputs.iter().zip(&m.inputs))
+        {
             let actual = match value {
                 Value::Tensor(t) => t,
                 Value::Error => return Value::Error,
                 other => {
                     self.report(Diagnostic::error(
                         "N2008",
-                        format!("input `{input_name}` of model `{name}` must be a tensor, found {}", other.describe()),
+                        format!(
+                            "input `{input_name}` of model `{name}` must be a tensor, found {}",
+                            other.describe()
+                        ),
                         *vspan,
                         "not a tensor",
                     ));
@@ -771,7 +969,10 @@ impl Checker<'_> {
                 self.report(
                     Diagnostic::error(
                         "N3008",
-                        format!("input `{input_name}` of model `{name}` expects {declared}, found {}", actual.ty),
+                        format!(
+                            "input `{input_name}` of model `{name}` expects {declared}, found {}",
+                            actual.ty
+                        ),
                         *vspan,
                         format!("this is {}", actual.ty),
                     )
@@ -781,25 +982,47 @@ impl Checker<'_> {
                 return Value::Error;
             }
         }
-        let Some(output) = info.output else { return Value::Error };
-        let dims: Result<Vec<Dim>, _> = output.dims.iter().map(|d| d.substitute(&bindings)).collect();
+        let Some(output) = info.output else {
+            return Value::Error;
+        };
+        let dims: Result<Vec<Dim>, _> = output
+            .dims
+            .iter()
+            .map(|d| d.substitute(&bindings))
+            .collect();
         let Ok(dims) = dims else { return Value::Error };
         depends_on.insert(name.to_string());
-        Value::Tensor(Tensor { ty: TensorType::new(output.dtype, dims), depends_on })
+        Value::Tensor(Tensor {
+            ty: TensorType::new(output.dtype, dims),
+            depends_on,
+        })
     }
 }
 
 /// Match an actual type against a declared one, binding the declared type's symbols.
 /// Returns a sentence explaining the first disagreement.
-pub(crate) fn unify(declared: &TensorType, actual: &TensorType, bindings: &mut BTreeMap<String, Dim>) -> Result<(), String> {
+pub(crate) fn unify(
+    declared: &TensorType,
+    actual: &TensorType,
+    bindings: &mut BTreeMap<String, Dim>,
+) -> Result<(), String> {
     if declared.dtype != actual.dtype {
-        return Err(format!("the element types differ: {} vs {}", declared.dtype, actual.dtype));
+        return Err(format!(
+            "the element types differ: {} vs {}",
+            declared.dtype, actual.dtype
+        ));
     }
     if declared.rank() != actual.rank() {
-        return Err(format!("the ranks differ: {} vs {}", declared.rank(), actual.rank()));
+        return Err(format!(
+            "the ranks differ: {} vs {}",
+            declared.rank(),
+            actual.rank()
+        ));
     }
     for (i, (d, a)) in declared.dims.iter().zip(&actual.dims).enumerate() {
-        let d = d.substitute(bindings).map_err(|_| "dimension arithmetic overflows".to_string())?;
+        let d = d
+            .substitute(bindings)
+            .map_err(|_| "dimension arithmetic overflows".to_string())?;
         if let Some(sym) = d.as_symbol() {
             if !bindings.contains_key(sym) {
                 bindings.insert(sym.to_string(), a.clone());

@@ -42,11 +42,20 @@ impl Checker<'_> {
         if let Some(info) = self.analysis.data.get(name) {
             return Some(info.clone());
         }
-        let Some(Def::Data(d)) = self.defs.get(name) else { return None };
+        let Some(Def::Data(d)) = self.defs.get(name) else {
+            return None;
+        };
         let d: &DataItem = d;
         let mut env = Env::new(format!("data {name}"), None);
-        let mut info =
-            DataInfo { name: name.to_string(), span: d.name.span, source: None, test: None, fields: Vec::new(), split: None, shuffle_seed: None };
+        let mut info = DataInfo {
+            name: name.to_string(),
+            span: d.name.span,
+            source: None,
+            test: None,
+            fields: Vec::new(),
+            split: None,
+            shuffle_seed: None,
+        };
         let mut seen: Vec<(String, Span)> = Vec::new();
         for entry in &d.entries {
             match entry {
@@ -55,11 +64,19 @@ impl Checker<'_> {
                 DataEntry::Error(_) => {}
             }
         }
-        let source_written = d.entries.iter().any(|e| matches!(e, DataEntry::Setting(s) if s.key.name == "source"));
+        let source_written = d
+            .entries
+            .iter()
+            .any(|e| matches!(e, DataEntry::Setting(s) if s.key.name == "source"));
         if !source_written && !d.entries.iter().any(|e| matches!(e, DataEntry::Error(_))) {
             self.report(
-                Diagnostic::error("N2012", format!("data `{name}` has no `source`"), d.name.span, "where do samples come from?")
-                    .with_help("add a line such as `source csv(\"data/train.csv\", label: 64)`"),
+                Diagnostic::error(
+                    "N2012",
+                    format!("data `{name}` has no `source`"),
+                    d.name.span,
+                    "where do samples come from?",
+                )
+                .with_help("add a line such as `source csv(\"data/train.csv\", label: 64)`"),
             );
         }
         if info.fields.is_empty() && !d.entries.iter().any(|e| matches!(e, DataEntry::Error(_))) {
@@ -79,8 +96,13 @@ impl Checker<'_> {
         if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key.name) {
             let first = *first;
             self.report(
-                Diagnostic::error("N2011", format!("`{}` is given twice", key.name), key.span, "given again here")
-                    .with_label(first, "first given here"),
+                Diagnostic::error(
+                    "N2011",
+                    format!("`{}` is given twice", key.name),
+                    key.span,
+                    "given again here",
+                )
+                .with_label(first, "first given here"),
             );
             return true;
         }
@@ -88,7 +110,13 @@ impl Checker<'_> {
         false
     }
 
-    fn data_field_entry(&mut self, f: &FieldEntry, env: &mut Env, info: &mut DataInfo, seen: &mut Vec<(String, Span)>) {
+    fn data_field_entry(
+        &mut self,
+        f: &FieldEntry,
+        env: &mut Env,
+        info: &mut DataInfo,
+        seen: &mut Vec<(String, Span)>,
+    ) {
         if self.duplicate(&f.name, seen) {
             return;
         }
@@ -108,12 +136,29 @@ impl Checker<'_> {
                 return;
             }
         };
-        let is_label = ty.classes.is_some() || matches!(f.name.name.as_str(), "label" | "labels" | "target");
-        self.record_shape(f.name.span, &env.item.clone(), format!("field {}", f.name.name), &ty);
-        info.fields.push(FieldInfo { name: f.name.name.clone(), span: f.name.span, ty, is_label });
+        let is_label =
+            ty.classes.is_some() || matches!(f.name.name.as_str(), "label" | "labels" | "target");
+        self.record_shape(
+            f.name.span,
+            &env.item.clone(),
+            format!("field {}", f.name.name),
+            &ty,
+        );
+        info.fields.push(FieldInfo {
+            name: f.name.name.clone(),
+            span: f.name.span,
+            ty,
+            is_label,
+        });
     }
 
-    fn data_setting(&mut self, s: &Setting, env: &mut Env, info: &mut DataInfo, seen: &mut Vec<(String, Span)>) {
+    fn data_setting(
+        &mut self,
+        s: &Setting,
+        env: &mut Env,
+        info: &mut DataInfo,
+        seen: &mut Vec<(String, Span)>,
+    ) {
         if !DATA_KEYS.contains(&s.key.name.as_str()) {
             let mut d = Diagnostic::error(
                 "N2010",
@@ -134,13 +179,20 @@ impl Checker<'_> {
         let args: Vec<super::call::ArgValue> = s
             .args
             .iter()
-            .map(|a| super::call::ArgValue { name: a.name.clone(), value: self.eval_arg(&a.value, env), span: a.value.span })
+            .map(|a| super::call::ArgValue {
+                name: a.name.clone(),
+                value: self.eval_arg(&a.value, env),
+                span: a.value.span,
+            })
             .collect();
         match s.key.name.as_str() {
             "source" | "test" => {
                 let spec = match args.as_slice() {
                     [a] if a.name.is_none() => match &a.value {
-                        Value::Spec(spec) if builtins::lookup(spec.name).is_some_and(|b| b.kind == Kind::Source) => {
+                        Value::Spec(spec)
+                            if builtins::lookup(spec.name)
+                                .is_some_and(|b| b.kind == Kind::Source) =>
+                        {
                             Some(spec.clone())
                         }
                         Value::Error => None,
@@ -148,7 +200,11 @@ impl Checker<'_> {
                             self.report(
                                 Diagnostic::error(
                                     "N2008",
-                                    format!("`{}` must be a data format, found {}", s.key.name, other.describe()),
+                                    format!(
+                                        "`{}` must be a data format, found {}",
+                                        s.key.name,
+                                        other.describe()
+                                    ),
                                     a.span,
                                     "not a data format",
                                 )
@@ -159,8 +215,13 @@ impl Checker<'_> {
                     },
                     _ => {
                         self.report(
-                            Diagnostic::error("N2008", format!("`{}` takes one data format", s.key.name), s.span, "expected one value")
-                                .with_help(source_help()),
+                            Diagnostic::error(
+                                "N2008",
+                                format!("`{}` takes one data format", s.key.name),
+                                s.span,
+                                "expected one value",
+                            )
+                            .with_help(source_help()),
                         );
                         None
                     }
@@ -196,7 +257,11 @@ impl Checker<'_> {
             (fields.len() > 1).then(|| {
                 Diagnostic::error(
                     "N4005",
-                    format!("`{}` provides one {what} field, but {} are declared", source.name, fields.len()),
+                    format!(
+                        "`{}` provides one {what} field, but {} are declared",
+                        source.name,
+                        fields.len()
+                    ),
                     fields[1].span,
                     format!("a second {what} field"),
                 )
@@ -222,7 +287,13 @@ impl Checker<'_> {
             self.report(
                 Diagnostic::error(
                     "N4005",
-                    format!("`{}` yields samples of shape {}, but field `{}` is {}", source.name, want.shape_text(), field.name, field.ty.shape_text()),
+                    format!(
+                        "`{}` yields samples of shape {}, but field `{}` is {}",
+                        source.name,
+                        want.shape_text(),
+                        field.name,
+                        field.ty.shape_text()
+                    ),
                     field.span,
                     format!("declared {}", field.ty),
                 )
@@ -244,11 +315,14 @@ impl Checker<'_> {
 
     /// `data.field` or a field name in a `train` run: the field batched, `[B, ...]`.
     pub(crate) fn data_field(&mut self, data: &str, field: &Ident) -> Value {
-        let Some(info) = self.data_info(data) else { return Value::Error };
+        let Some(info) = self.data_info(data) else {
+            return Value::Error;
+        };
         match info.fields.iter().find(|f| f.name == field.name) {
             Some(f) => Value::Tensor(Tensor::new(batched(&f.ty))),
             None => {
-                let hint = suggest::closest(&field.name, info.fields.iter().map(|f| f.name.as_str()));
+                let hint =
+                    suggest::closest(&field.name, info.fields.iter().map(|f| f.name.as_str()));
                 let mut d = Diagnostic::error(
                     "N2013",
                     format!("data `{data}` has no field `{}`", field.name),
@@ -270,12 +344,19 @@ impl Checker<'_> {
 pub(crate) fn batched(ty: &TensorType) -> TensorType {
     let mut dims = vec![Dim::symbol("B")];
     dims.extend(ty.dims.iter().cloned());
-    TensorType { dtype: ty.dtype, dims, classes: ty.classes }
+    TensorType {
+        dtype: ty.dtype,
+        dims,
+        classes: ty.classes,
+    }
 }
 
 fn source_help() -> String {
-    let names: Vec<String> =
-        builtins::all().iter().filter(|b| b.kind == Kind::Source).map(|b| format!("`{}`", b.name)).collect();
+    let names: Vec<String> = builtins::all()
+        .iter()
+        .filter(|b| b.kind == Kind::Source)
+        .map(|b| format!("`{}`", b.name))
+        .collect();
     format!("data formats: {}", names.join(", "))
 }
 

@@ -18,7 +18,9 @@ impl Checker<'_> {
             ExprKind::Bool(b) => Value::Bool(*b),
             ExprKind::Name(n) => self.lookup(n, env),
             ExprKind::Paren(inner) => self.eval(inner, env),
-            ExprKind::Tuple(items) => Value::Tuple(items.iter().map(|i| self.eval(i, env)).collect()),
+            ExprKind::Tuple(items) => {
+                Value::Tuple(items.iter().map(|i| self.eval(i, env)).collect())
+            }
             ExprKind::List(items) => Value::List(items.iter().map(|i| self.eval(i, env)).collect()),
             ExprKind::Type(t) => match self.declared_type(t, env, false) {
                 Some(ty) => Value::Type(ty),
@@ -81,7 +83,10 @@ impl Checker<'_> {
             Some(Def::Data(_)) => return Value::Data(n.name.clone()),
             Some(Def::Block(_)) => {
                 return Value::Layer(std::rc::Rc::new(LayerValue {
-                    callable: Callable::Block { name: n.name.clone(), hparams: Vec::new() },
+                    callable: Callable::Block {
+                        name: n.name.clone(),
+                        hparams: Vec::new(),
+                    },
                     span: n.span,
                 }));
             }
@@ -103,7 +108,12 @@ impl Checker<'_> {
     pub(crate) fn unknown_name(&mut self, n: &Ident, env: &Env) {
         let names = self.visible_names(env);
         let hint = suggest::closest(&n.name, names.iter().map(String::as_str)).map(str::to_string);
-        let mut d = Diagnostic::error("N2001", format!("unknown name `{}`", n.name), n.span, "not found in this scope");
+        let mut d = Diagnostic::error(
+            "N2001",
+            format!("unknown name `{}`", n.name),
+            n.span,
+            "not found in this scope",
+        );
         if let Some(h) = hint {
             d = d.with_help(format!("did you mean `{h}`?"));
         }
@@ -136,7 +146,12 @@ impl Checker<'_> {
     }
 
     fn overflow(&mut self, span: Span) -> Value {
-        self.report(Diagnostic::error("N3010", "integer arithmetic overflows", span, "this overflows 64-bit integers"));
+        self.report(Diagnostic::error(
+            "N3010",
+            "integer arithmetic overflows",
+            span,
+            "this overflows 64-bit integers",
+        ));
         Value::Error
     }
 
@@ -169,7 +184,10 @@ impl Checker<'_> {
                 })
             }
             (x @ (Int(_) | Dim(_)), y @ (Int(_) | Dim(_))) => {
-                let (x, y) = (x.as_dim().unwrap_or_else(|| crate::dim::Dim::known(0)), y.as_dim().unwrap_or_else(|| crate::dim::Dim::known(0)));
+                let (x, y) = (
+                    x.as_dim().unwrap_or_else(|| crate::dim::Dim::known(0)),
+                    y.as_dim().unwrap_or_else(|| crate::dim::Dim::known(0)),
+                );
                 let r = match op {
                     BinOp::Add => x.add(&y),
                     BinOp::Sub => x.sub(&y),
@@ -194,7 +212,12 @@ impl Checker<'_> {
                 self.report(
                     Diagnostic::error(
                         "N2008",
-                        format!("`{}` cannot combine {} and {}", op.symbol(), x.describe(), y.describe()),
+                        format!(
+                            "`{}` cannot combine {} and {}",
+                            op.symbol(),
+                            x.describe(),
+                            y.describe()
+                        ),
                         span,
                         "unsupported operands",
                     )
@@ -207,7 +230,12 @@ impl Checker<'_> {
     }
 
     fn division_by_zero(&mut self, span: Span) -> Value {
-        self.report(Diagnostic::error("N3010", "division by zero", span, "this is zero"));
+        self.report(Diagnostic::error(
+            "N3010",
+            "division by zero",
+            span,
+            "this is zero",
+        ));
         Value::Error
     }
 
@@ -223,12 +251,25 @@ impl Checker<'_> {
 
     /// Elementwise arithmetic with NumPy broadcasting: shapes align at the right; each pair of
     /// dims must be equal or one of them 1.
-    fn broadcast(&mut self, op: BinOp, x: Tensor, y: Tensor, sa: Span, sb: Span, span: Span) -> Value {
+    fn broadcast(
+        &mut self,
+        op: BinOp,
+        x: Tensor,
+        y: Tensor,
+        sa: Span,
+        sb: Span,
+        span: Span,
+    ) -> Value {
         if x.ty.dtype != y.ty.dtype {
             self.report(
                 Diagnostic::error(
                     "N3004",
-                    format!("`{}` mixes element types {} and {}", op.symbol(), x.ty.dtype, y.ty.dtype),
+                    format!(
+                        "`{}` mixes element types {} and {}",
+                        op.symbol(),
+                        x.ty.dtype,
+                        y.ty.dtype
+                    ),
                     span,
                     "mixed element types",
                 )
@@ -256,12 +297,19 @@ impl Checker<'_> {
                     self.report(
                         Diagnostic::error(
                             "N3001",
-                            format!("shape mismatch in `{}`: {} vs {}", op.symbol(), x.ty.shape_text(), y.ty.shape_text()),
+                            format!(
+                                "shape mismatch in `{}`: {} vs {}",
+                                op.symbol(),
+                                x.ty.shape_text(),
+                                y.ty.shape_text()
+                            ),
                             sa,
                             format!("this is {}", x.ty),
                         )
                         .with_label(sb, format!("this is {}", y.ty))
-                        .with_help("elementwise arithmetic needs equal shapes (or dims of 1 to broadcast)"),
+                        .with_help(
+                            "elementwise arithmetic needs equal shapes (or dims of 1 to broadcast)",
+                        ),
                     );
                     return Value::Error;
                 }
@@ -270,7 +318,10 @@ impl Checker<'_> {
         }
         let mut depends_on = x.depends_on;
         depends_on.extend(y.depends_on);
-        Value::Tensor(Tensor { ty: TensorType::new(x.ty.dtype, dims), depends_on })
+        Value::Tensor(Tensor {
+            ty: TensorType::new(x.ty.dtype, dims),
+            depends_on,
+        })
     }
 
     fn field(&mut self, base: &Expr, field: &Ident, env: &mut Env) -> Value {
@@ -314,7 +365,14 @@ impl Checker<'_> {
     }
 
     /// Apply a layer-like value (layer, block, model) to one input.
-    pub(crate) fn apply_value(&mut self, f: Value, input: Value, input_span: Span, span: Span, env: &mut Env) -> Value {
+    pub(crate) fn apply_value(
+        &mut self,
+        f: Value,
+        input: Value,
+        input_span: Span,
+        span: Span,
+        env: &mut Env,
+    ) -> Value {
         match f {
             Value::Layer(layer) => self.apply_layer(&layer, vec![(input, input_span)], span, env),
             Value::Model(name) => self.call_model(&name, vec![(input, input_span)], span),

@@ -78,8 +78,12 @@ pub fn check(file: &File, src: &str) -> Analysis {
     let mut checker = Checker::new(file, src);
     checker.run();
     let mut analysis = checker.analysis;
-    analysis.diagnostics.sort_by_key(|d| (d.primary.span.start, d.code));
-    analysis.diagnostics.dedup_by(|a, b| a.code == b.code && a.primary.span == b.primary.span);
+    analysis
+        .diagnostics
+        .sort_by_key(|d| (d.primary.span.start, d.code));
+    analysis
+        .diagnostics
+        .dedup_by(|a, b| a.code == b.code && a.primary.span == b.primary.span);
     analysis.shapes.sort_by_key(|s| s.span.start);
     analysis
 }
@@ -108,11 +112,24 @@ pub(crate) struct Env {
 
 impl Env {
     pub fn new(item: String, owner: Option<String>) -> Self {
-        Env { vars: HashMap::new(), item, owner, layer_counts: HashMap::new(), symbols: BTreeSet::new() }
+        Env {
+            vars: HashMap::new(),
+            item,
+            owner,
+            layer_counts: HashMap::new(),
+            symbols: BTreeSet::new(),
+        }
     }
 
     pub fn bind(&mut self, name: &Ident, value: Value) {
-        self.vars.insert(name.name.clone(), Binding { value, span: name.span, used: false });
+        self.vars.insert(
+            name.name.clone(),
+            Binding {
+                value,
+                span: name.span,
+                used: false,
+            },
+        );
     }
 }
 
@@ -156,7 +173,9 @@ fn let_name(line: &str) -> Option<&str> {
         return None;
     }
     let rest = rest.trim_start();
-    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
     (end > 0).then(|| &rest[..end])
 }
 
@@ -187,7 +206,10 @@ impl<'f> Checker<'f> {
         if let Some((name, span)) = self.instantiations.last() {
             diag.notes.push((
                 format!("while checking this use of block `{name}`"),
-                Label { span: *span, message: format!("`{name}` instantiated here") },
+                Label {
+                    span: *span,
+                    message: format!("`{name}` instantiated here"),
+                },
             ));
         }
         diag
@@ -238,9 +260,14 @@ impl<'f> Checker<'f> {
             if let Some(previous) = self.defs.get(&name.name) {
                 let first = previous.name_span();
                 self.report(
-                    Diagnostic::error("N2003", format!("`{}` is defined twice", name.name), name.span, "defined again here")
-                        .with_label(first, "first defined here")
-                        .with_help("rename one of them"),
+                    Diagnostic::error(
+                        "N2003",
+                        format!("`{}` is defined twice", name.name),
+                        name.span,
+                        "defined again here",
+                    )
+                    .with_label(first, "first defined here")
+                    .with_help("rename one of them"),
                 );
                 continue;
             }
@@ -265,18 +292,25 @@ impl<'f> Checker<'f> {
         if let Some(v) = self.consts.get(name) {
             return v.clone();
         }
-        let Some(Def::Const(c)) = self.defs.get(name) else { return Value::Error };
+        let Some(Def::Const(c)) = self.defs.get(name) else {
+            return Value::Error;
+        };
         let c: &ConstItem = c;
         // A placeholder first: a const that refers to itself reads as an error, not a loop.
         self.consts.insert(name.to_string(), Value::Error);
         let mut env = Env::new(format!("const {name}"), None);
         let value = self.eval(&c.value, &mut env);
         let value = match value {
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Str(_) | Value::Error => value,
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Str(_) | Value::Error => {
+                value
+            }
             other => {
                 self.report(Diagnostic::error(
                     "N2008",
-                    format!("a `const` must be a number, string or boolean, found {}", other.describe()),
+                    format!(
+                        "a `const` must be a number, string or boolean, found {}",
+                        other.describe()
+                    ),
                     c.value.span,
                     "not a constant",
                 ));
@@ -292,7 +326,9 @@ impl<'f> Checker<'f> {
         if let Some(info) = self.analysis.models.get(name) {
             return Some(info.clone());
         }
-        let Some(Def::Model(m)) = self.defs.get(name) else { return None };
+        let Some(Def::Model(m)) = self.defs.get(name) else {
+            return None;
+        };
         let m: &ModelItem = m;
         if self.in_progress.iter().any(|n| n == name) {
             self.report(Diagnostic::error(
@@ -309,7 +345,12 @@ impl<'f> Checker<'f> {
         for input in &m.inputs {
             let ty = self.declared_type(&input.ty, &mut env, true);
             if let Some(ty) = &ty {
-                self.record_shape(input.name.span, &env.item, format!("input {}", input.name.name), ty);
+                self.record_shape(
+                    input.name.span,
+                    &env.item,
+                    format!("input {}", input.name.name),
+                    ty,
+                );
                 env.bind(&input.name, Value::Tensor(Tensor::new(ty.clone())));
                 env.vars.get_mut(&input.name.name).expect("just bound").used = false;
                 inputs.push((input.name.name.clone(), ty.clone()));
@@ -317,7 +358,10 @@ impl<'f> Checker<'f> {
                 env.bind(&input.name, Value::Error);
             }
         }
-        let declared = m.output.as_ref().and_then(|t| self.declared_type(t, &mut env, false));
+        let declared = m
+            .output
+            .as_ref()
+            .and_then(|t| self.declared_type(t, &mut env, false));
         self.weights.insert(name.to_string(), Vec::new());
         let result = self.check_body(&m.body, &mut env, "model");
         let output = self.check_output(result, declared.as_ref(), m.output.as_ref(), &m.body);
@@ -356,7 +400,12 @@ impl<'f> Checker<'f> {
                     }
                     let value = self.eval(&l.value, env);
                     if let Value::Tensor(t) = &value {
-                        self.record_shape(l.name.span, &env.item.clone(), format!("let {}", l.name.name), &t.ty);
+                        self.record_shape(
+                            l.name.span,
+                            &env.item.clone(),
+                            format!("let {}", l.name.name),
+                            &t.ty,
+                        );
                     }
                     env.bind(&l.name, value);
                     if is_last {
@@ -390,7 +439,10 @@ impl<'f> Checker<'f> {
                     // A `let` that did not parse still binds its name, so later lines do not
                     // report it as unknown.
                     if let Some(name) = let_name(self.text(*span)) {
-                        let ident = Ident { name: name.to_string(), span: *span };
+                        let ident = Ident {
+                            name: name.to_string(),
+                            span: *span,
+                        };
                         env.bind(&ident, Value::Error);
                         env.vars.get_mut(name).expect("just bound").used = true;
                     }
@@ -403,8 +455,13 @@ impl<'f> Checker<'f> {
         }
         if body.stmts.is_empty() {
             self.report(
-                Diagnostic::error("N2018", format!("this {what} has an empty body"), body.span, "nothing is returned")
-                    .with_help("write the expression it returns, such as `x |> linear(10)`"),
+                Diagnostic::error(
+                    "N2018",
+                    format!("this {what} has an empty body"),
+                    body.span,
+                    "nothing is returned",
+                )
+                .with_help("write the expression it returns, such as `x |> linear(10)`"),
             );
         }
         last
@@ -450,7 +507,8 @@ impl<'f> Checker<'f> {
     }
 
     fn warn_unused(&mut self, env: &Env, inputs: &[Input]) {
-        let mut unused: Vec<(&String, &Binding)> = env.vars.iter().filter(|(_, b)| !b.used).collect();
+        let mut unused: Vec<(&String, &Binding)> =
+            env.vars.iter().filter(|(_, b)| !b.used).collect();
         unused.sort_by_key(|(_, b)| b.span.start);
         for (name, b) in unused {
             if name.starts_with('_') {
@@ -459,15 +517,27 @@ impl<'f> Checker<'f> {
             let is_input = inputs.iter().any(|i| &i.name.name == name);
             let what = if is_input { "input" } else { "binding" };
             self.report(
-                Diagnostic::warning("N2014", format!("unused {what} `{name}`"), b.span, "never used")
-                    .with_help(format!("remove it, or prefix it with `_` (`_{name}`) if that is intended")),
+                Diagnostic::warning(
+                    "N2014",
+                    format!("unused {what} `{name}`"),
+                    b.span,
+                    "never used",
+                )
+                .with_help(format!(
+                    "remove it, or prefix it with `_` (`_{name}`) if that is intended"
+                )),
             );
         }
     }
 
     /// Resolve a written tensor type. In input position (`inputs`), unknown names in the shape
     /// become symbolic dimensions bound by the caller; elsewhere they must already be known.
-    pub fn declared_type(&mut self, ty: &netc_grammar::TensorType, env: &mut Env, inputs: bool) -> Option<TensorType> {
+    pub fn declared_type(
+        &mut self,
+        ty: &netc_grammar::TensorType,
+        env: &mut Env,
+        inputs: bool,
+    ) -> Option<TensorType> {
         let mut dims = Vec::new();
         let mut ok = true;
         for d in &ty.dims {
@@ -486,7 +556,10 @@ impl<'f> Checker<'f> {
                     ok = false;
                     self.report(Diagnostic::error(
                         "N2008",
-                        format!("a dimension must be a non-negative integer, found {}", other.describe()),
+                        format!(
+                            "a dimension must be a non-negative integer, found {}",
+                            other.describe()
+                        ),
                         d.span,
                         "not a dimension",
                     ));
@@ -497,7 +570,12 @@ impl<'f> Checker<'f> {
     }
 
     pub fn record_shape(&mut self, span: Span, item: &str, what: String, ty: &TensorType) {
-        self.analysis.shapes.push(ShapeEntry { span, item: item.to_string(), what, ty: ty.clone() });
+        self.analysis.shapes.push(ShapeEntry {
+            span,
+            item: item.to_string(),
+            what,
+            ty: ty.clone(),
+        });
     }
 
     /// Checks that a block's signature is well formed, even if the block is never used.

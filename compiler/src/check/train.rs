@@ -36,8 +36,18 @@ pub struct StepInfo {
 }
 
 /// Settings of a run (besides `loss`, `update` and `step`).
-const TRAIN_KEYS: [&str; 10] =
-    ["data", "loss", "epochs", "batch", "metrics", "schedule", "checkpoint", "sample", "seed", "clip_grad_norm"];
+const TRAIN_KEYS: [&str; 10] = [
+    "data",
+    "loss",
+    "epochs",
+    "batch",
+    "metrics",
+    "schedule",
+    "checkpoint",
+    "sample",
+    "seed",
+    "clip_grad_norm",
+];
 
 impl Checker<'_> {
     pub(crate) fn check_train(&mut self, t: &TrainItem) -> RunInfo {
@@ -47,7 +57,11 @@ impl Checker<'_> {
         };
         let mut env = Env::new(label, None);
         env.symbols.insert("B".to_string());
-        let mut run = RunInfo { name: t.name.as_ref().map(|n| n.name.clone()), span: t.span, ..RunInfo::default() };
+        let mut run = RunInfo {
+            name: t.name.as_ref().map(|n| n.name.clone()),
+            span: t.span,
+            ..RunInfo::default()
+        };
         let mut seen: Vec<(String, Span)> = Vec::new();
 
         // `data` first, so its fields are in scope for every other line.
@@ -67,7 +81,12 @@ impl Checker<'_> {
                 TrainStmt::Let(l) => {
                     let value = self.eval(&l.value, &mut env);
                     if let Value::Tensor(t) = &value {
-                        self.record_shape(l.name.span, &env.item.clone(), format!("let {}", l.name.name), &t.ty);
+                        self.record_shape(
+                            l.name.span,
+                            &env.item.clone(),
+                            format!("let {}", l.name.name),
+                            &t.ty,
+                        );
                     }
                     env.bind(&l.name, value);
                     env.vars.get_mut(&l.name.name).expect("just bound").used = true;
@@ -75,8 +94,13 @@ impl Checker<'_> {
                 TrainStmt::Update(u) => {
                     if has_steps {
                         self.report(
-                            Diagnostic::error("N4004", "`update` belongs inside a `step` in a run with steps", u.span, "outside any step")
-                                .with_help("move it into the `step` whose loss it minimises"),
+                            Diagnostic::error(
+                                "N4004",
+                                "`update` belongs inside a `step` in a run with steps",
+                                u.span,
+                                "outside any step",
+                            )
+                            .with_help("move it into the `step` whose loss it minimises"),
                         );
                         continue;
                     }
@@ -94,8 +118,13 @@ impl Checker<'_> {
                     if s.key.name == "loss" {
                         if has_steps {
                             self.report(
-                                Diagnostic::error("N4004", "`loss` belongs inside a `step` in a run with steps", s.span, "outside any step")
-                                    .with_help("each `step` has its own `loss`"),
+                                Diagnostic::error(
+                                    "N4004",
+                                    "`loss` belongs inside a `step` in a run with steps",
+                                    s.span,
+                                    "outside any step",
+                                )
+                                .with_help("each `step` has its own `loss`"),
                             );
                             continue;
                         }
@@ -109,29 +138,53 @@ impl Checker<'_> {
             }
         }
         if !has_steps {
-            if top_loss_span.is_none() && !t.stmts.iter().any(|s| matches!(s, TrainStmt::Error(_))) {
+            if top_loss_span.is_none() && !t.stmts.iter().any(|s| matches!(s, TrainStmt::Error(_)))
+            {
                 self.report(
-                    Diagnostic::error("N4004", "this run has no `loss`", t.keyword_span, "nothing to minimise")
-                        .with_help("add a line such as `loss cross_entropy(Model(x), label)`"),
+                    Diagnostic::error(
+                        "N4004",
+                        "this run has no `loss`",
+                        t.keyword_span,
+                        "nothing to minimise",
+                    )
+                    .with_help("add a line such as `loss cross_entropy(Model(x), label)`"),
                 );
             }
-            if top_update_span.is_none() && !t.stmts.iter().any(|s| matches!(s, TrainStmt::Error(_))) {
+            if top_update_span.is_none()
+                && !t.stmts.iter().any(|s| matches!(s, TrainStmt::Error(_)))
+            {
                 self.report(
-                    Diagnostic::error("N4004", "this run has no `update`", t.keyword_span, "nothing is trained")
-                        .with_help("add a line such as `update Model with adam(lr: 1e-3)`"),
+                    Diagnostic::error(
+                        "N4004",
+                        "this run has no `update`",
+                        t.keyword_span,
+                        "nothing is trained",
+                    )
+                    .with_help("add a line such as `update Model with adam(lr: 1e-3)`"),
                 );
             }
             self.check_updates_reach_loss(&top, top_loss_span);
             run.steps.push(top);
         }
         let has_errors = t.stmts.iter().any(|s| matches!(s, TrainStmt::Error(_)));
-        for (key, why) in [("data", "where do batches come from?"), ("epochs", "how long to train?"), ("batch", "how many samples per step?")]
-        {
-            let given = t.stmts.iter().any(|s| matches!(s, TrainStmt::Setting(x) if x.key.name == key));
+        for (key, why) in [
+            ("data", "where do batches come from?"),
+            ("epochs", "how long to train?"),
+            ("batch", "how many samples per step?"),
+        ] {
+            let given = t
+                .stmts
+                .iter()
+                .any(|s| matches!(s, TrainStmt::Setting(x) if x.key.name == key));
             if !given && !has_errors {
                 self.report(
-                    Diagnostic::error("N2012", format!("this run has no `{key}`"), t.keyword_span, why)
-                        .with_help(format!("add a `{key}` line")),
+                    Diagnostic::error(
+                        "N2012",
+                        format!("this run has no `{key}`"),
+                        t.keyword_span,
+                        why,
+                    )
+                    .with_help(format!("add a `{key}` line")),
                 );
             }
         }
@@ -144,12 +197,22 @@ impl Checker<'_> {
             [a] if a.name.is_none() => match &a.value.kind {
                 ExprKind::Name(n) => n.clone(),
                 _ => {
-                    self.report(Diagnostic::error("N2008", "`data` names a `data` item", a.value.span, "not a name"));
+                    self.report(Diagnostic::error(
+                        "N2008",
+                        "`data` names a `data` item",
+                        a.value.span,
+                        "not a name",
+                    ));
                     return;
                 }
             },
             _ => {
-                self.report(Diagnostic::error("N2008", "`data` takes one name", s.span, "expected one name"));
+                self.report(Diagnostic::error(
+                    "N2008",
+                    "`data` takes one name",
+                    s.span,
+                    "expected one name",
+                ));
                 return;
             }
         };
@@ -161,24 +224,40 @@ impl Checker<'_> {
                 .map(|(k, _)| k.as_str())
                 .collect();
             let hint = suggest::closest(&name.name, candidates);
-            let mut d = Diagnostic::error("N2001", format!("unknown data set `{}`", name.name), name.span, "no `data` item has this name");
+            let mut d = Diagnostic::error(
+                "N2001",
+                format!("unknown data set `{}`", name.name),
+                name.span,
+                "no `data` item has this name",
+            );
             if let Some(h) = hint {
                 d = d.with_help(format!("did you mean `{h}`?"));
             }
             self.report(d);
             return;
         }
-        let Some(info) = self.data_info(&name.name) else { return };
+        let Some(info) = self.data_info(&name.name) else {
+            return;
+        };
         for f in &info.fields {
-            let ident = Ident { name: f.name.clone(), span: f.span };
-            env.bind(&ident, Value::Tensor(Tensor::new(super::data::batched(&f.ty))));
+            let ident = Ident {
+                name: f.name.clone(),
+                span: f.span,
+            };
+            env.bind(
+                &ident,
+                Value::Tensor(Tensor::new(super::data::batched(&f.ty))),
+            );
             env.vars.get_mut(&f.name).expect("just bound").used = true;
         }
         run.data = Some(name.name.clone());
     }
 
     fn step(&mut self, step: &StepBlock, env: &mut Env) -> StepInfo {
-        let mut info = StepInfo { name: Some(step.name.name.clone()), ..StepInfo::default() };
+        let mut info = StepInfo {
+            name: Some(step.name.name.clone()),
+            ..StepInfo::default()
+        };
         let mut senv = env.clone();
         senv.item = format!("{} step {}", env.item, step.name.name);
         let mut loss_span = None;
@@ -188,7 +267,12 @@ impl Checker<'_> {
                 TrainStmt::Let(l) => {
                     let value = self.eval(&l.value, &mut senv);
                     if let Value::Tensor(t) = &value {
-                        self.record_shape(l.name.span, &senv.item.clone(), format!("let {}", l.name.name), &t.ty);
+                        self.record_shape(
+                            l.name.span,
+                            &senv.item.clone(),
+                            format!("let {}", l.name.name),
+                            &t.ty,
+                        );
                     }
                     senv.bind(&l.name, value);
                     senv.vars.get_mut(&l.name.name).expect("just bound").used = true;
@@ -213,7 +297,12 @@ impl Checker<'_> {
                     );
                 }
                 TrainStmt::Step(inner) => {
-                    self.report(Diagnostic::error("N2010", "steps cannot be nested", inner.name.span, "a step inside a step"));
+                    self.report(Diagnostic::error(
+                        "N2010",
+                        "steps cannot be nested",
+                        inner.name.span,
+                        "a step inside a step",
+                    ));
                 }
                 TrainStmt::Error(_) => {}
             }
@@ -241,7 +330,12 @@ impl Checker<'_> {
 
     fn loss(&mut self, s: &Setting, env: &mut Env, info: &mut StepInfo) {
         let [arg] = s.args.as_slice() else {
-            self.report(Diagnostic::error("N2008", "`loss` takes one expression", s.span, "expected one expression"));
+            self.report(Diagnostic::error(
+                "N2008",
+                "`loss` takes one expression",
+                s.span,
+                "expected one expression",
+            ));
             return;
         };
         let value = self.eval(&arg.value, env);
@@ -251,7 +345,10 @@ impl Checker<'_> {
             other => {
                 self.report(Diagnostic::error(
                     "N4001",
-                    format!("the loss must be a scalar tensor, found {}", other.describe()),
+                    format!(
+                        "the loss must be a scalar tensor, found {}",
+                        other.describe()
+                    ),
                     arg.value.span,
                     "not a tensor",
                 ));
@@ -290,15 +387,25 @@ impl Checker<'_> {
 
     fn update(&mut self, u: &UpdateStmt, env: &mut Env, info: &mut StepInfo) {
         let optimizer = match self.eval(&u.optimizer, env) {
-            Value::Spec(spec) if builtins::lookup(spec.name).is_some_and(|b| b.kind == Kind::Optimizer) => Some(spec),
+            Value::Spec(spec)
+                if builtins::lookup(spec.name).is_some_and(|b| b.kind == Kind::Optimizer) =>
+            {
+                Some(spec)
+            }
             Value::Error => None,
             other => {
-                let names: Vec<String> =
-                    builtins::all().iter().filter(|b| b.kind == Kind::Optimizer).map(|b| format!("`{}`", b.name)).collect();
+                let names: Vec<String> = builtins::all()
+                    .iter()
+                    .filter(|b| b.kind == Kind::Optimizer)
+                    .map(|b| format!("`{}`", b.name))
+                    .collect();
                 self.report(
                     Diagnostic::error(
                         "N2009",
-                        format!("`update ... with` needs an optimizer, found {}", other.describe()),
+                        format!(
+                            "`update ... with` needs an optimizer, found {}",
+                            other.describe()
+                        ),
                         u.optimizer.span,
                         "not an optimizer",
                     )
@@ -315,14 +422,21 @@ impl Checker<'_> {
                     .filter(|(_, d)| matches!(d, super::Def::Model(_)))
                     .map(|(k, _)| k.as_str())
                     .collect();
-                let mut d = Diagnostic::error("N2001", format!("unknown model `{}`", m.name), m.span, "no model has this name");
+                let mut d = Diagnostic::error(
+                    "N2001",
+                    format!("unknown model `{}`", m.name),
+                    m.span,
+                    "no model has this name",
+                );
                 if let Some(h) = suggest::closest(&m.name, models) {
                     d = d.with_help(format!("did you mean `{h}`?"));
                 }
                 self.report(d);
                 continue;
             }
-            let Some(model) = self.model_info(&m.name) else { continue };
+            let Some(model) = self.model_info(&m.name) else {
+                continue;
+            };
             if model.weights.iter().all(|(_, w)| !w.trainable) {
                 self.report(
                     Diagnostic::error(
@@ -364,10 +478,21 @@ impl Checker<'_> {
         }
     }
 
-    fn train_setting(&mut self, s: &Setting, env: &mut Env, run: &mut RunInfo, seen: &mut Vec<(String, Span)>) {
+    fn train_setting(
+        &mut self,
+        s: &Setting,
+        env: &mut Env,
+        run: &mut RunInfo,
+        seen: &mut Vec<(String, Span)>,
+    ) {
         let key = s.key.name.as_str();
         if !TRAIN_KEYS.contains(&key) {
-            let mut d = Diagnostic::error("N2010", format!("unknown run setting `{key}`"), s.key.span, "not a run setting");
+            let mut d = Diagnostic::error(
+                "N2010",
+                format!("unknown run setting `{key}`"),
+                s.key.span,
+                "not a run setting",
+            );
             if let Some(h) = suggest::closest(key, TRAIN_KEYS) {
                 d = d.with_help(format!("did you mean `{h}`?"));
             } else {
@@ -379,8 +504,13 @@ impl Checker<'_> {
         if let Some((_, first)) = seen.iter().find(|(k, _)| k == key) {
             let first = *first;
             self.report(
-                Diagnostic::error("N2011", format!("`{key}` is given twice"), s.key.span, "given again here")
-                    .with_label(first, "first given here"),
+                Diagnostic::error(
+                    "N2011",
+                    format!("`{key}` is given twice"),
+                    s.key.span,
+                    "given again here",
+                )
+                .with_label(first, "first given here"),
             );
             return;
         }
@@ -388,7 +518,11 @@ impl Checker<'_> {
         let args: Vec<ArgValue> = s
             .args
             .iter()
-            .map(|a| ArgValue { name: a.name.clone(), value: self.eval_arg(&a.value, env), span: a.value.span })
+            .map(|a| ArgValue {
+                name: a.name.clone(),
+                value: self.eval_arg(&a.value, env),
+                span: a.value.span,
+            })
             .collect();
         match key {
             "epochs" | "batch" | "seed" | "clip_grad_norm" => {
@@ -404,16 +538,27 @@ impl Checker<'_> {
             "metrics" => {
                 for a in &args {
                     match &a.value {
-                        Value::Spec(spec) if builtins::lookup(spec.name).is_some_and(|b| b.kind == Kind::Metric) => {
+                        Value::Spec(spec)
+                            if builtins::lookup(spec.name)
+                                .is_some_and(|b| b.kind == Kind::Metric) =>
+                        {
                             run.metrics.push(spec.name.to_string())
                         }
                         Value::Error => {}
                         other => {
-                            let names: Vec<String> =
-                                builtins::all().iter().filter(|b| b.kind == Kind::Metric).map(|b| format!("`{}`", b.name)).collect();
+                            let names: Vec<String> = builtins::all()
+                                .iter()
+                                .filter(|b| b.kind == Kind::Metric)
+                                .map(|b| format!("`{}`", b.name))
+                                .collect();
                             self.report(
-                                Diagnostic::error("N2008", format!("not a metric: {}", other.describe()), a.span, "not a metric")
-                                    .with_help(format!("metrics: {}", names.join(", "))),
+                                Diagnostic::error(
+                                    "N2008",
+                                    format!("not a metric: {}", other.describe()),
+                                    a.span,
+                                    "not a metric",
+                                )
+                                .with_help(format!("metrics: {}", names.join(", "))),
                             );
                         }
                     }
@@ -421,20 +566,36 @@ impl Checker<'_> {
             }
             "schedule" => match args.as_slice() {
                 [a] => match &a.value {
-                    Value::Spec(spec) if builtins::lookup(spec.name).is_some_and(|b| b.kind == Kind::Schedule) => {
+                    Value::Spec(spec)
+                        if builtins::lookup(spec.name)
+                            .is_some_and(|b| b.kind == Kind::Schedule) =>
+                    {
                         run.schedule = Some(spec.clone())
                     }
                     Value::Error => {}
                     other => {
-                        let names: Vec<String> =
-                            builtins::all().iter().filter(|b| b.kind == Kind::Schedule).map(|b| format!("`{}`", b.name)).collect();
+                        let names: Vec<String> = builtins::all()
+                            .iter()
+                            .filter(|b| b.kind == Kind::Schedule)
+                            .map(|b| format!("`{}`", b.name))
+                            .collect();
                         self.report(
-                            Diagnostic::error("N2008", format!("not a schedule: {}", other.describe()), a.span, "not a schedule")
-                                .with_help(format!("schedules: {}", names.join(", "))),
+                            Diagnostic::error(
+                                "N2008",
+                                format!("not a schedule: {}", other.describe()),
+                                a.span,
+                                "not a schedule",
+                            )
+                            .with_help(format!("schedules: {}", names.join(", "))),
                         );
                     }
                 },
-                _ => self.report(Diagnostic::error("N2008", "`schedule` takes one schedule", s.span, "expected one value")),
+                _ => self.report(Diagnostic::error(
+                    "N2008",
+                    "`schedule` takes one schedule",
+                    s.span,
+                    "expected one value",
+                )),
             },
             "checkpoint" => {
                 let b = builtins::setting("checkpoint").expect("checkpoint has a signature");
@@ -442,12 +603,22 @@ impl Checker<'_> {
             }
             "sample" => {
                 let mut args = args;
-                let what = if args.first().is_some_and(|a| a.name.is_none()) { Some(args.remove(0)) } else { None };
+                let what = if args.first().is_some_and(|a| a.name.is_none()) {
+                    Some(args.remove(0))
+                } else {
+                    None
+                };
                 match what {
-                    Some(ArgValue { value: Value::Tensor(_) | Value::Error, .. }) => {}
+                    Some(ArgValue {
+                        value: Value::Tensor(_) | Value::Error,
+                        ..
+                    }) => {}
                     Some(other) => self.report(Diagnostic::error(
                         "N2008",
-                        format!("`sample` shows a tensor (such as `Generator(z)`), found {}", other.value.describe()),
+                        format!(
+                            "`sample` shows a tensor (such as `Generator(z)`), found {}",
+                            other.value.describe()
+                        ),
                         other.span,
                         "not a tensor",
                     )),
@@ -486,7 +657,8 @@ impl Checker<'_> {
             return;
         };
         match &step.prediction {
-            Some((loss, _, _)) if matches!(loss.as_str(), "cross_entropy" | "bce" | "bce_with_logits") => {}
+            Some((loss, _, _))
+                if matches!(loss.as_str(), "cross_entropy" | "bce" | "bce_with_logits") => {}
             Some((loss, _, _)) => self.report(
                 Diagnostic::error(
                     "N4006",
@@ -497,8 +669,13 @@ impl Checker<'_> {
                 .with_help("use `cross_entropy`, `bce` or `bce_with_logits`, or remove `metrics`"),
             ),
             None if step.loss.is_some() => self.report(
-                Diagnostic::error("N4006", "metrics need the loss written as `loss_fn(prediction, target)`", span, "no prediction to score")
-                    .with_help("write the loss as one call, such as `cross_entropy(Model(x), label)`"),
+                Diagnostic::error(
+                    "N4006",
+                    "metrics need the loss written as `loss_fn(prediction, target)`",
+                    span,
+                    "no prediction to score",
+                )
+                .with_help("write the loss as one call, such as `cross_entropy(Model(x), label)`"),
             ),
             None => {}
         }

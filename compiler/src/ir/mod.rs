@@ -5,7 +5,10 @@
 //! came from, so a failure anywhere later (a missing gradient, a NaN, a kernel error) points at
 //! the user's layer. Edges carry the operand position.
 
+pub mod interp;
+pub mod autodiff;
 pub mod op;
+pub mod passes;
 pub mod text;
 
 use std::collections::HashMap;
@@ -66,9 +69,16 @@ impl Graph {
 
     /// Add a node after checking its operands with the op's type rule. `given` is the result
     /// type for ops that need one (inputs, fills, reshapes, broadcasts...).
-    pub fn add(&mut self, op: Op, operands: &[NodeId], given: Option<Type>, span: Span) -> Result<NodeId, IrError> {
+    pub fn add(
+        &mut self,
+        op: Op,
+        operands: &[NodeId],
+        given: Option<Type>,
+        span: Span,
+    ) -> Result<NodeId, IrError> {
         let types: Vec<&Type> = operands.iter().map(|&n| &self.graph[n].ty).collect();
-        let ty = op::infer(&op, &types, given.as_ref()).map_err(|message| IrError { message, span })?;
+        let ty =
+            op::infer(&op, &types, given.as_ref()).map_err(|message| IrError { message, span })?;
         let node = self.graph.add_node(Node { op, ty, span });
         for (i, &operand) in operands.iter().enumerate() {
             self.graph.add_edge(operand, node, i);
@@ -77,7 +87,14 @@ impl Graph {
     }
 
     pub fn input(&mut self, name: &str, role: Role, ty: Type, span: Span) -> NodeId {
-        let node = Node { op: Op::Input { name: name.to_string(), role }, ty, span };
+        let node = Node {
+            op: Op::Input {
+                name: name.to_string(),
+                role,
+            },
+            ty,
+            span,
+        };
         self.graph.add_node(node)
     }
 
@@ -91,15 +108,21 @@ impl Graph {
 
     /// Operands of a node, in order.
     pub fn operands(&self, id: NodeId) -> Vec<NodeId> {
-        let mut edges: Vec<(usize, NodeId)> =
-            self.graph.edges_directed(id, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
+        let mut edges: Vec<(usize, NodeId)> = self
+            .graph
+            .edges_directed(id, Direction::Incoming)
+            .map(|e| (*e.weight(), e.source()))
+            .collect();
         edges.sort_unstable();
         edges.into_iter().map(|(_, n)| n).collect()
     }
 
     /// Nodes that use `id`, each once.
     pub fn users(&self, id: NodeId) -> Vec<NodeId> {
-        let mut users: Vec<NodeId> = self.graph.neighbors_directed(id, Direction::Outgoing).collect();
+        let mut users: Vec<NodeId> = self
+            .graph
+            .neighbors_directed(id, Direction::Outgoing)
+            .collect();
         users.sort_unstable();
         users.dedup();
         users
@@ -107,12 +130,17 @@ impl Graph {
 
     /// The input node with this name.
     pub fn find_input(&self, name: &str) -> Option<NodeId> {
-        self.graph.node_indices().find(|&n| matches!(&self.graph[n].op, Op::Input { name: m, .. } if m == name))
+        self.graph
+            .node_indices()
+            .find(|&n| matches!(&self.graph[n].op, Op::Input { name: m, .. } if m == name))
     }
 
     /// Input nodes in creation order.
     pub fn inputs(&self) -> Vec<NodeId> {
-        self.graph.node_indices().filter(|&n| matches!(self.graph[n].op, Op::Input { .. })).collect()
+        self.graph
+            .node_indices()
+            .filter(|&n| matches!(self.graph[n].op, Op::Input { .. }))
+            .collect()
     }
 
     pub fn output(&self, name: &str) -> Option<NodeId> {
@@ -120,11 +148,19 @@ impl Graph {
     }
 
     pub fn set_output(&mut self, name: &str, node: NodeId) {
-        self.outputs.push(Output { name: name.to_string(), node, updates: None });
+        self.outputs.push(Output {
+            name: name.to_string(),
+            node,
+            updates: None,
+        });
     }
 
     pub fn set_update(&mut self, name: &str, node: NodeId, input: &str) {
-        self.outputs.push(Output { name: name.to_string(), node, updates: Some(input.to_string()) });
+        self.outputs.push(Output {
+            name: name.to_string(),
+            node,
+            updates: Some(input.to_string()),
+        });
     }
 
     /// Nodes in a deterministic topological order: among ready nodes, the oldest first.
@@ -144,7 +180,9 @@ impl Graph {
             ready.remove(&n);
             order.push(n);
             for e in self.graph.edges_directed(n, Direction::Outgoing) {
-                let k = pending.get_mut(&e.target()).expect("every target has pending operands");
+                let k = pending
+                    .get_mut(&e.target())
+                    .expect("every target has pending operands");
                 *k -= 1;
                 if *k == 0 {
                     ready.insert(e.target());
@@ -156,9 +194,17 @@ impl Graph {
 
     /// Replace every use of `old` by `new` (operands and outputs), leaving `old` unused.
     pub fn replace_uses(&mut self, old: NodeId, new: NodeId) {
-        let uses: Vec<(NodeId, usize)> =
-            self.graph.edges_directed(old, Direction::Outgoing).map(|e| (e.target(), *e.weight())).collect();
-        for e in self.graph.edges_directed(old, Direction::Outgoing).map(|e| e.id()).collect::<Vec<_>>() {
+        let uses: Vec<(NodeId, usize)> = self
+            .graph
+            .edges_directed(old, Direction::Outgoing)
+            .map(|e| (e.target(), *e.weight()))
+            .collect();
+        for e in self
+            .graph
+            .edges_directed(old, Direction::Outgoing)
+            .map(|e| e.id())
+            .collect::<Vec<_>>()
+        {
             self.graph.remove_edge(e);
         }
         for (user, slot) in uses {

@@ -33,11 +33,17 @@ pub struct Type {
 
 impl Type {
     pub fn f32(shape: Vec<usize>) -> Type {
-        Type { dtype: DType::F32, shape }
+        Type {
+            dtype: DType::F32,
+            shape,
+        }
     }
 
     pub fn i64(shape: Vec<usize>) -> Type {
-        Type { dtype: DType::I64, shape }
+        Type {
+            dtype: DType::I64,
+            shape,
+        }
     }
 
     pub fn numel(&self) -> usize {
@@ -132,19 +138,29 @@ impl Window {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A graph input; its type is given when the node is created.
-    Input { name: String, role: Role },
+    Input {
+        name: String,
+        role: Role,
+    },
     /// A tensor of the node's type with every element `value`.
-    Fill { value: f64 },
+    Fill {
+        value: f64,
+    },
     /// Counter-based random numbers from the `I64[]` seed operand: element `i` of stream `s`
     /// depends only on (seed, s, i), so every backend draws the same numbers. See
     /// `interp::random` for the exact generator.
-    Random { dist: Distribution, stream: u64 },
+    Random {
+        dist: Distribution,
+        stream: u64,
+    },
     Unary(UnaryOp),
     /// Elementwise on two operands of the same shape (broadcast explicitly first).
     Binary(BinaryOp),
     /// `(cond, a, b)`: `a` where `cond != 0`, else `b`.
     Select,
-    Cast { to: DType },
+    Cast {
+        to: DType,
+    },
     /// Identity in value; cuts the gradient (`stop_gradient`, `detach`).
     StopGradient,
     /// NumPy broadcast of the operand to the node's shape (right-aligned; dims of 1 or missing
@@ -153,40 +169,72 @@ pub enum Op {
     /// Same elements, the node's shape.
     Reshape,
     /// Output axis `i` is input axis `perm[i]`.
-    Transpose { perm: Vec<usize> },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// `len` elements from `start` along `axis`.
-    Slice { axis: usize, start: usize, len: usize },
+    Slice {
+        axis: usize,
+        start: usize,
+        len: usize,
+    },
     /// Operands joined along `axis`.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// Reduce `axes` (sorted, removed from the shape).
-    Reduce { op: ReduceOp, axes: Vec<usize> },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+    },
     /// `[.., M, K] x [.., K, N] -> [.., M, N]` with equal batch dims; `ta`/`tb` transpose the last
     /// two axes of an operand first.
-    MatMul { ta: bool, tb: bool },
+    MatMul {
+        ta: bool,
+        tb: bool,
+    },
     /// `(x [N, C, H, W], w [O, C, kh, kw]) -> [N, O, H', W']`, cross-correlation as PyTorch.
-    Conv2d { window: Window },
+    Conv2d {
+        window: Window,
+    },
     /// `(x [N, I, H, W], w [I, O, kh, kw]) -> [N, O, H', W']`, the adjoint of `Conv2d`; the node's
     /// type fixes `H'`/`W'` (PyTorch's `output_padding`).
-    ConvTranspose2d { window: Window },
+    ConvTranspose2d {
+        window: Window,
+    },
     /// `(x [N, C, H, W], dy [N, O, H', W']) -> dw [O, C, kh, kw]`: the weight gradient of `Conv2d`.
-    Conv2dWeightGrad { window: Window },
-    MaxPool2d { window: Window },
+    Conv2dWeightGrad {
+        window: Window,
+    },
+    MaxPool2d {
+        window: Window,
+    },
     /// `(x, dy) -> dx`: the gradient goes to the first maximum of each window.
-    MaxPool2dGrad { window: Window },
+    MaxPool2dGrad {
+        window: Window,
+    },
     /// Average over each window; padding counts as zeros in the average (PyTorch's default).
-    AvgPool2d { window: Window },
+    AvgPool2d {
+        window: Window,
+    },
     /// `(dy) -> dx`, with `dx`'s shape the node's type.
-    AvgPool2dGrad { window: Window },
+    AvgPool2dGrad {
+        window: Window,
+    },
     /// `(table [V, D], ids I64[..]) -> [.., D]`.
     Gather,
     /// `(ids I64[..], dy [.., D]) -> [V, D]` adding rows at ids: the gradient of `Gather`.
     ScatterAdd,
     /// `(ids I64[..]) -> F32[.., classes]`.
-    OneHot { classes: usize },
+    OneHot {
+        classes: usize,
+    },
     /// A loop over the leading axis of its sequence operands; see [`Scan`].
     Scan(Box<Scan>),
     /// Element `index` of a multi-output node (a `Scan`).
-    Project { index: usize },
+    Project {
+        index: usize,
+    },
 }
 
 /// A recurrence as one node: `body` runs `length` times. Operands: `carries` initial carry
@@ -194,7 +242,8 @@ pub enum Op {
 /// then `consts` loop-invariant inputs. The body's inputs are named `carry{i}`, `x{i}`, `const{i}`
 /// in that order; its outputs are the new carries, then per-step outputs `y{j}`. The node's
 /// results (read with [`Op::Project`]) are the final carries, then each `y{j}` stacked along a
-/// new axis 0 (in step order, so reversed scans stack back-to-front).
+/// new axis 0, aligned with the sequence inputs: `ys[k]` comes from the step that read `xs[k]`
+/// (as JAX's `scan(reverse=True)`), so a backward LSTM's outputs line up with its inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scan {
     pub body: super::Graph,
@@ -241,8 +290,12 @@ impl Op {
             Op::Transpose { .. } => "transpose",
             Op::Slice { .. } => "slice",
             Op::Concat { .. } => "concat",
-            Op::Reduce { op: ReduceOp::Sum, .. } => "reduce_sum",
-            Op::Reduce { op: ReduceOp::Max, .. } => "reduce_max",
+            Op::Reduce {
+                op: ReduceOp::Sum, ..
+            } => "reduce_sum",
+            Op::Reduce {
+                op: ReduceOp::Max, ..
+            } => "reduce_max",
             Op::MatMul { .. } => "matmul",
             Op::Conv2d { .. } => "conv2d",
             Op::ConvTranspose2d { .. } => "conv_transpose2d",
@@ -264,7 +317,14 @@ impl Op {
         let w = |w: &Window| {
             format!(
                 "kernel={}x{}, stride={}x{}, padding={}x{}, dilation={}x{}",
-                w.kernel[0], w.kernel[1], w.stride[0], w.stride[1], w.padding[0], w.padding[1], w.dilation[0], w.dilation[1]
+                w.kernel[0],
+                w.kernel[1],
+                w.stride[0],
+                w.stride[1],
+                w.padding[0],
+                w.padding[1],
+                w.dilation[0],
+                w.dilation[1]
             )
         };
         let text = match self {
@@ -285,11 +345,18 @@ impl Op {
             | Op::AvgPool2d { window }
             | Op::AvgPool2dGrad { window } => w(window),
             Op::OneHot { classes } => format!("classes={classes}"),
-            Op::Scan(s) => format!("length={}, reverse={}, carries={}, xs={}, consts={}", s.length, s.reverse, s.carries, s.xs, s.consts),
+            Op::Scan(s) => format!(
+                "length={}, reverse={}, carries={}, xs={}, consts={}",
+                s.length, s.reverse, s.carries, s.xs, s.consts
+            ),
             Op::Project { index } => format!("{index}"),
             _ => String::new(),
         };
-        if text.is_empty() { text } else { format!("[{text}]") }
+        if text.is_empty() {
+            text
+        } else {
+            format!("[{text}]")
+        }
     }
 
     /// Is this op a leaf (no operands)?
@@ -309,11 +376,27 @@ impl Op {
 /// derived from operands alone (inputs, fills, reshapes, broadcasts, transposed convolutions).
 pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, String> {
     let need = |n: usize| -> Result<(), String> {
-        if operands.len() == n { Ok(()) } else { Err(format!("{} takes {n} operand(s), got {}", op.name(), operands.len())) }
+        if operands.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} takes {n} operand(s), got {}",
+                op.name(),
+                operands.len()
+            ))
+        }
     };
-    let given_type = || given.cloned().ok_or_else(|| format!("{} needs an explicit result type", op.name()));
+    let given_type = || {
+        given
+            .cloned()
+            .ok_or_else(|| format!("{} needs an explicit result type", op.name()))
+    };
     let f32_only = |t: &Type| -> Result<(), String> {
-        if t.dtype == DType::F32 { Ok(()) } else { Err(format!("{} needs f32 operands, got {t}", op.name())) }
+        if t.dtype == DType::F32 {
+            Ok(())
+        } else {
+            Err(format!("{} needs f32 operands, got {t}", op.name()))
+        }
     };
     match op {
         Op::Input { .. } | Op::Fill { .. } => {
@@ -336,14 +419,22 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
             need(2)?;
             f32_only(operands[0])?;
             if operands[0] != operands[1] {
-                return Err(format!("{} needs equal types, got {} and {}", op.name(), operands[0], operands[1]));
+                return Err(format!(
+                    "{} needs equal types, got {} and {}",
+                    op.name(),
+                    operands[0],
+                    operands[1]
+                ));
             }
             Ok(operands[0].clone())
         }
         Op::Select => {
             need(3)?;
             if operands[0].shape != operands[1].shape || operands[1] != operands[2] {
-                return Err(format!("select needs equal shapes, got {}, {}, {}", operands[0], operands[1], operands[2]));
+                return Err(format!(
+                    "select needs equal shapes, got {}, {}, {}",
+                    operands[0], operands[1], operands[2]
+                ));
             }
             Ok(operands[1].clone())
         }
@@ -353,16 +444,27 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
         }
         Op::Cast { to } => {
             need(1)?;
-            Ok(Type { dtype: *to, shape: operands[0].shape.clone() })
+            Ok(Type {
+                dtype: *to,
+                shape: operands[0].shape.clone(),
+            })
         }
         Op::Broadcast => {
             need(1)?;
             let out = given_type()?;
             let (x, o) = (&operands[0].shape, &out.shape);
-            if x.len() > o.len() || x.iter().rev().zip(o.iter().rev()).any(|(a, b)| *a != 1 && a != b) {
+            if x.len() > o.len()
+                || x.iter()
+                    .rev()
+                    .zip(o.iter().rev())
+                    .any(|(a, b)| *a != 1 && a != b)
+            {
                 return Err(format!("cannot broadcast {} to {}", operands[0], out));
             }
-            Ok(Type { dtype: operands[0].dtype, shape: out.shape })
+            Ok(Type {
+                dtype: operands[0].dtype,
+                shape: out.shape,
+            })
         }
         Op::Reshape => {
             need(1)?;
@@ -370,7 +472,10 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
             if out.numel() != operands[0].numel() {
                 return Err(format!("cannot reshape {} to {}", operands[0], out));
             }
-            Ok(Type { dtype: operands[0].dtype, shape: out.shape })
+            Ok(Type {
+                dtype: operands[0].dtype,
+                shape: out.shape,
+            })
         }
         Op::Transpose { perm } => {
             need(1)?;
@@ -380,17 +485,26 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
             if sorted != (0..x.rank()).collect::<Vec<_>>() {
                 return Err(format!("bad permutation {perm:?} for {x}"));
             }
-            Ok(Type { dtype: x.dtype, shape: perm.iter().map(|&p| x.shape[p]).collect() })
+            Ok(Type {
+                dtype: x.dtype,
+                shape: perm.iter().map(|&p| x.shape[p]).collect(),
+            })
         }
         Op::Slice { axis, start, len } => {
             need(1)?;
             let x = operands[0];
             if *axis >= x.rank() || start + len > x.shape[*axis] {
-                return Err(format!("slice {start}..{} on axis {axis} out of range for {x}", start + len));
+                return Err(format!(
+                    "slice {start}..{} on axis {axis} out of range for {x}",
+                    start + len
+                ));
             }
             let mut shape = x.shape.clone();
             shape[*axis] = *len;
-            Ok(Type { dtype: x.dtype, shape })
+            Ok(Type {
+                dtype: x.dtype,
+                shape,
+            })
         }
         Op::Concat { axis } => {
             let first = operands.first().ok_or("concat needs operands")?;
@@ -408,7 +522,10 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
                 }
                 shape[*axis] += t.shape[*axis];
             }
-            Ok(Type { dtype: first.dtype, shape })
+            Ok(Type {
+                dtype: first.dtype,
+                shape,
+            })
         }
         Op::Reduce { axes, .. } => {
             need(1)?;
@@ -416,21 +533,40 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
             if axes.windows(2).any(|w| w[0] >= w[1]) || axes.iter().any(|&a| a >= x.rank()) {
                 return Err(format!("bad reduction axes {axes:?} for {x}"));
             }
-            let shape = (0..x.rank()).filter(|i| !axes.contains(i)).map(|i| x.shape[i]).collect();
-            Ok(Type { dtype: x.dtype, shape })
+            let shape = (0..x.rank())
+                .filter(|i| !axes.contains(i))
+                .map(|i| x.shape[i])
+                .collect();
+            Ok(Type {
+                dtype: x.dtype,
+                shape,
+            })
         }
         Op::MatMul { ta, tb } => {
             need(2)?;
             let (a, b) = (operands[0], operands[1]);
             f32_only(a)?;
-            if a.rank() < 2 || a.rank() != b.rank() || a.shape[..a.rank() - 2] != b.shape[..b.rank() - 2] {
+            if a.rank() < 2
+                || a.rank() != b.rank()
+                || a.shape[..a.rank() - 2] != b.shape[..b.rank() - 2]
+            {
                 return Err(format!("matmul needs equal batch dims, got {a} and {b}"));
             }
             let r = a.rank();
-            let (m, ka) = if *ta { (a.shape[r - 1], a.shape[r - 2]) } else { (a.shape[r - 2], a.shape[r - 1]) };
-            let (kb, n) = if *tb { (b.shape[r - 1], b.shape[r - 2]) } else { (b.shape[r - 2], b.shape[r - 1]) };
+            let (m, ka) = if *ta {
+                (a.shape[r - 1], a.shape[r - 2])
+            } else {
+                (a.shape[r - 2], a.shape[r - 1])
+            };
+            let (kb, n) = if *tb {
+                (b.shape[r - 1], b.shape[r - 2])
+            } else {
+                (b.shape[r - 2], b.shape[r - 1])
+            };
             if ka != kb {
-                return Err(format!("matmul inner dims differ: {a} and {b} (ta={ta}, tb={tb})"));
+                return Err(format!(
+                    "matmul inner dims differ: {a} and {b} (ta={ta}, tb={tb})"
+                ));
             }
             let mut shape = a.shape[..r - 2].to_vec();
             shape.extend([m, n]);
@@ -439,11 +575,19 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
         Op::Conv2d { window } => {
             need(2)?;
             let (x, w) = (operands[0], operands[1]);
-            if x.rank() != 4 || w.rank() != 4 || x.shape[1] != w.shape[1] || w.shape[2..] != window.kernel {
+            if x.rank() != 4
+                || w.rank() != 4
+                || x.shape[1] != w.shape[1]
+                || w.shape[2..] != window.kernel
+            {
                 return Err(format!("conv2d operands {x} and {w} do not fit {window:?}"));
             }
-            let h = window.output_size(x.shape[2], 0).ok_or("conv2d output is empty")?;
-            let wd = window.output_size(x.shape[3], 1).ok_or("conv2d output is empty")?;
+            let h = window
+                .output_size(x.shape[2], 0)
+                .ok_or("conv2d output is empty")?;
+            let wd = window
+                .output_size(x.shape[3], 1)
+                .ok_or("conv2d output is empty")?;
             Ok(Type::f32(vec![x.shape[0], w.shape[0], h, wd]))
         }
         Op::ConvTranspose2d { window } => {
@@ -460,7 +604,9 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
                 && window.output_size(out.shape[2], 0) == Some(x.shape[2])
                 && window.output_size(out.shape[3], 1) == Some(x.shape[3]);
             if !fits {
-                return Err(format!("conv_transpose2d {x} * {w} cannot produce {out} with {window:?}"));
+                return Err(format!(
+                    "conv_transpose2d {x} * {w} cannot produce {out} with {window:?}"
+                ));
             }
             Ok(out)
         }
@@ -473,9 +619,16 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
                 && window.output_size(x.shape[2], 0) == Some(dy.shape[2])
                 && window.output_size(x.shape[3], 1) == Some(dy.shape[3]);
             if !fits {
-                return Err(format!("conv2d_weight_grad operands {x} and {dy} do not fit {window:?}"));
+                return Err(format!(
+                    "conv2d_weight_grad operands {x} and {dy} do not fit {window:?}"
+                ));
             }
-            Ok(Type::f32(vec![dy.shape[1], x.shape[1], window.kernel[0], window.kernel[1]]))
+            Ok(Type::f32(vec![
+                dy.shape[1],
+                x.shape[1],
+                window.kernel[0],
+                window.kernel[1],
+            ]))
         }
         Op::MaxPool2d { window } | Op::AvgPool2d { window } => {
             need(1)?;
@@ -483,15 +636,22 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
             if x.rank() != 4 {
                 return Err(format!("{} needs [N, C, H, W], got {x}", op.name()));
             }
-            let h = window.output_size(x.shape[2], 0).ok_or("pool output is empty")?;
-            let w = window.output_size(x.shape[3], 1).ok_or("pool output is empty")?;
+            let h = window
+                .output_size(x.shape[2], 0)
+                .ok_or("pool output is empty")?;
+            let w = window
+                .output_size(x.shape[3], 1)
+                .ok_or("pool output is empty")?;
             Ok(Type::f32(vec![x.shape[0], x.shape[1], h, w]))
         }
         Op::MaxPool2dGrad { window } => {
             need(2)?;
             let pooled = infer(&Op::MaxPool2d { window: *window }, &operands[..1], None)?;
             if &pooled != operands[1] {
-                return Err(format!("max_pool2d_grad: dy {} does not match pooled {pooled}", operands[1]));
+                return Err(format!(
+                    "max_pool2d_grad: dy {} does not match pooled {pooled}",
+                    operands[1]
+                ));
             }
             Ok(operands[0].clone())
         }
@@ -500,7 +660,10 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
             let out = given_type()?;
             let pooled = infer(&Op::AvgPool2d { window: *window }, &[&out], None)?;
             if &pooled != operands[0] {
-                return Err(format!("avg_pool2d_grad: dy {} does not match pooled {pooled}", operands[0]));
+                return Err(format!(
+                    "avg_pool2d_grad: dy {} does not match pooled {pooled}",
+                    operands[0]
+                ));
             }
             Ok(out)
         }
@@ -508,11 +671,16 @@ pub fn infer(op: &Op, operands: &[&Type], given: Option<&Type>) -> Result<Type, 
             need(2)?;
             let (table, ids) = (operands[0], operands[1]);
             if table.rank() != 2 || ids.dtype != DType::I64 {
-                return Err(format!("gather needs a [V, D] table and i64 ids, got {table} and {ids}"));
+                return Err(format!(
+                    "gather needs a [V, D] table and i64 ids, got {table} and {ids}"
+                ));
             }
             let mut shape = ids.shape.clone();
             shape.push(table.shape[1]);
-            Ok(Type { dtype: table.dtype, shape })
+            Ok(Type {
+                dtype: table.dtype,
+                shape,
+            })
         }
         Op::ScatterAdd => {
             need(2)?;

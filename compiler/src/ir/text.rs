@@ -19,12 +19,26 @@ fn write_graph(out: &mut String, graph: &Graph, indent: usize) {
     let numbers: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     for &n in &order {
         let node = graph.node(n);
-        let operands: Vec<String> = graph.operands(n).iter().map(|o| format!("%{}", numbers[o])).collect();
-        let _ = write!(out, "{pad}%{} = {}{}", numbers[&n], node.op.name(), node.op.attributes());
+        let operands: Vec<String> = graph
+            .operands(n)
+            .iter()
+            .map(|o| format!("%{}", numbers[o]))
+            .collect();
+        let _ = write!(
+            out,
+            "{pad}%{} = {}{}",
+            numbers[&n],
+            node.op.name(),
+            node.op.attributes()
+        );
         if !operands.is_empty() {
             let _ = write!(out, "({})", operands.join(", "));
         }
-        let _ = writeln!(out, " : {}  @{}..{}", node.ty, node.span.start, node.span.end);
+        let _ = writeln!(
+            out,
+            " : {}  @{}..{}",
+            node.ty, node.span.start, node.span.end
+        );
         if let Op::Scan(scan) = &node.op {
             let _ = writeln!(out, "{pad}  body {{");
             write_graph(out, &scan.body, indent + 2);
@@ -34,7 +48,11 @@ fn write_graph(out: &mut String, graph: &Graph, indent: usize) {
     for o in &graph.outputs {
         match &o.updates {
             Some(input) => {
-                let _ = writeln!(out, "{pad}update {} = %{} -> {input}", o.name, numbers[&o.node]);
+                let _ = writeln!(
+                    out,
+                    "{pad}update {} = %{} -> {input}",
+                    o.name, numbers[&o.node]
+                );
             }
             None => {
                 let _ = writeln!(out, "{pad}output {} = %{}", o.name, numbers[&o.node]);

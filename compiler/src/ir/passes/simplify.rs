@@ -1,0 +1,142 @@
+//! Algebraic simplification: local rewrites that drop operations whose result is already
+//! available, or merge two layout ops into one.
+//!
+//! Rewrites to an existing node (the replaced node's uses and outputs move to it, and the
+//! replaced node is removed):
+//!
+//! - `x * 1`, `1 * x`, `x / 1`, `x + 0`, `0 + x`, `x - 0` → `x`, where `1`/`0` is a `Fill` with
+//!   that value (binary operands have equal types). `x * 0` is kept: it is NaN for NaN or
+//!   infinite `x`. Adding a zero changes nothing but the sign of a zero (`-0 + 0 = +0`), and the
+//!   two zeros compare equal.
+//! - `neg(neg(x))`, `stop_gradient(stop_gradient(x))` → the inner node.
+//! - `transpose` by the identity permutation, `reshape`/`broadcast` to the operand's own shape,
+//!   `reduce` over no axes, `cast` to the operand's own element type, a `slice` of a whole axis,
+//!   a `concat` of one operand → the operand.
+//! - `select(c, a, a)` → `a`; `select(fill c, a, b)` → `a` when `c != 0` (NaN included), else
+//!   `b`.
+//!
+//! Rewrites in place (the node keeps its id, type and span and takes the inner node's operand):
+//!
+//! - `transpose(transpose(x, p), q)` → `transpose(x, r)` with `r[i] = p[q[i]]` (or `x` when
+//!   `r` is the identity);
+//! - `reshape(reshape(x))` → `reshape(x)` (or `x` when the shapes agree);
+//! - `broadcast(broadcast(x))` → `broadcast(x)`: broadcasting composes, since every axis of `x`
+//!   that is not 1 keeps its size through both.
+//!
+//! A rewrite only happens when the result's type equals the replaced node's type, so users and
+//! outputs still type-check. Nodes are visited in topological order, so whole chains collapse
+//! in one run; inner nodes left unused are removed later by dead-code elimination.
+
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+
+use super::super::{BinaryOp, Graph, NodeId, Op, UnaryOp, op};
+
+/// What to do with one node.
+enum Rewrite {
+    /// Replace the node by an existing node of the same type.
+    Replace(NodeId),
+    /// Change the node's op to this one, with this single operand.
+    Rewire(Op, NodeId),
+}
+
+/// Apply the rewrites; returns how many nodes were replaced or rewritten, scan bodies included.
+pub fn run(graph: &mut Graph) -> usize {
+    let mut changed = super::in_scan_bodies(graph, run);
+    for n in graph.topo_order() {
+        match rewrite(graph, n) {
+            Some(Rewrite::Replace(x)) if graph.ty(x) == graph.ty(n) => {
+                graph.replace_uses(n, x);
+                graph.graph.remove_node(n);
+                changed += 1;
+            }
+            Some(Rewrite::Rewire(new_op, x)) => {
+                let ty = graph.ty(n);
+                if op::infer(&new_op, &[graph.ty(x)], Some(ty)).as_ref() != Ok(ty) {
+                    continue;
+                }
+                let edges: Vec<_> = graph
+                    .graph
+                    .edges_directed(n, Direction::Incoming)
+                    .map(|e| e.id())
+                    .collect();
+                for e in edges {
+                    graph.graph.remove_edge(e);
+                }
+                graph.graph.add_edge(x, n, 0);
+                graph.graph[n].op = new_op;
+                changed += 1;
+            }
+            _ => {}
+        }
+    }
+    changed
+}
+
+/// The rewrite that applies to node `n`, if any (types are checked by the caller).
+fn rewrite(graph: &Graph, n: NodeId) -> Option<Rewrite> {
+    let ops = graph.operands(n);
+    let node = graph.node(n);
+    let is = |id: NodeId, v: f64| super::fill_value(graph, id) == Some(v);
+    let same_type = |id: NodeId| graph.ty(id) == &node.ty;
+    let inner = |i: usize| &graph.node(ops[i]).op;
+    let inner_operand = |i: usize| graph.operands(ops[i]).first().copied();
+    use Rewrite::{Replace, Rewire};
+    match &node.op {
+        Op::Binary(b) => {
+            let (a, c) = (ops[0], ops[1]);
+            match b {
+                BinaryOp::Mul if is(c, 1.0) => Some(Replace(a)),
+                BinaryOp::Mul if is(a, 1.0) => Some(Replace(c)),
+                BinaryOp::Div if is(c, 1.0) => Some(Replace(a)),
+                BinaryOp::Add if is(c, 0.0) => Some(Replace(a)),
+                BinaryOp::Add if is(a, 0.0) => Some(Replace(c)),
+                BinaryOp::Sub if is(c, 0.0) => Some(Replace(a)),
+                _ => None,
+            }
+        }
+        Op::Unary(UnaryOp::Neg) if matches!(inner(0), Op::Unary(UnaryOp::Neg)) => {
+            inner_operand(0).map(Replace)
+        }
+        Op::StopGradient if matches!(inner(0), Op::StopGradient) => Some(Replace(ops[0])),
+        Op::Transpose { perm } => {
+            let identity = |p: &[usize]| p.iter().enumerate().all(|(i, &a)| i == a);
+            if identity(perm) {
+                return Some(Replace(ops[0]));
+            }
+            let Op::Transpose { perm: first } = inner(0) else {
+                return None;
+            };
+            let x = inner_operand(0)?;
+            let composed: Vec<usize> = perm.iter().map(|&q| first[q]).collect();
+            Some(if identity(&composed) {
+                Replace(x)
+            } else {
+                Rewire(Op::Transpose { perm: composed }, x)
+            })
+        }
+        Op::Reshape | Op::Broadcast if same_type(ops[0]) => Some(Replace(ops[0])),
+        Op::Reshape | Op::Broadcast if inner(0) == &node.op => {
+            let x = inner_operand(0)?;
+            Some(if same_type(x) {
+                Replace(x)
+            } else {
+                Rewire(node.op.clone(), x)
+            })
+        }
+        Op::Reduce { axes, .. } if axes.is_empty() => Some(Replace(ops[0])),
+        Op::Cast { to } if graph.ty(ops[0]).dtype == *to => Some(Replace(ops[0])),
+        Op::Slice {
+            axis,
+            start: 0,
+            len,
+        } if graph.ty(ops[0]).shape[*axis] == *len => Some(Replace(ops[0])),
+        Op::Concat { .. } if ops.len() == 1 => Some(Replace(ops[0])),
+        Op::Select if ops[1] == ops[2] => Some(Replace(ops[1])),
+        Op::Select => {
+            let c = super::fill_value(graph, ops[0])?;
+            Some(Replace(if c != 0.0 { ops[1] } else { ops[2] }))
+        }
+        _ => None,
+    }
+}
