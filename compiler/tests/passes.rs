@@ -179,8 +179,18 @@ fn relative_error(before: &Value, after: &Value) -> f64 {
     }
 }
 
+/// Equal element by element (NaN matching NaN; `-0 == +0`).
+fn identical(a: &Value, b: &Value) -> bool {
+    match (&a.data, &b.data) {
+        (Data::F(x), Data::F(y)) => x.iter().zip(y).all(|(p, q)| p == q || (p.is_nan() && q.is_nan())),
+        (x, y) => x == y,
+    }
+}
+
 /// `after` computes what `before` computes: same output names and types, and values within
-/// relative L2 error 1e-6 in f64 runs (1e-5 in f32 runs) on a few random inputs.
+/// relative L2 error 1e-6 in f64 runs (1e-5 in f32 runs) on a few random inputs. The passes
+/// promise more, and this checks it too: every element is equal (`==`, or both NaN), since
+/// no pass rounds differently from the graph it rewrites.
 fn assert_same_semantics(before: &Graph, after: &Graph, seed: u64, what: &str) {
     let mut rng = Rng(seed);
     let names = |g: &Graph| g.outputs.iter().map(|o| (o.name.clone(), o.updates.clone())).collect::<Vec<_>>();
@@ -193,7 +203,7 @@ fn assert_same_semantics(before: &Graph, after: &Graph, seed: u64, what: &str) {
             for (name, w) in &want {
                 let error = relative_error(w, &got[name]);
                 assert!(
-                    error < tolerance,
+                    error < tolerance && identical(w, &got[name]),
                     "{what}: output {name} differs ({precision:?}, relative error {error:e}: {:?} vs {:?})\nbefore:\n{}\nafter:\n{}",
                     w.data,
                     got[name].data,
@@ -332,9 +342,18 @@ fn fold_turns_constant_expressions_into_fills() {
     let wide = b.broadcast(six, &[2, 3]);
     let total = b.reduce(ReduceOp::Sum, wide, &[0, 1]);
     let biggest = b.reduce(ReduceOp::Max, wide, &[0]);
-    let one = b.fill(1.0, f32t(&[]));
+    let zero = b.fill(0.0, f32t(&[]));
+    let one = b.un(UnaryOp::Exp, zero);
+    // exp(1) and erf(1) are not f32 values: folding would pick one rounding and change what
+    // the f64 mode computes, so they stay.
     let e = b.un(UnaryOp::Exp, one);
     let erf = b.un(UnaryOp::Erf, one);
+    // 1 + 2^-23 is an f32, but 3 + 3 * 2^-23 is not: summing it element by element rounds.
+    let odd = b.fill(1.0 + f64::from(f32::EPSILON), f32t(&[]));
+    let odd_wide = b.broadcast(odd, &[4]);
+    let inexact_sum = b.reduce(ReduceOp::Sum, odd_wide, &[0]);
+    let tiny = b.fill(1e-300, f32t(&[]));
+    let tiny_sum = b.bin(BinaryOp::Add, tiny, zero);
     let minus = b.fill(-1.5, f32t(&[2, 3]));
     let r = b.un(UnaryOp::Relu, minus);
     let t = b.transpose(minus, &[1, 0]);
@@ -351,6 +370,8 @@ fn fold_turns_constant_expressions_into_fills() {
     b.g.set_output("int", int);
     b.g.set_output("big", big);
     b.g.set_output("kept", kept);
+    b.g.set_output("inexact_sum", inexact_sum);
+    b.g.set_output("tiny_sum", tiny_sum);
     let after = check_pass(
         &b.g,
         fold::run,
@@ -362,25 +383,33 @@ fn fold_turns_constant_expressions_into_fills() {
          %4 = fill[6.0] : f32[2, 3]  @5..6\n\
          %5 = fill[36.0] : f32[]  @6..7\n\
          %6 = fill[6.0] : f32[3]  @7..8\n\
-         %7 = fill[1.0] : f32[]  @8..9\n\
-         %8 = fill[2.7182817459106445] : f32[]  @9..10\n\
-         %9 = fill[0.8427007794380188] : f32[]  @10..11\n\
-         %10 = fill[-1.5] : f32[2, 3]  @11..12\n\
-         %11 = fill[0.0] : f32[2, 3]  @12..13\n\
-         %12 = fill[-1.5] : f32[3, 2]  @13..14\n\
-         %13 = fill[-1.0] : i64[3, 2]  @14..15\n\
-         %14 = mul(%0, %4) : f32[2, 3]  @15..16\n\
-         %15 = add(%14, %11) : f32[2, 3]  @16..17\n\
-         %16 = reduce_sum[axes=[0]](%0) : f32[3]  @17..18\n\
-         %17 = fill[NaN] : f32[3]  @18..19\n\
-         %18 = max(%17, %6) : f32[3]  @19..20\n\
-         output y = %15\n\
+         %7 = fill[0.0] : f32[]  @8..9\n\
+         %8 = fill[1.0] : f32[]  @9..10\n\
+         %9 = exp(%8) : f32[]  @10..11\n\
+         %10 = erf(%8) : f32[]  @11..12\n\
+         %11 = fill[1.0000001192092896] : f32[]  @12..13\n\
+         %12 = fill[1.0000001192092896] : f32[4]  @13..14\n\
+         %13 = reduce_sum[axes=[0]](%12) : f32[]  @14..15\n\
+         %14 = fill[1e-300] : f32[]  @15..16\n\
+         %15 = add(%14, %7) : f32[]  @16..17\n\
+         %16 = fill[-1.5] : f32[2, 3]  @17..18\n\
+         %17 = fill[0.0] : f32[2, 3]  @18..19\n\
+         %18 = fill[-1.5] : f32[3, 2]  @19..20\n\
+         %19 = fill[-1.0] : i64[3, 2]  @20..21\n\
+         %20 = mul(%0, %4) : f32[2, 3]  @21..22\n\
+         %21 = add(%20, %17) : f32[2, 3]  @22..23\n\
+         %22 = reduce_sum[axes=[0]](%0) : f32[3]  @23..24\n\
+         %23 = fill[NaN] : f32[3]  @24..25\n\
+         %24 = max(%23, %6) : f32[3]  @25..26\n\
+         output y = %21\n\
          output total = %5\n\
-         output e = %8\n\
-         output erf = %9\n\
-         output int = %13\n\
-         output big = %16\n\
-         output kept = %18\n",
+         output e = %9\n\
+         output erf = %10\n\
+         output int = %19\n\
+         output big = %22\n\
+         output kept = %24\n\
+         output inexact_sum = %13\n\
+         output tiny_sum = %15\n",
     );
     assert_eq!(fold::run(&mut after.clone()), 0, "fold reaches a fixpoint in one run");
 }

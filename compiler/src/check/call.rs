@@ -15,6 +15,9 @@ use crate::dim::Dim;
 use crate::suggest;
 use crate::types::{Callable, LayerValue, Spec, Tensor, TensorType, Value};
 
+/// Most copies `repeat` may make: each copy is checked and gets its own parameters.
+const MAX_REPEAT: i64 = 1024;
+
 /// An evaluated argument: its name if written `name: value`, the value, and where it stands.
 pub(crate) struct ArgValue {
     pub name: Option<Ident>,
@@ -583,7 +586,17 @@ impl Checker<'_> {
         let Some(bound) = self.bind_args(b, &args, call.span) else {
             return Value::Error;
         };
-        let count = bound.int("count").max(0) as usize;
+        let count = match bound.get("count").as_dim().and_then(|d| d.as_known()) {
+            Some(n) if (1..=MAX_REPEAT).contains(&n) => n as usize,
+            _ => {
+                let span = bound.span("count").unwrap_or(call.span);
+                self.report(
+                    Diagnostic::error("N4010", "`repeat` needs a known count", span, "not a known count between 1 and 1024")
+                        .with_help("write the number of copies, such as `repeat(2, Encoder(128, heads: 4, ff: 512))`"),
+                );
+                return Value::Error;
+            }
+        };
         let Value::Layer(layer) = bound.get("layer").clone() else {
             return Value::Error;
         };

@@ -39,8 +39,11 @@ impl Checker<'_> {
             ExprKind::Call(call) => self.call(call, None, env),
             ExprKind::Pipe(head, stages) => {
                 let mut value = self.eval(head, env);
+                // Labels about a stage's input point at the stage that produced it.
+                let mut producer = head.span;
                 for stage in stages {
-                    value = self.apply_stage(stage, value, head.span, env);
+                    value = self.apply_stage(stage, value, producer, env);
+                    producer = stage.span;
                     if let Value::Tensor(t) = &value {
                         let what = self.text(stage.span).to_string();
                         self.record_shape(stage.span, &env.item.clone(), what, &t.ty);
@@ -341,8 +344,7 @@ impl Checker<'_> {
     }
 
     /// One stage of a pipeline: the stage receives `input` as its first tensor argument.
-    fn apply_stage(&mut self, stage: &Expr, input: Value, head: Span, env: &mut Env) -> Value {
-        let input_span = head;
+    fn apply_stage(&mut self, stage: &Expr, input: Value, input_span: Span, env: &mut Env) -> Value {
         match &stage.kind {
             ExprKind::Call(call) => self.call(call, Some((input, input_span)), env),
             ExprKind::Name(_) | ExprKind::Field(..) => {

@@ -85,6 +85,8 @@ pub fn check(file: &File, src: &str) -> Analysis {
         .diagnostics
         .dedup_by(|a, b| a.code == b.code && a.primary.span == b.primary.span);
     analysis.shapes.sort_by_key(|s| s.span.start);
+    // A block used twice with the same shapes would list each of its lines twice.
+    analysis.shapes.dedup_by(|a, b| a.span == b.span && a.ty == b.ty && a.item == b.item);
     analysis
 }
 

@@ -13,7 +13,8 @@
 //!   `reduce` over no axes, `cast` to the operand's own element type, a `slice` of a whole axis,
 //!   a `concat` of one operand → the operand.
 //! - `select(c, a, a)` → `a`; `select(fill c, a, b)` → `a` when `c != 0` (NaN included), else
-//!   `b`.
+//!   `b` (an `I64` fill truncates `c` first, as the interpreter does; an `F32` `c` so small that
+//!   it rounds to zero in f32 is left alone).
 //!
 //! Rewrites in place (the node keeps its id, type and span and takes the inner node's operand):
 //!
@@ -30,7 +31,7 @@
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use super::super::{BinaryOp, Graph, NodeId, Op, UnaryOp, op};
+use super::super::{BinaryOp, DType, Graph, NodeId, Op, UnaryOp, op};
 
 /// What to do with one node.
 enum Rewrite {
@@ -135,7 +136,13 @@ fn rewrite(graph: &Graph, n: NodeId) -> Option<Rewrite> {
         Op::Select if ops[1] == ops[2] => Some(Replace(ops[1])),
         Op::Select => {
             let c = super::fill_value(graph, ops[0])?;
-            Some(Replace(if c != 0.0 { ops[1] } else { ops[2] }))
+            let take_a = match graph.ty(ops[0]).dtype {
+                // An f32 run rounds the condition first: skip a value that rounds to zero.
+                DType::F32 if (c != 0.0) != (c as f32 != 0.0) => return None,
+                DType::F32 => c != 0.0,
+                DType::I64 => c as i64 != 0,
+            };
+            Some(Replace(if take_a { ops[1] } else { ops[2] }))
         }
         _ => None,
     }
