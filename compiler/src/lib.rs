@@ -13,9 +13,11 @@ pub mod check;
 pub mod dim;
 pub mod docs;
 pub mod ir;
+pub mod lower;
 pub mod render;
 pub mod suggest;
 pub mod types;
+pub mod weights;
 
 pub use check::{Analysis, check};
 pub use netc_grammar::{Diagnostic, Severity};

@@ -68,6 +68,8 @@ impl fmt::Display for TensorType {
 pub struct Tensor {
     pub ty: TensorType,
     pub depends_on: BTreeSet<String>,
+    /// The IR node computing it, when the checker runs with an emitter (lowering).
+    pub node: Option<crate::ir::NodeId>,
 }
 
 impl Tensor {
@@ -75,6 +77,7 @@ impl Tensor {
         Tensor {
             ty,
             depends_on: BTreeSet::new(),
+            node: None,
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct LayerValue {
     pub callable: Callable,
     /// Where the layer was written (for labels and parameter names).
     pub span: Span,
+    /// The `let` name it was bound to; its parameters are named after it (`fc1.weight`).
+    pub name: Option<String>,
 }
 
 /// A checked optimizer, schedule, metric, data source or transform: the built-in it names and

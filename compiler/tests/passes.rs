@@ -647,7 +647,7 @@ fn pipeline_lists_the_passes_in_order() {
 // ---------------------------------------------------------------------------------------------
 // Random graphs.
 
-const SHAPES: &[&[usize]] = &[&[2, 3], &[3], &[3, 2], &[2, 1, 3], &[6], &[], &[2, 3, 2], &[1, 3], &[2, 3, 4], &[4, 6]];
+const SHAPES: &[&[usize]] = &[&[2, 3], &[3], &[3, 2], &[2, 1, 3], &[6], &[], &[2, 3, 2], &[1, 3], &[2, 3, 4], &[4, 6], &[2, 2, 2]];
 const CONSTANTS: &[f64] = &[0.0, 1.0, -1.0, 0.5, 2.0, -0.0, 1.5, -0.25, 3.0, 1.0, 0.0];
 
 /// A random graph generator keeping, for each node made, a rough bound on its magnitude so

@@ -34,11 +34,7 @@ pub(crate) fn from_pest(src: &str, slice: &Slice, err: &pest::error::Error<Rule>
         .with_help("remove it, or add the opening bracket it closes");
     }
     if let Some(&(c, at)) = slice.unclosed.first() {
-        let close = match c {
-            '(' => ')',
-            '[' => ']',
-            _ => '}',
-        };
+        let close = closer(c);
         let end = slice.span.end;
         return Diagnostic::error(
             "N1002",
@@ -50,15 +46,67 @@ pub(crate) fn from_pest(src: &str, slice: &Slice, err: &pest::error::Error<Rule>
         .with_help(format!("add the missing `{close}`"));
     }
     let text = &src[slice.span.start..slice.span.end];
+    if let Some(at) = junk_after_item(text, err) {
+        return junk_between_items(src, Span::new(slice.span.start + at, slice.span.end));
+    }
     describe(slice.span.start, text, err)
+}
+
+/// Where a complete item is followed, on a later line, by text that is not an item: the
+/// position of that text. The scanner glues such text to the item before it.
+fn junk_after_item(text: &str, err: &pest::error::Error<Rule>) -> Option<usize> {
+    let pos = error_position(err).min(text.len());
+    let before = &text[..pos];
+    let at_line_start = before.trim_end_matches([' ', '\t']).ends_with('\n');
+    (at_line_start
+        && !text[pos..].trim().is_empty()
+        && NetParser::parse(Rule::item_only, before).is_ok())
+    .then_some(pos)
+}
+
+fn error_position(err: &pest::error::Error<Rule>) -> usize {
+    match err.parse_attempts() {
+        Some(attempts) => attempts.max_position,
+        None => location(&err.location),
+    }
 }
 
 /// A statement, entry or setting that matched only the recovery rule: parse it again on its own
 /// to find the exact place it goes wrong.
 pub(crate) fn bad_statement(src: &str, span: Span, strict: Rule) -> Diagnostic {
     let text = &src[span.start..span.end];
+    let brackets = scan_brackets(text);
+    if let Some(quote) = brackets.open_string {
+        return unterminated_string(span.start + quote);
+    }
+    if let Some((c, at)) = brackets.unopened {
+        return Diagnostic::error(
+            "N1003",
+            format!("unexpected `{c}`"),
+            Span::new(span.start + at, span.start + at + 1),
+            "nothing is open here",
+        )
+        .with_help("remove it, or add the opening bracket it closes");
+    }
     match NetParser::parse(strict, text) {
-        Err(err) => describe(span.start, text, &err),
+        Err(err) => {
+            let pos = error_position(&err).min(text.len());
+            if let Some(&(c, at)) = brackets.unclosed.first()
+                && text[pos..].trim().is_empty()
+            {
+                let close = closer(c);
+                let end = span.start + text.trim_end().len();
+                return Diagnostic::error(
+                    "N1002",
+                    format!("unclosed `{c}`"),
+                    Span::new(span.start + at, span.start + at + 1),
+                    "opened here",
+                )
+                .with_label(Span::new(end, end), format!("expected `{close}` by here"))
+                .with_help(format!("add the missing `{close}`"));
+            }
+            describe(span.start, text, &err)
+        }
         Ok(_) => Diagnostic::error(
             "N1001",
             "this statement cannot be parsed here",
@@ -81,7 +129,7 @@ pub(crate) fn junk_between_items(src: &str, span: Span) -> Diagnostic {
 }
 
 fn describe(offset: usize, text: &str, err: &pest::error::Error<Rule>) -> Diagnostic {
-    let (pos, expected) = match (&err.variant, err.parse_attempts()) {
+    let (pos, mut expected) = match (&err.variant, err.parse_attempts()) {
         (ErrorVariant::CustomError { message }, _) => {
             let pos = location(&err.location);
             let span = Span::new(offset + pos, offset + pos);
@@ -121,10 +169,34 @@ fn describe(offset: usize, text: &str, err: &pest::error::Error<Rule>) -> Diagno
         }
     };
     let pos = pos.min(text.len());
+    if let Some(quote) = open_string_at(text, pos) {
+        return unterminated_string(offset + quote);
+    }
     let rest = &text[pos..];
     let found = first_token(rest);
     let at = offset + pos;
     let span = Span::new(at, at + found.len());
+    if let Some(start) = malformed_number_start(text, pos, found) {
+        let number = &text[start..pos + found.len()];
+        return Diagnostic::error(
+            "N1001",
+            format!("malformed number `{number}`"),
+            Span::new(offset + start, at + found.len()),
+            "not a valid number",
+        )
+        .with_help(
+            "numbers are written like `64`, `0.5` or `1e-3`, and names cannot start with a digit",
+        );
+    }
+    // Right after a name or number, pest also tries to extend that token: those expectations
+    // ("a name", `_`) are not what is missing.
+    let after_word = text[..pos]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if after_word {
+        expected.retain(|e| e != "a name" && e != "`_`");
+    }
     let before = text[..pos].trim_end();
 
     if before.ends_with("|>") {
@@ -158,12 +230,136 @@ fn describe(offset: usize, text: &str, err: &pest::error::Error<Rule>) -> Diagno
         1 => expected[0].clone(),
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
-    Diagnostic::error(
+    let diag = Diagnostic::error(
         "N1001",
         format!("expected {wanted}, found {}", found_text(found)),
         span,
         format!("expected {wanted}"),
+    );
+    let wants = |e: &str| expected.iter().any(|x| x == e);
+    if wants(TENSOR_TYPE) && found == "[" {
+        diag.with_help("a tensor type starts with its element type: `f32[B, 10]`, `i32[B, T]`")
+    } else if wants("`with`") {
+        diag.with_help("an update is written `update Model with adam(lr: 1e-3)`")
+    } else if wants("`:`") && expected.len() == 1 {
+        diag.with_help(
+            "inputs, fields and hyper-parameters are written `name: type`, such as `x: f32[B, 64]`",
+        )
+    } else {
+        diag
+    }
+}
+
+const TENSOR_TYPE: &str = "a tensor type such as `f32[B, 10]`";
+
+fn closer(open: char) -> char {
+    match open {
+        '(' => ')',
+        '[' => ']',
+        _ => '}',
+    }
+}
+
+fn unterminated_string(quote: usize) -> Diagnostic {
+    Diagnostic::error(
+        "N1001",
+        "unterminated string",
+        Span::new(quote, quote + 1),
+        "this string is never closed",
     )
+    .with_help("a string ends with `\"` on the same line")
+}
+
+/// Brackets and strings in one statement, skipping comments.
+#[derive(Default)]
+struct Brackets {
+    /// The first closing bracket with nothing open: `(char, offset)`.
+    unopened: Option<(char, usize)>,
+    /// Brackets still open at the end, outermost first.
+    unclosed: Vec<(char, usize)>,
+    /// The opening quote of a string that the line ends inside.
+    open_string: Option<usize>,
+}
+
+fn scan_brackets(text: &str) -> Brackets {
+    let mut out = Brackets::default();
+    let mut chars = text.char_indices();
+    let mut string_start: Option<usize> = None;
+    while let Some((i, c)) = chars.next() {
+        if string_start.is_some() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => string_start = None,
+                '\n' => {
+                    out.open_string = string_start;
+                    return out;
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => string_start = Some(i),
+            '#' => {
+                // A comment runs to the end of the line.
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => out.unclosed.push((c, i)),
+            ')' | ']' | '}' => {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                match out.unclosed.iter().rposition(|&(o, _)| o == open) {
+                    Some(p) => out.unclosed.truncate(p),
+                    None => {
+                        if out.unopened.is_none() {
+                            out.unopened = Some((c, i));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out.open_string = string_start;
+    out
+}
+
+/// The opening quote of the string that `pos` stands in, if the line ends inside it.
+fn open_string_at(text: &str, pos: usize) -> Option<usize> {
+    let line_start = text[..pos].rfind('\n').map_or(0, |n| n + 1);
+    let line_end = text[pos..].find('\n').map_or(text.len(), |n| pos + n);
+    let line = scan_brackets(&text[line_start..line_end]);
+    line.open_string
+        .map(|q| line_start + q)
+        .filter(|&q| q < pos)
+}
+
+/// A number run into more digits, dots or letters (`0.5.1`, `2e`, `3x`): where it starts.
+fn malformed_number_start(text: &str, pos: usize, found: &str) -> Option<usize> {
+    if found.is_empty()
+        || !found.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        return None;
+    }
+    let before = &text[..pos];
+    let start = before
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        .last()
+        .map(|(i, _)| i)?;
+    text[start..]
+        .starts_with(|c: char| c.is_ascii_digit())
+        .then_some(start)
 }
 
 fn location(loc: &InputLocation) -> usize {
@@ -191,12 +387,22 @@ fn tidy(expected: Vec<String>) -> Vec<String> {
         "`i64`", "`u8`", "`bool`", "a name", "a number",
     ];
     const CONTINUES: [&str; 7] = ["`+`", "`-`", "`*`", "`/`", "`%`", "`.`", "`|>`"];
+    const DTYPES: [&str; 6] = ["`f32`", "`f64`", "`i32`", "`i64`", "`u8`", "`bool`"];
+    // Element types alone (no other way to start an expression) mean a tensor type is wanted.
+    let only_types = expected.iter().any(|e| DTYPES.contains(&e.as_str()))
+        && !expected.iter().any(|e| {
+            e == "an expression"
+                || (STARTS_EXPRESSION.contains(&e.as_str()) && !DTYPES.contains(&e.as_str()))
+        });
+    let wants_with = expected.iter().any(|e| e == "`with`");
     let mut out: Vec<String> = Vec::new();
     for e in expected {
-        if NOISE.contains(&e.as_str()) {
+        if NOISE.contains(&e.as_str()) || (wants_with && e == "`:`") {
             continue;
         }
-        let e = if STARTS_EXPRESSION.contains(&e.as_str()) || e == "a string" {
+        let e = if only_types && DTYPES.contains(&e.as_str()) {
+            TENSOR_TYPE.to_string()
+        } else if STARTS_EXPRESSION.contains(&e.as_str()) || e == "a string" {
             "an expression".to_string()
         } else {
             e
@@ -215,6 +421,10 @@ fn tidy(expected: Vec<String>) -> Vec<String> {
     }
     if out.iter().any(|e| !CONTINUES.contains(&e.as_str())) {
         out.retain(|e| !CONTINUES.contains(&e.as_str()));
+    }
+    // "an item" is the top-level rule: inside an item it is never what is missing.
+    if out.len() > 1 {
+        out.retain(|e| e != "an item");
     }
     out.sort_by_key(|e| (!e.starts_with('`'), e.clone()));
     out.truncate(8);
@@ -235,7 +445,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         | Rule::call
         | Rule::paren
         | Rule::list => "an expression",
-        Rule::tensor_type | Rule::dtype => "a tensor type such as `f32[B, 10]`",
+        Rule::tensor_type | Rule::dtype => TENSOR_TYPE,
         Rule::shape => "a shape such as `[B, 10]`",
         Rule::body => "`{`",
         Rule::inputs | Rule::hparams => "`(`",

@@ -169,6 +169,7 @@ impl Checker<'_> {
             && matches!(b.kind, Kind::Layer | Kind::Function | Kind::Transform)
         {
             return Value::Layer(Rc::new(LayerValue {
+                name: None,
                 callable: Callable::Builtin {
                     name: b.name,
                     args: bound,
@@ -211,7 +212,7 @@ impl Checker<'_> {
             );
             return Value::Error;
         }
-        self.run_rule(b, &bound, inputs, span, env)
+        self.run_rule(b, &bound, inputs, span, env, None)
     }
 
     /// Built-ins that make a spec value (optimizers, schedules, ...) run their rule for range
@@ -244,6 +245,7 @@ impl Checker<'_> {
         inputs: Vec<(Value, Span)>,
         span: Span,
         env: &mut Env,
+        instance: Option<&str>,
     ) -> Value {
         let mut types = Vec::new();
         let mut depends_on = std::collections::BTreeSet::new();
@@ -280,11 +282,11 @@ impl Checker<'_> {
         };
         match (b.rule)(&ctx) {
             Ok(out) => {
-                if !out.weights.is_empty() {
-                    self.add_weights(b.name, span, &out.weights, env);
-                    if let Some(owner) = &env.owner {
-                        depends_on.insert(owner.clone());
-                    }
+                let names = self.add_weights(b.name, &out.weights, env, instance);
+                if !out.weights.is_empty()
+                    && let Some(owner) = &env.owner
+                {
+                    depends_on.insert(owner.clone());
                 }
                 match out.value {
                     Value::Tensor(mut t) => {
@@ -292,6 +294,9 @@ impl Checker<'_> {
                             t.depends_on.clear();
                         } else {
                             t.depends_on.extend(depends_on);
+                        }
+                        if self.emit.is_some() {
+                            t.node = self.emit_builtin(b, bound, &inputs, &out.weights, &names, &t.ty, span);
                         }
                         Value::Tensor(t)
                     }
@@ -334,24 +339,39 @@ impl Checker<'_> {
         self.report(d);
     }
 
-    /// Record the weights a layer call creates under its model, named `layer_n.weight`.
+    /// Record the weights a layer call creates under its model and return their full names:
+    /// `Model.<path>.<instance>.<weight>`, where the instance is the `let` name of a bound layer or
+    /// `<layer>_<n>` for the n-th inline one of its kind in this model or block.
     fn add_weights(
         &mut self,
         layer: &str,
-        _span: Span,
         weights: &[builtins::Weight],
         env: &mut Env,
-    ) {
-        let Some(owner) = env.owner.clone() else {
-            return;
-        };
-        let n = env.layer_counts.entry(layer.to_string()).or_insert(0);
-        let prefix = format!("{layer}_{n}");
-        *n += 1;
-        let list = self.weights.entry(owner).or_default();
-        for w in weights {
-            list.push((format!("{prefix}.{}", w.name), w.clone()));
+        instance: Option<&str>,
+    ) -> Vec<String> {
+        if weights.is_empty() {
+            return Vec::new();
         }
+        let owner = env.owner.clone().unwrap_or_default();
+        let instance = match instance {
+            Some(name) => name.to_string(),
+            None => env.next_instance(layer),
+        };
+        let mut prefix = owner.clone();
+        for part in env.path.iter().chain(std::iter::once(&instance)) {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(part);
+        }
+        let list = self.weights.entry(owner).or_default();
+        let mut names = Vec::new();
+        for w in weights {
+            let relative = prefix.split_once('.').map_or(prefix.as_str(), |(_, rest)| rest);
+            list.push((format!("{relative}.{}", w.name), w.clone()));
+            names.push(format!("{prefix}.{}", w.name));
+        }
+        names
     }
 
     /// Match arguments to a built-in's parameters: positional in order, then by name; check
@@ -601,6 +621,7 @@ impl Checker<'_> {
             return Value::Error;
         };
         let value = Value::Layer(Rc::new(LayerValue {
+            name: None,
             callable: Callable::Repeat(count, layer),
             span: call.span,
         }));
@@ -634,21 +655,28 @@ impl Checker<'_> {
                     ));
                     return Value::Error;
                 }
-                self.run_rule(b, args, inputs, span, env)
+                self.run_rule(b, args, inputs, span, env, layer.name.as_deref())
             }
             Callable::Model(m) => self.call_model(m, inputs, span),
             Callable::Block { name, hparams } => {
-                self.instantiate_block(name, hparams.clone(), inputs, span, layer.span, env)
+                let instance = layer.name.clone().unwrap_or_else(|| env.next_instance(name));
+                self.instantiate_block(name, hparams.clone(), inputs, span, instance, env)
             }
             Callable::Repeat(n, inner) => {
+                // Copies are named `repeat_<k>.<i>`, as an `nn.Sequential` of copies would be.
+                let group = layer.name.clone().unwrap_or_else(|| env.next_instance("repeat"));
+                env.path.push(group);
                 let mut inputs = inputs;
-                for _ in 0..*n {
-                    let out = self.apply_layer(inner, inputs, span, env);
+                for i in 0..*n {
+                    let copy = LayerValue { callable: inner.callable.clone(), span: inner.span, name: Some(i.to_string()) };
+                    let out = self.apply_layer(&copy, inputs, span, env);
                     if matches!(out, Value::Error) {
+                        env.path.pop();
                         return out;
                     }
                     inputs = vec![(out, span)];
                 }
+                env.path.pop();
                 inputs.pop().map(|(v, _)| v).unwrap_or(Value::Error)
             }
         }
@@ -784,11 +812,13 @@ impl Checker<'_> {
         }
         if inputs.is_empty() {
             return Value::Layer(Rc::new(LayerValue {
+                name: None,
                 callable: Callable::Block { name, hparams },
                 span: call.span,
             }));
         }
-        self.instantiate_block(&name, hparams, inputs, call.span, call.span, env)
+        let instance = env.next_instance(&name);
+        self.instantiate_block(&name, hparams, inputs, call.span, instance, env)
     }
 
     /// Check a block's body with its hyper-parameters bound and its inputs set to the actual
@@ -799,7 +829,7 @@ impl Checker<'_> {
         hparams: Vec<(String, Value)>,
         inputs: Vec<(Value, Span)>,
         span: Span,
-        _layer_span: Span,
+        instance: String,
         env: &mut Env,
     ) -> Value {
         let Some(Def::Block(block)) = self.defs.get(name) else {
@@ -833,7 +863,8 @@ impl Checker<'_> {
             return Value::Error;
         }
         let mut benv = Env::new(format!("block {name}"), env.owner.clone());
-        benv.layer_counts = std::mem::take(&mut env.layer_counts);
+        benv.path = env.path.clone();
+        benv.path.push(instance);
         for (h, (hname, value)) in block.hparams.iter().zip(&hparams) {
             let _ = hname;
             benv.bind(&h.name, value.clone());
@@ -855,12 +886,10 @@ impl Checker<'_> {
                         "not a tensor",
                     ));
                 }
-                env.layer_counts = benv.layer_counts;
                 return Value::Error;
             };
             depends_on.extend(actual.depends_on.iter().cloned());
             let Some(declared) = self.declared_type(&input.ty, &mut benv, true) else {
-                env.layer_counts = benv.layer_counts;
                 return Value::Error;
             };
             if let Err(d) = unify(&declared, &actual.ty, &mut bindings) {
@@ -877,7 +906,6 @@ impl Checker<'_> {
                     .with_label(input.ty.span, format!("declared as {declared}"))
                     .with_help(d),
                 );
-                env.layer_counts = benv.layer_counts;
                 return Value::Error;
             }
             benv.bind(&input.name, value.clone());
@@ -904,6 +932,10 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|t| self.declared_type(t, &mut benv, false));
         let result = self.check_body(&block.body, &mut benv, "block");
+        let node = match &result {
+            Some((Value::Tensor(t), _)) => t.node,
+            _ => None,
+        };
         let out = self.check_output(
             result,
             declared_out.as_ref(),
@@ -911,10 +943,10 @@ impl Checker<'_> {
             &block.body,
         );
         self.instantiations.pop();
-        env.layer_counts = benv.layer_counts;
         match out {
             Some(ty) => {
                 let mut t = Tensor::new(ty);
+                t.node = node;
                 t.depends_on = depends_on;
                 if let Some(o) = &env.owner {
                     t.depends_on.insert(o.clone());
@@ -995,6 +1027,9 @@ impl Checker<'_> {
                 return Value::Error;
             }
         }
+        if self.emit.is_some() {
+            return self.expand_model(m, &inputs, &bindings, depends_on);
+        }
         let Some(output) = info.output else {
             return Value::Error;
         };
@@ -1007,6 +1042,7 @@ impl Checker<'_> {
         depends_on.insert(name.to_string());
         Value::Tensor(Tensor {
             ty: TensorType::new(output.dtype, dims),
+            node: None,
             depends_on,
         })
     }

@@ -8,7 +8,7 @@ use super::{Checker, Def, Env};
 use crate::builtins::{self, Kind};
 use crate::dim::Dim;
 use crate::suggest;
-use crate::types::{Spec, Tensor, TensorType, Value};
+use crate::types::{Spec, TensorType, Value};
 
 /// A checked data set: where samples come from and the type of each field of one sample.
 #[derive(Clone, Debug)]
@@ -319,7 +319,7 @@ impl Checker<'_> {
             return Value::Error;
         };
         match info.fields.iter().find(|f| f.name == field.name) {
-            Some(f) => Value::Tensor(Tensor::new(batched(&f.ty))),
+            Some(f) => Value::Tensor(self.data_tensor(&f.name, batched(&f.ty), field.span)),
             None => {
                 let hint =
                     suggest::closest(&field.name, info.fields.iter().map(|f| f.name.as_str()));

@@ -86,6 +86,7 @@ impl Checker<'_> {
             Some(Def::Data(_)) => return Value::Data(n.name.clone()),
             Some(Def::Block(_)) => {
                 return Value::Layer(std::rc::Rc::new(LayerValue {
+                    name: None,
                     callable: Callable::Block {
                         name: n.name.clone(),
                         hparams: Vec::new(),
@@ -134,7 +135,10 @@ impl Checker<'_> {
                 Ok(n) => Value::Dim(n),
                 Err(_) => self.overflow(span),
             },
-            Value::Tensor(t) => Value::Tensor(t),
+            Value::Tensor(mut t) => {
+                t.node = self.emit_neg(&t, span);
+                Value::Tensor(t)
+            }
             Value::Error => Value::Error,
             other => {
                 self.report(Diagnostic::error(
@@ -205,12 +209,8 @@ impl Checker<'_> {
                 }
             }
             (Tensor(x), Tensor(y)) => self.broadcast(op, x, y, sa, sb, span),
-            (Tensor(t), Int(_) | Float(_)) | (Int(_) | Float(_), Tensor(t)) => {
-                if !t.ty.dtype.is_float() {
-                    return self.float_needed(&t.ty, if sa.start < sb.start { sa } else { sb }, op);
-                }
-                Tensor(t)
-            }
+            (Tensor(t), n @ (Int(_) | Float(_))) => self.tensor_number(op, t, &n, false, sa, span),
+            (n @ (Int(_) | Float(_)), Tensor(t)) => self.tensor_number(op, t, &n, true, sb, span),
             (x, y) => {
                 self.report(
                     Diagnostic::error(
@@ -230,6 +230,27 @@ impl Checker<'_> {
                 Error
             }
         }
+    }
+
+    /// Elementwise arithmetic between a tensor and a number (`x * 0.5`, `1 - p`).
+    fn tensor_number(&mut self, op: BinOp, t: Tensor, n: &Value, number_first: bool, tensor_span: Span, span: Span) -> Value {
+        if !t.ty.dtype.is_float() {
+            return self.float_needed(&t.ty, tensor_span, op);
+        }
+        if op == BinOp::Rem {
+            return self.rem_on_tensor(span);
+        }
+        let mut t = t;
+        t.node = self.emit_scalar(op, &t, n.as_f64().unwrap_or(0.0), number_first, span);
+        Value::Tensor(t)
+    }
+
+    fn rem_on_tensor(&mut self, span: Span) -> Value {
+        self.report(
+            Diagnostic::error("N3004", "`%` is defined for integers, not tensors", span, "remainder of a tensor")
+                .with_help("use `%` on sizes and constants only"),
+        );
+        Value::Error
     }
 
     fn division_by_zero(&mut self, span: Span) -> Value {
@@ -319,12 +340,14 @@ impl Checker<'_> {
             };
             dims.push(d);
         }
+        if op == BinOp::Rem {
+            return self.rem_on_tensor(span);
+        }
         let mut depends_on = x.depends_on;
         depends_on.extend(y.depends_on);
-        Value::Tensor(Tensor {
-            ty: TensorType::new(x.ty.dtype, dims),
-            depends_on,
-        })
+        let ty = TensorType::new(x.ty.dtype, dims);
+        let node = self.emit_binary(op, x.node, y.node, &ty, span);
+        Value::Tensor(Tensor { ty, depends_on, node })
     }
 
     fn field(&mut self, base: &Expr, field: &Ident, env: &mut Env) -> Value {

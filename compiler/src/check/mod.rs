@@ -9,6 +9,7 @@
 
 mod call;
 mod data;
+mod emit;
 mod expr;
 mod train;
 
@@ -110,6 +111,9 @@ pub(crate) struct Env {
     pub layer_counts: HashMap<String, usize>,
     /// Names in shapes that are symbolic dimensions here (`B`, `T`).
     pub symbols: BTreeSet<String>,
+    /// Where layers created here sit in their model, for parameter names: block instances and
+    /// `repeat` copies (`["repeat_0", "1"]`).
+    pub path: Vec<String>,
 }
 
 impl Env {
@@ -120,7 +124,16 @@ impl Env {
             owner,
             layer_counts: HashMap::new(),
             symbols: BTreeSet::new(),
+            path: Vec::new(),
         }
+    }
+
+    /// The name of the next inline instance of `kind` here: `linear_0`, `linear_1`.
+    pub fn next_instance(&mut self, kind: &str) -> String {
+        let n = self.layer_counts.entry(kind.to_string()).or_insert(0);
+        let name = format!("{kind}_{n}");
+        *n += 1;
+        name
     }
 
     pub fn bind(&mut self, name: &Ident, value: Value) {
@@ -166,6 +179,21 @@ pub(crate) struct Checker<'f> {
     pub instantiations: Vec<(String, Span)>,
     /// Weights created so far per model, with their layer-qualified names.
     pub weights: HashMap<String, Vec<(String, Weight)>>,
+    /// Set when lowering: every tensor value then also gets an IR node.
+    pub emit: Option<crate::lower::Emitter>,
+}
+
+/// A layer bound with `let` takes the binding's name, so its parameters are `name.weight` and
+/// every use of the binding shares them.
+fn name_layer(value: Value, name: &str) -> Value {
+    match value {
+        Value::Layer(layer) if layer.name.is_none() => Value::Layer(std::rc::Rc::new(crate::types::LayerValue {
+            callable: layer.callable.clone(),
+            span: layer.span,
+            name: Some(name.to_string()),
+        })),
+        other => other,
+    }
 }
 
 /// The name a (possibly broken) `let` line binds.
@@ -195,6 +223,7 @@ impl<'f> Checker<'f> {
             in_progress: Vec::new(),
             instantiations: Vec::new(),
             weights: HashMap::new(),
+            emit: None,
         }
     }
 
@@ -219,6 +248,15 @@ impl<'f> Checker<'f> {
 
     pub fn text(&self, span: Span) -> &'f str {
         &self.src[span.start..span.end]
+    }
+
+    /// A checker that lowers: definitions and constants are resolved, and every tensor the
+    /// caller evaluates gets an IR node from `emitter`.
+    pub(crate) fn for_lowering(file: &'f File, src: &'f str, emitter: crate::lower::Emitter) -> Self {
+        let mut checker = Checker::new(file, src);
+        checker.collect_definitions();
+        checker.emit = Some(emitter);
+        checker
     }
 
     fn run(&mut self) {
@@ -328,6 +366,14 @@ impl<'f> Checker<'f> {
         if let Some(info) = self.analysis.models.get(name) {
             return Some(info.clone());
         }
+        // The signature is checked with symbolic inputs; that check emits nothing.
+        let emitter = self.emit.take();
+        let info = self.check_model(name);
+        self.emit = emitter;
+        info
+    }
+
+    fn check_model(&mut self, name: &str) -> Option<ModelInfo> {
         let Some(Def::Model(m)) = self.defs.get(name) else {
             return None;
         };
@@ -400,7 +446,7 @@ impl<'f> Checker<'f> {
                             .with_help("bindings cannot be reassigned; choose a new name"),
                         );
                     }
-                    let value = self.eval(&l.value, env);
+                    let value = name_layer(self.eval(&l.value, env), &l.name.name);
                     if let Value::Tensor(t) = &value {
                         self.record_shape(
                             l.name.span,

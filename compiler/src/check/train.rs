@@ -8,7 +8,7 @@ use super::call::ArgValue;
 use super::{Checker, Env};
 use crate::builtins::{self, Kind};
 use crate::suggest;
-use crate::types::{Spec, Tensor, TensorType, Value};
+use crate::types::{Spec, TensorType, Value};
 
 /// A checked training run.
 #[derive(Clone, Debug, Default)]
@@ -49,7 +49,110 @@ const TRAIN_KEYS: [&str; 10] = [
     "clip_grad_norm",
 ];
 
+/// One step of a run evaluated while lowering: its loss and what it updates.
+pub(crate) struct LoweredStep {
+    pub name: String,
+    pub loss: Option<crate::ir::NodeId>,
+    /// Prediction and target nodes of a loss written `loss_fn(prediction, target)`.
+    pub prediction: Option<(crate::ir::NodeId, crate::ir::NodeId)>,
+    pub updates: Vec<(String, Spec)>,
+    pub span: Span,
+}
+
 impl Checker<'_> {
+    /// Evaluate step `index` of run `t` with the emitter attached: data fields, the run's
+    /// `let`s (recording buffer updates only for the first step, since later steps of the same
+    /// batch recompute the same values), then the step's own lines.
+    pub(crate) fn lower_step(&mut self, t: &TrainItem, index: usize) -> Option<LoweredStep> {
+        let mut env = Env::new(String::from("train"), None);
+        env.symbols.insert("B".to_string());
+        let mut run = RunInfo::default();
+        for stmt in &t.stmts {
+            if let TrainStmt::Setting(s) = stmt
+                && s.key.name == "data"
+            {
+                self.train_data(s, &mut env, &mut run);
+            }
+        }
+        let steps: Vec<&StepBlock> = t
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                TrainStmt::Step(step) => Some(step),
+                _ => None,
+            })
+            .collect();
+        if let Some(em) = self.emit.as_mut() {
+            em.record_state = index == 0;
+        }
+        let mut top = Vec::new();
+        for stmt in &t.stmts {
+            match stmt {
+                TrainStmt::Let(l) => {
+                    let value = self.eval(&l.value, &mut env);
+                    env.bind(&l.name, value);
+                }
+                other => top.push(other),
+            }
+        }
+        if let Some(em) = self.emit.as_mut() {
+            em.record_state = true;
+        }
+        let (name, stmts, span): (String, Vec<&TrainStmt>, Span) = if steps.is_empty() {
+            (t.name.as_ref().map_or("train".into(), |n| n.name.clone()), top, t.span)
+        } else {
+            let step = steps.get(index)?;
+            (step.name.name.clone(), step.stmts.iter().collect(), step.span)
+        };
+        let mut lowered = LoweredStep { name, loss: None, prediction: None, updates: Vec::new(), span };
+        for stmt in stmts {
+            match stmt {
+                TrainStmt::Let(l) => {
+                    let value = self.eval(&l.value, &mut env);
+                    env.bind(&l.name, value);
+                }
+                TrainStmt::Setting(s) if s.key.name == "loss" => {
+                    let arg = s.args.first()?;
+                    if let ExprKind::Call(call) = &arg.value.kind
+                        && builtins::lookup(&call.callee.name).is_some_and(|b| b.kind == Kind::Loss)
+                        && call.args.len() >= 2
+                    {
+                        // Evaluate prediction and target once, then the loss on those values.
+                        let pred = self.eval(&call.args[0].value, &mut env);
+                        let target = self.eval(&call.args[1].value, &mut env);
+                        if let (Value::Tensor(p), Value::Tensor(t)) = (&pred, &target)
+                            && let (Some(pn), Some(tn)) = (p.node, t.node)
+                        {
+                            lowered.prediction = Some((pn, tn));
+                        }
+                        let mut scratch = env.clone();
+                        let pred_name = netc_grammar::Ident { name: "__prediction".into(), span: call.args[0].value.span };
+                        let target_name = netc_grammar::Ident { name: "__target".into(), span: call.args[1].value.span };
+                        scratch.bind(&pred_name, pred);
+                        scratch.bind(&target_name, target);
+                        let mut rewritten = call.clone();
+                        rewritten.args[0].value = Expr { kind: ExprKind::Name(pred_name), span: call.args[0].value.span };
+                        rewritten.args[1].value = Expr { kind: ExprKind::Name(target_name), span: call.args[1].value.span };
+                        if let Value::Tensor(l) = self.call(&rewritten, None, &mut scratch) {
+                            lowered.loss = l.node;
+                        }
+                    } else if let Value::Tensor(l) = self.eval(&arg.value, &mut env) {
+                        lowered.loss = l.node;
+                    }
+                }
+                TrainStmt::Update(u) => {
+                    if let Value::Spec(spec) = self.eval(&u.optimizer, &mut env) {
+                        for m in &u.models {
+                            lowered.updates.push((m.name.clone(), spec.clone()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(lowered)
+    }
+
     pub(crate) fn check_train(&mut self, t: &TrainItem) -> RunInfo {
         let label = match &t.name {
             Some(n) => format!("train {}", n.name),
@@ -244,10 +347,8 @@ impl Checker<'_> {
                 name: f.name.clone(),
                 span: f.span,
             };
-            env.bind(
-                &ident,
-                Value::Tensor(Tensor::new(super::data::batched(&f.ty))),
-            );
+            let tensor = self.data_tensor(&f.name, super::data::batched(&f.ty), f.span);
+            env.bind(&ident, Value::Tensor(tensor));
             env.vars.get_mut(&f.name).expect("just bound").used = true;
         }
         run.data = Some(name.name.clone());
