@@ -57,7 +57,10 @@ struct Builder {
 
 impl Builder {
     fn new() -> Self {
-        Builder { g: Graph::new(), next_span: 0 }
+        Builder {
+            g: Graph::new(),
+            next_span: 0,
+        }
     }
 
     fn span(&mut self) -> Span {
@@ -92,20 +95,47 @@ impl Builder {
 
     fn reshape(&mut self, a: NodeId, shape: &[usize]) -> NodeId {
         let dtype = self.g.ty(a).dtype;
-        self.add(Op::Reshape, &[a], Some(Type { dtype, shape: shape.to_vec() }))
+        self.add(
+            Op::Reshape,
+            &[a],
+            Some(Type {
+                dtype,
+                shape: shape.to_vec(),
+            }),
+        )
     }
 
     fn broadcast(&mut self, a: NodeId, shape: &[usize]) -> NodeId {
         let dtype = self.g.ty(a).dtype;
-        self.add(Op::Broadcast, &[a], Some(Type { dtype, shape: shape.to_vec() }))
+        self.add(
+            Op::Broadcast,
+            &[a],
+            Some(Type {
+                dtype,
+                shape: shape.to_vec(),
+            }),
+        )
     }
 
     fn transpose(&mut self, a: NodeId, perm: &[usize]) -> NodeId {
-        self.add(Op::Transpose { perm: perm.to_vec() }, &[a], None)
+        self.add(
+            Op::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[a],
+            None,
+        )
     }
 
     fn reduce(&mut self, op: ReduceOp, a: NodeId, axes: &[usize]) -> NodeId {
-        self.add(Op::Reduce { op, axes: axes.to_vec() }, &[a], None)
+        self.add(
+            Op::Reduce {
+                op,
+                axes: axes.to_vec(),
+            },
+            &[a],
+            None,
+        )
     }
 }
 
@@ -118,26 +148,39 @@ fn random_inputs(graph: &Graph, rng: &mut Rng) -> HashMap<String, Value> {
     let mut inputs = HashMap::new();
     for n in graph.inputs() {
         let node = graph.node(n);
-        let Op::Input { name, .. } = &node.op else { unreachable!() };
+        let Op::Input { name, .. } = &node.op else {
+            unreachable!()
+        };
         let k = node.ty.numel();
         let value = match node.ty.dtype {
             DType::F32 => {
                 let data = (0..k)
                     .map(|_| {
                         let magnitude = 0.05 + 1.95 * rng.unit();
-                        if rng.chance(0.5) { -magnitude } else { magnitude }
+                        if rng.chance(0.5) {
+                            -magnitude
+                        } else {
+                            magnitude
+                        }
                     })
                     .collect();
                 Value::from_f64(node.ty.shape.clone(), data)
             }
-            DType::I64 => Value::i64(node.ty.shape.clone(), (0..k).map(|_| rng.below(5) as i64).collect()),
+            DType::I64 => Value::i64(
+                node.ty.shape.clone(),
+                (0..k).map(|_| rng.below(5) as i64).collect(),
+            ),
         };
         inputs.insert(name.clone(), value);
     }
     inputs
 }
 
-fn eval(graph: &Graph, inputs: &HashMap<String, Value>, precision: Precision) -> HashMap<String, Value> {
+fn eval(
+    graph: &Graph,
+    inputs: &HashMap<String, Value>,
+    precision: Precision,
+) -> HashMap<String, Value> {
     match interp::run(graph, inputs, precision) {
         Ok(outputs) => outputs,
         Err(e) => panic!("interpreter failed: {e}\n{}", text::dump(graph)),
@@ -168,13 +211,7 @@ fn relative_error(before: &Value, after: &Value) -> f64 {
                 (diff / norm).sqrt()
             }
         }
-        (Data::I(b), Data::I(a)) => {
-            if a == b {
-                0.0
-            } else {
-                f64::INFINITY
-            }
-        }
+        (Data::I(b), Data::I(a)) if a == b => 0.0,
         _ => f64::INFINITY,
     }
 }
@@ -182,7 +219,10 @@ fn relative_error(before: &Value, after: &Value) -> f64 {
 /// Equal element by element (NaN matching NaN; `-0 == +0`).
 fn identical(a: &Value, b: &Value) -> bool {
     match (&a.data, &b.data) {
-        (Data::F(x), Data::F(y)) => x.iter().zip(y).all(|(p, q)| p == q || (p.is_nan() && q.is_nan())),
+        (Data::F(x), Data::F(y)) => x
+            .iter()
+            .zip(y)
+            .all(|(p, q)| p == q || (p.is_nan() && q.is_nan())),
         (x, y) => x == y,
     }
 }
@@ -193,7 +233,12 @@ fn identical(a: &Value, b: &Value) -> bool {
 /// no pass rounds differently from the graph it rewrites.
 fn assert_same_semantics(before: &Graph, after: &Graph, seed: u64, what: &str) {
     let mut rng = Rng(seed);
-    let names = |g: &Graph| g.outputs.iter().map(|o| (o.name.clone(), o.updates.clone())).collect::<Vec<_>>();
+    let names = |g: &Graph| {
+        g.outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.updates.clone()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(before), names(after), "outputs changed");
     for _ in 0..3 {
         let inputs = random_inputs(before, &mut rng);
@@ -221,24 +266,46 @@ fn assert_well_typed(graph: &Graph) {
     for n in graph.graph.node_indices() {
         let node = graph.node(n);
         let operands = graph.operands(n);
-        let mut slots: Vec<usize> =
-            graph.graph.edges_directed(n, petgraph::Direction::Incoming).map(|e| *e.weight()).collect();
+        let mut slots: Vec<usize> = graph
+            .graph
+            .edges_directed(n, petgraph::Direction::Incoming)
+            .map(|e| *e.weight())
+            .collect();
         slots.sort_unstable();
-        assert_eq!(slots, (0..operands.len()).collect::<Vec<_>>(), "operand slots of {}", node.op.name());
+        assert_eq!(
+            slots,
+            (0..operands.len()).collect::<Vec<_>>(),
+            "operand slots of {}",
+            node.op.name()
+        );
         let types: Vec<&Type> = operands.iter().map(|&o| graph.ty(o)).collect();
         let inferred = op::infer(&node.op, &types, Some(&node.ty));
-        assert_eq!(inferred.as_ref(), Ok(&node.ty), "{} is ill-typed", node.op.name());
+        assert_eq!(
+            inferred.as_ref(),
+            Ok(&node.ty),
+            "{} is ill-typed",
+            node.op.name()
+        );
         if let Op::Scan(scan) = &node.op {
             assert_well_typed(&scan.body);
         }
     }
     for o in &graph.outputs {
-        assert!(graph.graph.contains_node(o.node), "output {} points at a removed node", o.name);
+        assert!(
+            graph.graph.contains_node(o.node),
+            "output {} points at a removed node",
+            o.name
+        );
     }
 }
 
 /// Run one pass on a copy of `graph`; check the dump, the count, types and semantics.
-fn check_pass(graph: &Graph, pass: fn(&mut Graph) -> usize, changed: usize, expected: &str) -> Graph {
+fn check_pass(
+    graph: &Graph,
+    pass: fn(&mut Graph) -> usize,
+    changed: usize,
+    expected: &str,
+) -> Graph {
     let mut after = graph.clone();
     let n = pass(&mut after);
     let dump = text::dump(&after);
@@ -296,9 +363,30 @@ fn cse_merges_duplicates_in_one_run() {
     let c1 = b.bin(BinaryOp::Mul, b1, zero);
     let c2 = b.bin(BinaryOp::Mul, b2, neg_zero);
     let c3 = b.bin(BinaryOp::Mul, b2, zero2);
-    let r1 = b.add(Op::Random { dist: Distribution::Uniform, stream: 1 }, &[seed], Some(f32t(&[2, 3])));
-    let r2 = b.add(Op::Random { dist: Distribution::Uniform, stream: 1 }, &[seed], Some(f32t(&[2, 3])));
-    let r3 = b.add(Op::Random { dist: Distribution::Uniform, stream: 2 }, &[seed], Some(f32t(&[2, 3])));
+    let r1 = b.add(
+        Op::Random {
+            dist: Distribution::Uniform,
+            stream: 1,
+        },
+        &[seed],
+        Some(f32t(&[2, 3])),
+    );
+    let r2 = b.add(
+        Op::Random {
+            dist: Distribution::Uniform,
+            stream: 1,
+        },
+        &[seed],
+        Some(f32t(&[2, 3])),
+    );
+    let r3 = b.add(
+        Op::Random {
+            dist: Distribution::Uniform,
+            stream: 2,
+        },
+        &[seed],
+        Some(f32t(&[2, 3])),
+    );
     let s1 = b.bin(BinaryOp::Add, r1, r2);
     let s2 = b.bin(BinaryOp::Add, s1, r3);
     let s3 = b.bin(BinaryOp::Add, s2, ez);
@@ -411,7 +499,11 @@ fn fold_turns_constant_expressions_into_fills() {
          output inexact_sum = %13\n\
          output tiny_sum = %15\n",
     );
-    assert_eq!(fold::run(&mut after.clone()), 0, "fold reaches a fixpoint in one run");
+    assert_eq!(
+        fold::run(&mut after.clone()),
+        0,
+        "fold reaches a fixpoint in one run"
+    );
 }
 
 #[test]
@@ -547,7 +639,10 @@ fn optimize_cleans_a_backward_style_graph() {
     let before = b.g.node_count();
     let mut after = b.g.clone();
     let stats = passes::optimize(&mut after);
-    assert_eq!(stats.iter().map(|s| s.0).collect::<Vec<_>>(), ["simplify", "fold", "cse", "dce"]);
+    assert_eq!(
+        stats.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ["simplify", "fold", "cse", "dce"]
+    );
     assert_eq!(
         text::dump(&after),
         "%0 = input[x, Data] : f32[2, 3]  @1..2\n\
@@ -565,7 +660,10 @@ fn optimize_cleans_a_backward_style_graph() {
     assert!(after.node_count() < before);
     assert_well_typed(&after);
     assert_same_semantics(&b.g, &after, 3, "optimize");
-    assert!(passes::optimize(&mut after).iter().all(|s| s.1 == 0), "optimize reaches a fixpoint");
+    assert!(
+        passes::optimize(&mut after).iter().all(|s| s.1 == 0),
+        "optimize reaches a fixpoint"
+    );
 }
 
 #[test]
@@ -573,7 +671,10 @@ fn passes_recurse_into_scan_bodies() {
     // body(carry0 [3], x0 [3], const0 [3]) -> (stop_gradient(stop_gradient(tanh(carry0 + x0 * 1))),
     //                                          (carry0 + x0 * 1) * const0), with duplicates.
     let body = |b: &mut Builder| -> Graph {
-        let mut s = Builder { g: Graph::new(), next_span: b.next_span };
+        let mut s = Builder {
+            g: Graph::new(),
+            next_span: b.next_span,
+        };
         let carry = s.input("carry0", f32t(&[3]));
         let x = s.input("x0", f32t(&[3]));
         let c = s.input("const0", f32t(&[3]));
@@ -595,7 +696,16 @@ fn passes_recurse_into_scan_bodies() {
     let h0 = b.input("h0", f32t(&[3]));
     let xs = b.input("xs", f32t(&[4, 3]));
     let w = b.input("w", f32t(&[3]));
-    let scan = |body: Graph| Op::Scan(Box::new(Scan { body, length: 4, reverse: false, carries: 1, xs: 1, consts: 1 }));
+    let scan = |body: Graph| {
+        Op::Scan(Box::new(Scan {
+            body,
+            length: 4,
+            reverse: false,
+            carries: 1,
+            xs: 1,
+            consts: 1,
+        }))
+    };
     let body1 = body(&mut b);
     let s1 = b.add(scan(body1.clone()), &[h0, xs, w], Some(f32t(&[3])));
     let s2 = b.add(scan(body1), &[h0, xs, w], Some(f32t(&[3])));
@@ -641,13 +751,28 @@ fn pipeline_lists_the_passes_in_order() {
     let names: Vec<&str> = passes::PIPELINE.iter().map(|p| p.0).collect();
     assert_eq!(names, ["simplify", "fold", "cse", "dce"]);
     let mut empty = Graph::new();
-    assert_eq!(passes::optimize(&mut empty), vec![("simplify", 0), ("fold", 0), ("cse", 0), ("dce", 0)]);
+    assert_eq!(
+        passes::optimize(&mut empty),
+        vec![("simplify", 0), ("fold", 0), ("cse", 0), ("dce", 0)]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Random graphs.
 
-const SHAPES: &[&[usize]] = &[&[2, 3], &[3], &[3, 2], &[2, 1, 3], &[6], &[], &[2, 3, 2], &[1, 3], &[2, 3, 4], &[4, 6], &[2, 2, 2]];
+const SHAPES: &[&[usize]] = &[
+    &[2, 3],
+    &[3],
+    &[3, 2],
+    &[2, 1, 3],
+    &[6],
+    &[],
+    &[2, 3, 2],
+    &[1, 3],
+    &[2, 3, 4],
+    &[4, 6],
+    &[2, 2, 2],
+];
 const CONSTANTS: &[f64] = &[0.0, 1.0, -1.0, 0.5, 2.0, -0.0, 1.5, -0.25, 3.0, 1.0, 0.0];
 
 /// A random graph generator keeping, for each node made, a rough bound on its magnitude so
@@ -668,7 +793,11 @@ impl Gen {
     fn operand(&mut self) -> (NodeId, f64) {
         // Prefer recent nodes, so graphs get deep.
         let len = self.pool.len();
-        let i = if self.rng.chance(0.6) { len - 1 - self.rng.below(len.min(4)) } else { self.rng.below(len) };
+        let i = if self.rng.chance(0.6) {
+            len - 1 - self.rng.below(len.min(4))
+        } else {
+            self.rng.below(len)
+        };
         let (n, bound) = self.pool[i];
         if bound > 50.0 {
             let t = self.b.un(UnaryOp::Tanh, n);
@@ -692,8 +821,11 @@ impl Gen {
     /// A shape with the same number of elements as `shape`.
     fn same_size_shape(&mut self, shape: &[usize]) -> Vec<usize> {
         let numel: usize = shape.iter().product();
-        let mut options: Vec<Vec<usize>> =
-            SHAPES.iter().filter(|s| s.iter().product::<usize>() == numel).map(|s| s.to_vec()).collect();
+        let mut options: Vec<Vec<usize>> = SHAPES
+            .iter()
+            .filter(|s| s.iter().product::<usize>() == numel)
+            .map(|s| s.to_vec())
+            .collect();
         options.push(vec![numel]);
         options.push(vec![1, numel]);
         options.push(shape.to_vec());
@@ -739,8 +871,12 @@ impl Gen {
             }
             1 | 2 => {
                 // Binary with a partner of the same type: another node, itself, or a fill.
-                let partners: Vec<(NodeId, f64)> =
-                    self.pool.iter().copied().filter(|&(n, bound)| self.b.g.ty(n) == &ta && bound <= 50.0).collect();
+                let partners: Vec<(NodeId, f64)> = self
+                    .pool
+                    .iter()
+                    .copied()
+                    .filter(|&(n, bound)| self.b.g.ty(n) == &ta && bound <= 50.0)
+                    .collect();
                 let (c, bc) = if !partners.is_empty() && self.rng.chance(0.7) {
                     *self.rng.pick(&partners)
                 } else {
@@ -771,9 +907,20 @@ impl Gen {
                 // Identity-like binary with a constant 0 or 1 (or another constant).
                 let c = *self.rng.pick(&[0.0, 1.0, 1.0, 0.0, -0.0, 2.0]);
                 let f = self.b.fill(c, ta.clone());
-                let op = *self.rng.pick(&[BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div]);
-                let op = if op == BinaryOp::Div && c == 0.0 { BinaryOp::Mul } else { op };
-                let (x, y) = if self.rng.chance(0.5) && op != BinaryOp::Div { (f, a) } else { (a, f) };
+                let op =
+                    *self
+                        .rng
+                        .pick(&[BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div]);
+                let op = if op == BinaryOp::Div && c == 0.0 {
+                    BinaryOp::Mul
+                } else {
+                    op
+                };
+                let (x, y) = if self.rng.chance(0.5) && op != BinaryOp::Div {
+                    (f, a)
+                } else {
+                    (a, f)
+                };
                 (self.b.bin(op, x, y), ba * 2.0 + 2.0)
             }
             4 => {
@@ -794,14 +941,22 @@ impl Gen {
                     for (i, &p) in perm.iter().enumerate() {
                         inverse[p] = i;
                     }
-                    let q = if self.rng.chance(0.3) { inverse } else { self.permutation(rank) };
+                    let q = if self.rng.chance(0.3) {
+                        inverse
+                    } else {
+                        self.permutation(rank)
+                    };
                     (self.b.transpose(t, &q), ba)
                 } else {
                     (t, ba)
                 }
             }
             6 => {
-                let mut shape: Vec<usize> = ta.shape.iter().map(|&d| if d == 1 { 2 } else { d }).collect();
+                let mut shape: Vec<usize> = ta
+                    .shape
+                    .iter()
+                    .map(|&d| if d == 1 { 2 } else { d })
+                    .collect();
                 if self.rng.chance(0.5) && rank < 4 {
                     shape.insert(0, 2);
                 }
@@ -819,14 +974,29 @@ impl Gen {
             }
             7 => {
                 let axes: Vec<usize> = (0..rank).filter(|_| self.rng.chance(0.5)).collect();
-                let op = if self.rng.chance(0.6) { ReduceOp::Sum } else { ReduceOp::Max };
+                let op = if self.rng.chance(0.6) {
+                    ReduceOp::Sum
+                } else {
+                    ReduceOp::Max
+                };
                 (self.b.reduce(op, a, &axes), ba * ta.numel().max(1) as f64)
             }
             8 if rank >= 2 => {
                 // a @ a^T or a^T @ a: always well-typed.
                 let ta_flag = self.rng.chance(0.5);
-                let k = if ta_flag { ta.shape[rank - 2] } else { ta.shape[rank - 1] };
-                let m = self.b.add(Op::MatMul { ta: ta_flag, tb: !ta_flag }, &[a, a], None);
+                let k = if ta_flag {
+                    ta.shape[rank - 2]
+                } else {
+                    ta.shape[rank - 1]
+                };
+                let m = self.b.add(
+                    Op::MatMul {
+                        ta: ta_flag,
+                        tb: !ta_flag,
+                    },
+                    &[a, a],
+                    None,
+                );
                 (m, ba * ba * k as f64)
             }
             9 => {
@@ -849,10 +1019,19 @@ impl Gen {
                 let (c1, c2) = (self.constant(), self.constant());
                 let f1 = self.b.fill(c1, f32t(&shape));
                 let f2 = self.b.fill(c2, f32t(&shape));
-                let op = *self.rng.pick(&[BinaryOp::Add, BinaryOp::Mul, BinaryOp::Sub, BinaryOp::Max]);
+                let op =
+                    *self
+                        .rng
+                        .pick(&[BinaryOp::Add, BinaryOp::Mul, BinaryOp::Sub, BinaryOp::Max]);
                 let mut c = self.b.bin(op, f1, f2);
                 if self.rng.chance(0.5) {
-                    let u = *self.rng.pick(&[UnaryOp::Exp, UnaryOp::Tanh, UnaryOp::Neg, UnaryOp::Erf, UnaryOp::Sigmoid]);
+                    let u = *self.rng.pick(&[
+                        UnaryOp::Exp,
+                        UnaryOp::Tanh,
+                        UnaryOp::Neg,
+                        UnaryOp::Erf,
+                        UnaryOp::Sigmoid,
+                    ]);
                     c = self.b.un(u, c);
                 }
                 let numel: usize = shape.iter().product();
@@ -871,7 +1050,11 @@ impl Gen {
                 let gt = self.fill_like(a).0;
                 let cond = self.b.bin(BinaryOp::Greater, a, gt);
                 let (other, bo) = self.fill_like(a);
-                let (x, y) = if self.rng.chance(0.5) { (a, other) } else { (other, a) };
+                let (x, y) = if self.rng.chance(0.5) {
+                    (a, other)
+                } else {
+                    (other, a)
+                };
                 let y = if self.rng.chance(0.2) { x } else { y };
                 (self.b.add(Op::Select, &[cond, x, y], None), ba.max(bo))
             }
@@ -889,11 +1072,31 @@ impl Gen {
                 let axis = self.rng.below(rank);
                 let dim = ta.shape[axis];
                 let s = if self.rng.chance(0.5) || dim < 2 {
-                    self.b.add(Op::Slice { axis, start: 0, len: dim }, &[a], None)
+                    self.b.add(
+                        Op::Slice {
+                            axis,
+                            start: 0,
+                            len: dim,
+                        },
+                        &[a],
+                        None,
+                    )
                 } else {
-                    self.b.add(Op::Slice { axis, start: 1, len: dim - 1 }, &[a], None)
+                    self.b.add(
+                        Op::Slice {
+                            axis,
+                            start: 1,
+                            len: dim - 1,
+                        },
+                        &[a],
+                        None,
+                    )
                 };
-                let parts = if self.rng.chance(0.5) { vec![s] } else { vec![s, s] };
+                let parts = if self.rng.chance(0.5) {
+                    vec![s]
+                } else {
+                    vec![s, s]
+                };
                 (self.b.add(Op::Concat { axis }, &parts, None), ba)
             }
             14 => {
@@ -912,7 +1115,14 @@ impl Gen {
                     }
                 };
                 let stream = self.rng.below(2) as u64;
-                let r = self.b.add(Op::Random { dist: Distribution::Uniform, stream }, &[seed], Some(ta.clone()));
+                let r = self.b.add(
+                    Op::Random {
+                        dist: Distribution::Uniform,
+                        stream,
+                    },
+                    &[seed],
+                    Some(ta.clone()),
+                );
                 let half = self.b.fill(0.5, ta.clone());
                 let mask = self.b.bin(BinaryOp::Greater, r, half);
                 (self.b.bin(BinaryOp::Mul, a, mask), ba)
@@ -943,7 +1153,12 @@ impl Gen {
 /// A random well-typed graph with at least one duplicated subexpression reaching an output.
 fn random_graph(seed: u64) -> Graph {
     let mut rng = Rng(seed);
-    let mut maker = Gen { b: Builder::new(), rng: Rng(rng.next()), pool: Vec::new(), seed: None };
+    let mut maker = Gen {
+        b: Builder::new(),
+        rng: Rng(rng.next()),
+        pool: Vec::new(),
+        seed: None,
+    };
     let inputs = 2 + rng.below(3);
     for i in 0..inputs {
         let shape = rng.pick(SHAPES).to_vec();
@@ -955,7 +1170,12 @@ fn random_graph(seed: u64) -> Graph {
         maker.step();
     }
     // Guaranteed redundancy: the last non-input node, built twice and added.
-    let last = maker.pool.iter().rev().map(|&(n, _)| n).find(|&n| !matches!(maker.b.g.node(n).op, Op::Input { .. }));
+    let last = maker
+        .pool
+        .iter()
+        .rev()
+        .map(|&(n, _)| n)
+        .find(|&n| !matches!(maker.b.g.node(n).op, Op::Input { .. }));
     let last = match last {
         Some(n) => n,
         None => maker.b.un(UnaryOp::Tanh, maker.pool[0].0),
@@ -968,7 +1188,9 @@ fn random_graph(seed: u64) -> Graph {
         .pool
         .iter()
         .map(|p| p.0)
-        .filter(|&n| maker.b.g.users(n).is_empty() && !matches!(maker.b.g.node(n).op, Op::Input { .. }))
+        .filter(|&n| {
+            maker.b.g.users(n).is_empty() && !matches!(maker.b.g.node(n).op, Op::Input { .. })
+        })
         .collect();
     for (k, &n) in sinks.iter().enumerate() {
         if rng.chance(0.8) {
@@ -977,11 +1199,21 @@ fn random_graph(seed: u64) -> Graph {
     }
     // An update output where some node has an input's type.
     let input_nodes = maker.b.g.inputs();
-    let target = input_nodes.iter().copied().find(|&i| maker.b.g.ty(i).dtype == DType::F32);
+    let target = input_nodes
+        .iter()
+        .copied()
+        .find(|&i| maker.b.g.ty(i).dtype == DType::F32);
     if let Some(i) = target {
         let ty = maker.b.g.ty(i).clone();
-        let same: Vec<NodeId> = maker.pool.iter().map(|p| p.0).filter(|&n| maker.b.g.ty(n) == &ty).collect();
-        let Op::Input { name, .. } = maker.b.g.node(i).op.clone() else { unreachable!() };
+        let same: Vec<NodeId> = maker
+            .pool
+            .iter()
+            .map(|p| p.0)
+            .filter(|&n| maker.b.g.ty(n) == &ty)
+            .collect();
+        let Op::Input { name, .. } = maker.b.g.node(i).op.clone() else {
+            unreachable!()
+        };
         let n = *rng.pick(&same);
         maker.b.g.set_update(&format!("{name}_new"), n, &name);
     }
@@ -990,7 +1222,6 @@ fn random_graph(seed: u64) -> Graph {
 
 #[test]
 fn random_graphs_keep_their_meaning() {
-    let mut shrunk = 0;
     let mut fired = [0usize; 4];
     for seed in 0..300u64 {
         let graph = random_graph(seed);
@@ -1002,7 +1233,11 @@ fn random_graphs_keep_their_meaning() {
             fired[i] += n;
             assert_well_typed(&after);
             if n == 0 {
-                assert_eq!(text::dump(&after), text::dump(&graph), "{name} changed the graph but reported 0");
+                assert_eq!(
+                    text::dump(&after),
+                    text::dump(&graph),
+                    "{name} changed the graph but reported 0"
+                );
             }
             assert_same_semantics(&graph, &after, seed, &format!("seed {seed}, {name} alone"));
         }
@@ -1010,19 +1245,27 @@ fn random_graphs_keep_their_meaning() {
         let mut after = graph.clone();
         let stats = passes::optimize(&mut after);
         assert_well_typed(&after);
-        assert_same_semantics(&graph, &after, seed ^ 0xabc, &format!("seed {seed}, optimize"));
+        assert_same_semantics(
+            &graph,
+            &after,
+            seed ^ 0xabc,
+            &format!("seed {seed}, optimize"),
+        );
         assert!(
             after.node_count() < graph.node_count(),
             "seed {seed}: optimize did not shrink a redundant graph ({stats:?})\n{}",
             text::dump(&graph)
         );
-        shrunk += 1;
         let again = passes::optimize(&mut after.clone());
-        assert!(again.iter().all(|s| s.1 == 0), "seed {seed}: no fixpoint after optimize: {again:?}");
+        assert!(
+            again.iter().all(|s| s.1 == 0),
+            "seed {seed}: no fixpoint after optimize: {again:?}"
+        );
         // Inputs are the interface: all kept.
         assert_eq!(after.inputs().len(), graph.inputs().len());
     }
-    assert_eq!(shrunk, 300);
-    eprintln!("fired {fired:?}");
-    assert!(fired.iter().all(|&n| n > 100), "every pass fires often: {fired:?}");
+    assert!(
+        fired.iter().all(|&n| n > 100),
+        "every pass fires often: {fired:?}"
+    );
 }

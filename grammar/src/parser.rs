@@ -21,7 +21,6 @@ pub const MAX_CHAIN: usize = 256;
 
 /// Parse a whole file. Always returns a tree; problems are in the diagnostics.
 pub fn parse(src: &str) -> (File, Vec<Diagnostic>) {
-    syntax_error::enable_detail();
     let mut file = File {
         items: Vec::new(),
         comments: split::comments(src),
@@ -69,10 +68,28 @@ fn parse_slice(src: &str, slice: &Slice, diags: &mut Vec<Diagnostic>) -> Item {
             }
         }
         Err(err) => {
+            // The fast parse failed: parse again with error detail to explain why.
+            let err = parse_detailed(Rule::item_only, text).err().unwrap_or(err);
             diags.push(syntax_error::from_pest(src, slice, &err));
             Item::Error(slice.span)
         }
     }
+}
+
+/// Parse with pest's error detail (the tokens it tried at the failure point) switched on.
+/// Detail is a process-wide pest switch and costs time, so only failed parses use it; the
+/// mutex keeps it on for the whole of each detailed parse, whatever other threads do, so a
+/// message never depends on what else was being parsed.
+pub(crate) fn parse_detailed(
+    rule: Rule,
+    text: &str,
+) -> std::result::Result<pest::iterators::Pairs<'_, Rule>, pest::error::Error<Rule>> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = DETAIL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pest::set_error_detail(true);
+    let result = NetParser::parse(rule, text);
+    pest::set_error_detail(false);
+    result
 }
 
 struct Builder<'a> {

@@ -5,22 +5,13 @@
 //! `)` or `,`"), say what was found instead, and special-case the mistakes people make most
 //! (unclosed brackets, a dangling `|>`).
 
-use std::sync::Once;
 
-use pest::Parser as _;
 use pest::error::{ErrorVariant, InputLocation};
 
 use crate::ast::Span;
 use crate::diagnostic::Diagnostic;
-use crate::parser::{NetParser, Rule};
+use crate::parser::Rule;
 use crate::split::Slice;
-
-/// Error detail is a process-wide pest setting. It is switched on once and never off, so
-/// messages do not depend on what another thread was parsing.
-pub(crate) fn enable_detail() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| pest::set_error_detail(true));
-}
 
 /// A failed item parse.
 pub(crate) fn from_pest(src: &str, slice: &Slice, err: &pest::error::Error<Rule>) -> Diagnostic {
@@ -35,15 +26,24 @@ pub(crate) fn from_pest(src: &str, slice: &Slice, err: &pest::error::Error<Rule>
     }
     if let Some(&(c, at)) = slice.unclosed.first() {
         let close = closer(c);
-        let end = slice.span.end;
-        return Diagnostic::error(
+        let diag = Diagnostic::error(
             "N1002",
             format!("unclosed `{c}`"),
             Span::new(at, at + 1),
             "opened here",
         )
-        .with_label(Span::new(end, end), format!("expected `{close}` by here"))
         .with_help(format!("add the missing `{close}`"));
+        // A different closing bracket while this one is open (`f(x }`) is where it was due.
+        return match mismatched_closer(&src[at..slice.span.end]) {
+            Some((other, i)) => diag.with_label(
+                Span::new(at + i, at + i + 1),
+                format!("expected `{close}` before this `{other}`"),
+            ),
+            None => {
+                let end = slice.span.end;
+                diag.with_label(Span::new(end, end), format!("expected `{close}` by here"))
+            }
+        };
     }
     let text = &src[slice.span.start..slice.span.end];
     if let Some(at) = junk_after_item(text, err) {
@@ -60,7 +60,7 @@ fn junk_after_item(text: &str, err: &pest::error::Error<Rule>) -> Option<usize> 
     let at_line_start = before.trim_end_matches([' ', '\t']).ends_with('\n');
     (at_line_start
         && !text[pos..].trim().is_empty()
-        && NetParser::parse(Rule::item_only, before).is_ok())
+        && crate::parser::parse_detailed(Rule::item_only, before).is_ok())
     .then_some(pos)
 }
 
@@ -88,7 +88,7 @@ pub(crate) fn bad_statement(src: &str, span: Span, strict: Rule) -> Diagnostic {
         )
         .with_help("remove it, or add the opening bracket it closes");
     }
-    match NetParser::parse(strict, text) {
+    match crate::parser::parse_detailed(strict, text) {
         Err(err) => {
             let pos = error_position(&err).min(text.len());
             if let Some(&(c, at)) = brackets.unclosed.first()
@@ -237,6 +237,18 @@ fn describe(offset: usize, text: &str, err: &pest::error::Error<Rule>) -> Diagno
         format!("expected {wanted}"),
     );
     let wants = |e: &str| expected.iter().any(|x| x == e);
+    if wants(TENSOR_TYPE)
+        && found.starts_with(|c: char| c.is_ascii_alphabetic())
+        && rest[found.len()..].trim_start().starts_with('[')
+    {
+        return Diagnostic::error(
+            "N1001",
+            format!("unknown element type `{found}`"),
+            span,
+            "not an element type",
+        )
+        .with_help("element types are `f32`, `f64`, `i32`, `i64`, `u8` and `bool`");
+    }
     if wants(TENSOR_TYPE) && found == "[" {
         diag.with_help("a tensor type starts with its element type: `f32[B, 10]`, `i32[B, T]`")
     } else if wants("`with`") {
@@ -331,6 +343,48 @@ fn scan_brackets(text: &str) -> Brackets {
     }
     out.open_string = string_start;
     out
+}
+
+/// In `text`, which starts with an opening bracket, the first closing bracket of another kind
+/// met while that bracket is still open: `(char, offset)`.
+fn mismatched_closer(text: &str) -> Option<(char, usize)> {
+    let mut open: Vec<char> = Vec::new();
+    let mut chars = text.char_indices();
+    let mut in_string = false;
+    while let Some((i, c)) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' | '\n' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => open.push(c),
+            ')' | ']' | '}' => match open.last() {
+                Some(&o) if closer(o) == c => {
+                    open.pop();
+                    if open.is_empty() {
+                        return None;
+                    }
+                }
+                _ => return Some((c, i)),
+            },
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The opening quote of the string that `pos` stands in, if the line ends inside it.

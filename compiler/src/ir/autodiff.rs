@@ -5,27 +5,84 @@
 //! [`Backward::vjp`]; an op on a path from a trained parameter to the loss that has no rule is an
 //! error carrying the op's span — never a silent zero gradient.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use netc_grammar::Span;
 use petgraph::Direction;
 
-use super::{BinaryOp, Graph, IrError, NodeId, Op, ReduceOp, Type, UnaryOp};
+use super::{BinaryOp, DType, Graph, IrError, NodeId, Op, ReduceOp, Role, Scan, Type, UnaryOp};
 
 /// Gradients of `loss` (a scalar) with respect to each of `wrt`. `None` where the loss does not
 /// depend on that node.
-pub fn grad(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<Option<NodeId>>, IrError> {
-    let relevant = on_paths(graph, wrt, loss);
-    let order: Vec<NodeId> = graph.topo_order().into_iter().filter(|n| relevant.contains(n)).collect();
-    let mut b = Backward { g: graph, adjoints: HashMap::new() };
-    if !relevant.contains(&loss) {
+pub fn grad(
+    graph: &mut Graph,
+    loss: NodeId,
+    wrt: &[NodeId],
+) -> Result<Vec<Option<NodeId>>, IrError> {
+    if !on_paths(graph, wrt, &[loss]).contains(&loss) {
         return Ok(vec![None; wrt.len()]);
     }
-    let span = b.g.node(loss).span;
-    let seed = b.g.add(Op::Fill { value: 1.0 }, &[], Some(b.g.ty(loss).clone()), span)?;
-    b.adjoints.insert(loss, seed);
+    let span = graph.node(loss).span;
+    let seed = graph.add(
+        Op::Fill { value: 1.0 },
+        &[],
+        Some(graph.ty(loss).clone()),
+        span,
+    )?;
+    backprop(graph, &[(loss, seed)], wrt)
+}
+
+/// Reverse mode from several outputs at once: `seeds` pairs a node with the adjoint flowing into
+/// it (a node seeded twice gets the sum). Returns the adjoint of each of `wrt`, `None` where no
+/// seeded node depends on it. [`grad`] is the one-scalar case; a `Scan`'s backward body uses the
+/// general form, seeded with the adjoints of the new carries and of the per-step outputs.
+pub fn backprop(
+    graph: &mut Graph,
+    seeds: &[(NodeId, NodeId)],
+    wrt: &[NodeId],
+) -> Result<Vec<Option<NodeId>>, IrError> {
+    let targets: Vec<NodeId> = seeds.iter().map(|&(n, _)| n).collect();
+    let relevant = on_paths(graph, wrt, &targets);
+    let order: Vec<NodeId> = graph
+        .topo_order()
+        .into_iter()
+        .filter(|n| relevant.contains(n))
+        .collect();
+    let mut b = Backward {
+        g: graph,
+        adjoints: HashMap::new(),
+        results: HashMap::new(),
+    };
+    for &(node, seed) in seeds {
+        if relevant.contains(&node) {
+            b.accumulate(node, seed)?;
+        }
+    }
     for &n in order.iter().rev() {
-        let Some(&g) = b.adjoints.get(&n) else { continue };
+        match b.g.node(n).op {
+            // A scan's adjoint is one node per result, gathered from its projects below.
+            Op::Scan(_) => {
+                if let Some(results) = b.results.remove(&n) {
+                    for (operand, contribution) in b.scan_vjp(n, &results, &relevant)? {
+                        b.accumulate(operand, contribution)?;
+                    }
+                }
+                continue;
+            }
+            Op::Project { index } => {
+                let scan = b.g.operands(n)[0];
+                if let Some(&g) = b.adjoints.get(&n)
+                    && relevant.contains(&scan)
+                {
+                    b.accumulate_result(scan, index, g)?;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let Some(&g) = b.adjoints.get(&n) else {
+            continue;
+        };
         let operands = b.g.operands(n);
         for (i, &x) in operands.iter().enumerate() {
             if !relevant.contains(&x) {
@@ -39,8 +96,8 @@ pub fn grad(graph: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<Optio
     Ok(wrt.iter().map(|w| b.adjoints.get(w).copied()).collect())
 }
 
-/// Nodes that lie on some path from one of `from` to `to`; `StopGradient` cuts paths.
-fn on_paths(graph: &Graph, from: &[NodeId], to: NodeId) -> HashSet<NodeId> {
+/// Nodes that lie on some path from one of `from` to one of `to`; `StopGradient` cuts paths.
+fn on_paths(graph: &Graph, from: &[NodeId], to: &[NodeId]) -> HashSet<NodeId> {
     let mut forward: HashSet<NodeId> = HashSet::new();
     let mut stack: Vec<NodeId> = from.to_vec();
     while let Some(n) = stack.pop() {
@@ -50,9 +107,10 @@ fn on_paths(graph: &Graph, from: &[NodeId], to: NodeId) -> HashSet<NodeId> {
         stack.extend(graph.graph.neighbors_directed(n, Direction::Outgoing));
     }
     let mut both = HashSet::new();
-    let mut stack = vec![to];
+    let mut stack = to.to_vec();
     while let Some(n) = stack.pop() {
-        if !forward.contains(&n) || matches!(graph.node(n).op, Op::StopGradient) && !from.contains(&n) || !both.insert(n) {
+        let cut = matches!(graph.node(n).op, Op::StopGradient) && !from.contains(&n);
+        if !forward.contains(&n) || cut || !both.insert(n) {
             continue;
         }
         stack.extend(graph.graph.neighbors_directed(n, Direction::Incoming));
@@ -63,6 +121,9 @@ fn on_paths(graph: &Graph, from: &[NodeId], to: NodeId) -> HashSet<NodeId> {
 struct Backward<'g> {
     g: &'g mut Graph,
     adjoints: HashMap<NodeId, NodeId>,
+    /// Adjoints of the results of multi-result nodes (scans), by result index: what their
+    /// `Project` users received.
+    results: HashMap<NodeId, BTreeMap<usize, NodeId>>,
 }
 
 impl Backward<'_> {
@@ -70,7 +131,12 @@ impl Backward<'_> {
         let total = match self.adjoints.get(&x) {
             Some(&previous) => {
                 let span = self.g.node(x).span;
-                self.g.add(Op::Binary(BinaryOp::Add), &[previous, contribution], None, span)?
+                self.g.add(
+                    Op::Binary(BinaryOp::Add),
+                    &[previous, contribution],
+                    None,
+                    span,
+                )?
             }
             None => contribution,
         };
@@ -78,7 +144,275 @@ impl Backward<'_> {
         Ok(())
     }
 
-    fn add(&mut self, op: Op, operands: &[NodeId], ty: Option<Type>, span: Span) -> Result<NodeId, IrError> {
+    /// Add `contribution` to the adjoint of result `index` of the multi-result node `scan`.
+    fn accumulate_result(
+        &mut self,
+        scan: NodeId,
+        index: usize,
+        contribution: NodeId,
+    ) -> Result<(), IrError> {
+        let previous = self.results.get(&scan).and_then(|r| r.get(&index)).copied();
+        let total = match previous {
+            Some(previous) => {
+                let span = self.g.node(contribution).span;
+                self.g.add(
+                    Op::Binary(BinaryOp::Add),
+                    &[previous, contribution],
+                    None,
+                    span,
+                )?
+            }
+            None => contribution,
+        };
+        self.results.entry(scan).or_default().insert(index, total);
+        Ok(())
+    }
+
+    /// The vector-Jacobian product of a `Scan` node `n`, given the adjoints of its results
+    /// (`results`, by result index): the contribution to each of its operands in `relevant`.
+    ///
+    /// As JAX's scan transpose: the forward scan is changed to also emit each step's incoming
+    /// carries as extra stacked outputs (residuals), and a second scan runs in the opposite
+    /// direction. Its body recomputes the forward body from (carry-in, x, consts) of that step
+    /// and runs reverse mode on it, seeded with the adjoints of the new carries (threaded as the
+    /// backward scan's carries) and of that step's outputs (read as its sequence inputs). It
+    /// carries the adjoints of the float carries and the running sums of the consts' adjoints,
+    /// and emits each step's adjoint of the sequence inputs as its outputs (aligned with them).
+    /// Both bodies have a fixed size, so the graph does not grow with the sequence length.
+    fn scan_vjp(
+        &mut self,
+        n: NodeId,
+        results: &BTreeMap<usize, NodeId>,
+        relevant: &HashSet<NodeId>,
+    ) -> Result<Vec<(NodeId, NodeId)>, IrError> {
+        let node = self.g.node(n).clone();
+        let span = node.span;
+        let Op::Scan(scan) = &node.op else {
+            return Err(IrError {
+                message: format!("scan_vjp on a `{}` node", node.op.name()),
+                span,
+            });
+        };
+        let (nc, nx, nk) = (scan.carries, scan.xs, scan.consts);
+        let ops = self.g.operands(n);
+        if ops.len() != nc + nx + nk || scan.body.outputs.len() < nc {
+            return Err(IrError {
+                message: "malformed scan: operands or body outputs do not match its counts".into(),
+                span,
+            });
+        }
+        let ny = scan.body.outputs.len() - nc;
+        let ty = |g: &Graph, id: NodeId| g.ty(id).clone();
+        let step_ty = |t: Type| Type {
+            dtype: t.dtype,
+            shape: t.shape[1..].to_vec(),
+        };
+        let stacked_ty = |t: &Type| {
+            let mut shape = vec![scan.length];
+            shape.extend(&t.shape);
+            Type {
+                dtype: t.dtype,
+                shape,
+            }
+        };
+        let is_float = |g: &Graph, id: NodeId| g.ty(id).dtype == DType::F32;
+        let d_carries: Vec<usize> = (0..nc).filter(|&i| is_float(self.g, ops[i])).collect();
+        let d_xs: Vec<usize> = (0..nx)
+            .filter(|&i| is_float(self.g, ops[nc + i]) && relevant.contains(&ops[nc + i]))
+            .collect();
+        let d_consts: Vec<usize> = (0..nk)
+            .filter(|&j| {
+                let o = ops[nc + nx + j];
+                is_float(self.g, o) && relevant.contains(&o)
+            })
+            .collect();
+        let seeded_ys: Vec<usize> = results
+            .keys()
+            .filter(|&&k| k >= nc && k < nc + ny)
+            .map(|&k| k - nc)
+            .collect();
+
+        // Residuals: each step's incoming carries, as extra per-step outputs of the forward scan.
+        let mut residual = vec![None; nc];
+        if let Op::Scan(fwd) = &mut self.g.graph[n].op {
+            for (i, slot) in residual.iter_mut().enumerate() {
+                let Some(input) = fwd.body.find_input(&format!("carry{i}")) else {
+                    continue;
+                };
+                let existing = fwd.body.outputs[nc..].iter().position(|o| o.node == input);
+                let k = match existing {
+                    Some(k) => k,
+                    None => {
+                        fwd.body.set_output(&format!("carry_in{i}"), input);
+                        fwd.body.outputs.len() - 1 - nc
+                    }
+                };
+                *slot = Some(nc + k);
+            }
+        }
+        let mut residual_nodes = vec![None; nc];
+        for i in 0..nc {
+            if let Some(index) = residual[i] {
+                let t = stacked_ty(self.g.ty(ops[i]));
+                residual_nodes[i] = Some(self.add(Op::Project { index }, &[n], Some(t), span)?);
+            }
+        }
+
+        // The backward body: inputs first, in the order the scan contract names them.
+        let mut bb = Graph::new();
+        let mut carry_in = Vec::new();
+        for &i in &d_carries {
+            let name = format!("carry{}", carry_in.len());
+            carry_in.push(bb.input(&name, Role::Data, ty(self.g, ops[i]), span));
+        }
+        let mut sums_in = Vec::new();
+        for &j in &d_consts {
+            let name = format!("carry{}", carry_in.len() + sums_in.len());
+            sums_in.push(bb.input(&name, Role::Data, ty(self.g, ops[nc + nx + j]), span));
+        }
+        let mut names: HashMap<String, NodeId> = HashMap::new();
+        let mut x_count = 0;
+        let mut next_x = |bb: &mut Graph, t: Type| {
+            let id = bb.input(&format!("x{x_count}"), Role::Data, t, span);
+            x_count += 1;
+            id
+        };
+        for i in 0..nx {
+            let id = next_x(&mut bb, step_ty(ty(self.g, ops[nc + i])));
+            names.insert(format!("x{i}"), id);
+        }
+        for i in 0..nc {
+            if residual[i].is_some() {
+                let id = next_x(&mut bb, ty(self.g, ops[i]));
+                names.insert(format!("carry{i}"), id);
+            }
+        }
+        let mut dy_in = Vec::new();
+        for &j in &seeded_ys {
+            let t = step_ty(ty(self.g, results[&(nc + j)]));
+            dy_in.push(next_x(&mut bb, t));
+        }
+        for j in 0..nk {
+            let id = bb.input(
+                &format!("const{j}"),
+                Role::Data,
+                ty(self.g, ops[nc + nx + j]),
+                span,
+            );
+            names.insert(format!("const{j}"), id);
+        }
+
+        // Recompute the step, then differentiate it.
+        let copied = copy_graph(&mut bb, &scan.body, &names)?;
+        let mut seeds = Vec::new();
+        for (p, &i) in d_carries.iter().enumerate() {
+            seeds.push((copied[&scan.body.outputs[i].node], carry_in[p]));
+        }
+        for (q, &j) in seeded_ys.iter().enumerate() {
+            seeds.push((copied[&scan.body.outputs[nc + j].node], dy_in[q]));
+        }
+        let mut wrt = Vec::new();
+        let carry_wrt: Vec<Option<usize>> = d_carries
+            .iter()
+            .map(|&i| {
+                names.get(&format!("carry{i}")).map(|&id| {
+                    wrt.push(id);
+                    wrt.len() - 1
+                })
+            })
+            .collect();
+        let x_start = wrt.len();
+        wrt.extend(d_xs.iter().map(|i| names[&format!("x{i}")]));
+        let const_start = wrt.len();
+        wrt.extend(d_consts.iter().map(|j| names[&format!("const{j}")]));
+        let grads = backprop(&mut bb, &seeds, &wrt)?;
+        let zero = |bb: &mut Graph, t: Type| bb.add(Op::Fill { value: 0.0 }, &[], Some(t), span);
+        for (p, &i) in d_carries.iter().enumerate() {
+            let g = match carry_wrt[p].and_then(|w| grads[w]) {
+                Some(g) => g,
+                None => zero(&mut bb, ty(self.g, ops[i]))?,
+            };
+            bb.set_output(&format!("carry{p}"), g);
+        }
+        for (q, &sum) in sums_in.iter().enumerate() {
+            let total = match grads[const_start + q] {
+                Some(g) => bb.add(Op::Binary(BinaryOp::Add), &[sum, g], None, span)?,
+                None => sum,
+            };
+            bb.set_output(&format!("carry{}", d_carries.len() + q), total);
+        }
+        for (r, &i) in d_xs.iter().enumerate() {
+            let g = match grads[x_start + r] {
+                Some(g) => g,
+                None => zero(&mut bb, step_ty(ty(self.g, ops[nc + i])))?,
+            };
+            bb.set_output(&format!("y{r}"), g);
+        }
+
+        // The backward scan, running the other way over the same steps.
+        let mut operands = Vec::new();
+        for &i in &d_carries {
+            let init = match results.get(&i) {
+                Some(&g) => g,
+                None => self.fill_like(0.0, ops[i], span)?,
+            };
+            operands.push(init);
+        }
+        for &j in &d_consts {
+            operands.push(self.fill_like(0.0, ops[nc + nx + j], span)?);
+        }
+        operands.extend(&ops[nc..nc + nx]);
+        operands.extend(residual_nodes.iter().flatten());
+        operands.extend(seeded_ys.iter().map(|j| results[&(nc + j)]));
+        operands.extend(&ops[nc + nx..]);
+        let backward = Scan {
+            body: bb,
+            length: scan.length,
+            reverse: !scan.reverse,
+            carries: d_carries.len() + d_consts.len(),
+            xs: nx + residual_nodes.iter().flatten().count() + seeded_ys.len(),
+            consts: nk,
+        };
+        let placeholder = Type::f32(vec![]);
+        let bwd = self.add(
+            Op::Scan(Box::new(backward)),
+            &operands,
+            Some(placeholder),
+            span,
+        )?;
+
+        let mut out = Vec::new();
+        for (p, &i) in d_carries.iter().enumerate() {
+            if relevant.contains(&ops[i]) {
+                let t = ty(self.g, ops[i]);
+                out.push((
+                    ops[i],
+                    self.add(Op::Project { index: p }, &[bwd], Some(t), span)?,
+                ));
+            }
+        }
+        for (q, &j) in d_consts.iter().enumerate() {
+            let o = ops[nc + nx + j];
+            let t = ty(self.g, o);
+            let index = d_carries.len() + q;
+            out.push((o, self.add(Op::Project { index }, &[bwd], Some(t), span)?));
+        }
+        for (r, &i) in d_xs.iter().enumerate() {
+            let o = ops[nc + i];
+            let t = ty(self.g, o);
+            let index = d_carries.len() + d_consts.len() + r;
+            out.push((o, self.add(Op::Project { index }, &[bwd], Some(t), span)?));
+        }
+        Ok(out)
+    }
+
+    fn add(
+        &mut self,
+        op: Op,
+        operands: &[NodeId],
+        ty: Option<Type>,
+        span: Span,
+    ) -> Result<NodeId, IrError> {
         self.g.add(op, operands, ty, span)
     }
 
@@ -211,24 +545,59 @@ impl Backward<'_> {
                 if *start > 0 {
                     let mut shape = full.shape.clone();
                     shape[*axis] = *start;
-                    parts.push(self.add(Op::Fill { value: 0.0 }, &[], Some(Type { dtype: full.dtype, shape }), span)?);
+                    parts.push(self.add(
+                        Op::Fill { value: 0.0 },
+                        &[],
+                        Some(Type {
+                            dtype: full.dtype,
+                            shape,
+                        }),
+                        span,
+                    )?);
                 }
                 parts.push(g);
                 let after = full.shape[*axis] - start - len;
                 if after > 0 {
                     let mut shape = full.shape.clone();
                     shape[*axis] = after;
-                    parts.push(self.add(Op::Fill { value: 0.0 }, &[], Some(Type { dtype: full.dtype, shape }), span)?);
+                    parts.push(self.add(
+                        Op::Fill { value: 0.0 },
+                        &[],
+                        Some(Type {
+                            dtype: full.dtype,
+                            shape,
+                        }),
+                        span,
+                    )?);
                 }
-                if parts.len() == 1 { g } else { self.add(Op::Concat { axis: *axis }, &parts, None, span)? }
+                if parts.len() == 1 {
+                    g
+                } else {
+                    self.add(Op::Concat { axis: *axis }, &parts, None, span)?
+                }
             }
             Op::Concat { axis } => {
                 let start: usize = ops[..i].iter().map(|&o| self.g.ty(o).shape[*axis]).sum();
                 let len = self.g.ty(x).shape[*axis];
-                self.add(Op::Slice { axis: *axis, start, len }, &[g], None, span)?
+                self.add(
+                    Op::Slice {
+                        axis: *axis,
+                        start,
+                        len,
+                    },
+                    &[g],
+                    None,
+                    span,
+                )?
             }
-            Op::Reduce { op: ReduceOp::Sum, axes } => self.expand(g, x, axes, span)?,
-            Op::Reduce { op: ReduceOp::Max, axes } => {
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes,
+            } => self.expand(g, x, axes, span)?,
+            Op::Reduce {
+                op: ReduceOp::Max,
+                axes,
+            } => {
                 // Every position equal to the maximum receives the gradient.
                 let gx = self.expand(g, x, axes, span)?;
                 let yx = self.expand(n, x, axes, span)?;
@@ -242,33 +611,60 @@ impl Backward<'_> {
             Op::MatMul { ta, tb } => {
                 let (a, b) = (ops[0], ops[1]);
                 match (i, ta, tb) {
-                    (0, false, _) => self.add(Op::MatMul { ta: false, tb: !tb }, &[g, b], None, span)?,
-                    (0, true, _) => self.add(Op::MatMul { ta: *tb, tb: true }, &[b, g], None, span)?,
-                    (_, _, false) => self.add(Op::MatMul { ta: !ta, tb: false }, &[a, g], None, span)?,
-                    (_, _, true) => self.add(Op::MatMul { ta: true, tb: *ta }, &[g, a], None, span)?,
+                    (0, false, _) => {
+                        self.add(Op::MatMul { ta: false, tb: !tb }, &[g, b], None, span)?
+                    }
+                    (0, true, _) => {
+                        self.add(Op::MatMul { ta: *tb, tb: true }, &[b, g], None, span)?
+                    }
+                    (_, _, false) => {
+                        self.add(Op::MatMul { ta: !ta, tb: false }, &[a, g], None, span)?
+                    }
+                    (_, _, true) => {
+                        self.add(Op::MatMul { ta: true, tb: *ta }, &[g, a], None, span)?
+                    }
                 }
             }
             Op::Conv2d { window } => {
                 let ty = self.g.ty(x).clone();
                 if i == 0 {
-                    self.add(Op::ConvTranspose2d { window: *window }, &[g, ops[1]], Some(ty), span)?
+                    self.add(
+                        Op::ConvTranspose2d { window: *window },
+                        &[g, ops[1]],
+                        Some(ty),
+                        span,
+                    )?
                 } else {
-                    self.add(Op::Conv2dWeightGrad { window: *window }, &[ops[0], g], None, span)?
+                    self.add(
+                        Op::Conv2dWeightGrad { window: *window },
+                        &[ops[0], g],
+                        None,
+                        span,
+                    )?
                 }
             }
             Op::ConvTranspose2d { window } => {
                 if i == 0 {
                     self.add(Op::Conv2d { window: *window }, &[g, ops[1]], None, span)?
                 } else {
-                    self.add(Op::Conv2dWeightGrad { window: *window }, &[g, ops[0]], None, span)?
+                    self.add(
+                        Op::Conv2dWeightGrad { window: *window },
+                        &[g, ops[0]],
+                        None,
+                        span,
+                    )?
                 }
             }
-            Op::MaxPool2d { window } => self.add(Op::MaxPool2dGrad { window: *window }, &[x, g], None, span)?,
+            Op::MaxPool2d { window } => {
+                self.add(Op::MaxPool2dGrad { window: *window }, &[x, g], None, span)?
+            }
             Op::AvgPool2d { window } => {
                 let ty = self.g.ty(x).clone();
                 self.add(Op::AvgPool2dGrad { window: *window }, &[g], Some(ty), span)?
             }
-            Op::AvgPool2dGrad { window } => self.add(Op::AvgPool2d { window: *window }, &[g], None, span)?,
+            Op::AvgPool2dGrad { window } => {
+                self.add(Op::AvgPool2d { window: *window }, &[g], None, span)?
+            }
             Op::Gather => {
                 if i == 1 {
                     return Ok(None);
@@ -282,11 +678,20 @@ impl Backward<'_> {
                 }
                 self.add(Op::Gather, &[g, ops[0]], None, span)?
             }
-            Op::OneHot { .. } | Op::Random { .. } | Op::Cast { .. } | Op::StopGradient => return Ok(None),
+            Op::OneHot { .. } | Op::Random { .. } | Op::Cast { .. } | Op::StopGradient => {
+                return Ok(None);
+            }
             Op::Input { .. } | Op::Fill { .. } => return Ok(None),
-            Op::Conv2dWeightGrad { .. } | Op::MaxPool2dGrad { .. } | Op::Scan(_) | Op::Project { .. } => {
+            // Scans and projects are handled in `backprop` (one rule for all results at once).
+            Op::Conv2dWeightGrad { .. }
+            | Op::MaxPool2dGrad { .. }
+            | Op::Scan(_)
+            | Op::Project { .. } => {
                 return Err(IrError {
-                    message: format!("no gradient rule for `{}` on the path to a trained parameter", node.op.name()),
+                    message: format!(
+                        "no gradient rule for `{}` on the path to a trained parameter",
+                        node.op.name()
+                    ),
                     span,
                 });
             }
@@ -302,7 +707,19 @@ impl Backward<'_> {
         let axes: Vec<usize> = (0..to.rank())
             .filter(|&a| a < lead || (from.shape[a - lead] == 1 && to.shape[a] != 1))
             .collect();
-        let summed = if axes.is_empty() { g } else { self.add(Op::Reduce { op: ReduceOp::Sum, axes }, &[g], None, span)? };
+        let summed = if axes.is_empty() {
+            g
+        } else {
+            self.add(
+                Op::Reduce {
+                    op: ReduceOp::Sum,
+                    axes,
+                },
+                &[g],
+                None,
+                span,
+            )?
+        };
         if self.g.ty(summed).shape == from.shape {
             Ok(summed)
         } else {
@@ -311,11 +728,52 @@ impl Backward<'_> {
     }
 
     /// Undo a reduction over `axes`: reshape `v` to keep those axes as 1, then broadcast to `x`.
-    fn expand(&mut self, v: NodeId, x: NodeId, axes: &[usize], span: Span) -> Result<NodeId, IrError> {
+    fn expand(
+        &mut self,
+        v: NodeId,
+        x: NodeId,
+        axes: &[usize],
+        span: Span,
+    ) -> Result<NodeId, IrError> {
         let full = self.g.ty(x).clone();
-        let kept: Vec<usize> = (0..full.rank()).map(|a| if axes.contains(&a) { 1 } else { full.shape[a] }).collect();
+        let kept: Vec<usize> = (0..full.rank())
+            .map(|a| if axes.contains(&a) { 1 } else { full.shape[a] })
+            .collect();
         let dtype = self.g.ty(v).dtype;
         let r = self.add(Op::Reshape, &[v], Some(Type { dtype, shape: kept }), span)?;
-        self.add(Op::Broadcast, &[r], Some(Type { dtype, shape: full.shape }), span)
+        self.add(
+            Op::Broadcast,
+            &[r],
+            Some(Type {
+                dtype,
+                shape: full.shape,
+            }),
+            span,
+        )
     }
+}
+
+/// Copy every non-input node of `src` into `dst` (in topological order, with its op, type and
+/// span), wiring `src`'s `Input` nodes to the `dst` nodes `inputs` gives by name. Returns the map
+/// from `src` nodes to their copies. An input of `src` missing from `inputs` is an error.
+fn copy_graph(
+    dst: &mut Graph,
+    src: &Graph,
+    inputs: &HashMap<String, NodeId>,
+) -> Result<HashMap<NodeId, NodeId>, IrError> {
+    let mut map = HashMap::new();
+    for id in src.topo_order() {
+        let node = src.node(id);
+        let copy = if let Op::Input { name, .. } = &node.op {
+            *inputs.get(name).ok_or_else(|| IrError {
+                message: format!("scan body input `{name}` has no matching operand"),
+                span: node.span,
+            })?
+        } else {
+            let operands: Vec<NodeId> = src.operands(id).iter().map(|o| map[o]).collect();
+            dst.add(node.op.clone(), &operands, Some(node.ty.clone()), node.span)?
+        };
+        map.insert(id, copy);
+    }
+    Ok(map)
 }

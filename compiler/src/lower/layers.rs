@@ -87,6 +87,16 @@ pub fn lower(em: &mut Emitter, name: &str, c: &LowerCtx) -> R {
         "bce" => super::loss::bce(em, c.inputs[0], c.inputs[1], s),
         "bce_with_logits" => super::loss::bce_with_logits(em, c.inputs[0], c.inputs[1], s),
         "mse" => super::loss::mse(em, c.inputs[0], c.inputs[1], s),
+        "conv2d" => super::conv::conv2d(em, input()?, c),
+        "conv_transpose2d" => super::conv::conv_transpose2d(em, input()?, c),
+        "max_pool" => super::conv::max_pool(em, input()?, c),
+        "avg_pool" => super::conv::avg_pool(em, input()?, c),
+        "batch_norm" => super::norm::batch_norm(em, input()?, c),
+        "layer_norm" => super::norm::layer_norm(em, input()?, c),
+        "self_attention" => super::attention::self_attention(em, input()?, c),
+        "attention" => super::attention::attention(em, c.inputs[0], c.inputs[1], c),
+        "lstm" => super::recurrent::lstm(em, input()?, c),
+        "gru" => super::recurrent::gru(em, input()?, c),
         _ => Err(IrError { message: format!("`{name}` cannot be compiled yet"), span: s }),
     }
 }
@@ -227,8 +237,9 @@ pub fn softmax(em: &mut Emitter, x: NodeId, axis: usize, log: bool, s: Span) -> 
 }
 
 /// Inverted dropout in train mode (`x * mask / (1 - p)`, mask drawn with probability `1 - p`);
-/// the identity in eval mode or when `p` is 0.
-fn dropout(em: &mut Emitter, x: NodeId, p: f64, s: Span) -> R {
+/// the identity in eval mode or when `p` is 0. Shared with attention (on the attention weights)
+/// and the recurrent layers (between stacked layers).
+pub(super) fn dropout(em: &mut Emitter, x: NodeId, p: f64, s: Span) -> R {
     if em.mode == Mode::Eval || p == 0.0 {
         return Ok(x);
     }

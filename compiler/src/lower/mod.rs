@@ -6,11 +6,15 @@
 //! says they mean; this module only decides which nodes each built-in becomes, how parameters
 //! are named and initialised, and how a training step is assembled ([`program`]).
 
+pub mod attention;
+pub mod conv;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod norm;
 pub mod optim;
 pub mod program;
+pub mod recurrent;
 
 use std::collections::BTreeMap;
 

@@ -39,9 +39,15 @@ pub fn run(graph: &mut Graph) -> usize {
         if operands.is_empty() {
             continue;
         }
-        let Some(value) = folded(graph, n, &operands) else { continue };
+        let Some(value) = folded(graph, n, &operands) else {
+            continue;
+        };
         graph.graph[n].op = Op::Fill { value };
-        let edges: Vec<_> = graph.graph.edges_directed(n, Direction::Incoming).map(|e| e.id()).collect();
+        let edges: Vec<_> = graph
+            .graph
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
         for e in edges {
             graph.graph.remove_edge(e);
         }
@@ -53,31 +59,67 @@ pub fn run(graph: &mut Graph) -> usize {
 /// The splat value node `n` computes when all its `operands` are fills, if it can be folded
 /// exactly.
 fn folded(graph: &Graph, n: NodeId, operands: &[NodeId]) -> Option<f64> {
-    let values = operands.iter().map(|&o| super::fill_value(graph, o)).collect::<Option<Vec<f64>>>()?;
+    let values = operands
+        .iter()
+        .map(|&o| super::fill_value(graph, o))
+        .collect::<Option<Vec<f64>>>()?;
     let dtypes: Vec<DType> = operands.iter().map(|&o| graph.ty(o).dtype).collect();
     // Operand `i` as a value that computes the same in both modes, for the ops that compute.
-    let exact_operand = |i: usize| if values[i].is_nan() { None } else { exact(dtypes[i], values[i]) };
+    let exact_operand = |i: usize| {
+        if values[i].is_nan() {
+            None
+        } else {
+            exact(dtypes[i], values[i])
+        }
+    };
     let node = graph.node(n);
     let dtype = node.ty.dtype;
     let computed = match &node.op {
         // Values passed through unchanged.
-        Op::StopGradient | Op::Broadcast | Op::Reshape | Op::Transpose { .. } | Op::Slice { .. } => {
+        Op::StopGradient
+        | Op::Broadcast
+        | Op::Reshape
+        | Op::Transpose { .. }
+        | Op::Slice { .. } => {
             return Some(values[0]);
         }
         Op::Cast { to } if *to == dtypes[0] => return Some(values[0]),
-        Op::Reduce { op: ReduceOp::Max, axes } => {
-            let k: usize = axes.iter().map(|&a| graph.ty(operands[0]).shape[a]).product();
+        Op::Reduce {
+            op: ReduceOp::Max,
+            axes,
+        } => {
+            let k: usize = axes
+                .iter()
+                .map(|&a| graph.ty(operands[0]).shape[a])
+                .product();
             return (k > 0).then_some(values[0]);
         }
-        Op::Select => return Some(if exact_operand(0)? != 0.0 { values[1] } else { values[2] }),
-        Op::Concat { .. } => return values.iter().all(|v| v.to_bits() == values[0].to_bits()).then_some(values[0]),
+        Op::Select => {
+            return Some(if exact_operand(0)? != 0.0 {
+                values[1]
+            } else {
+                values[2]
+            });
+        }
+        Op::Concat { .. } => {
+            return values
+                .iter()
+                .all(|v| v.to_bits() == values[0].to_bits())
+                .then_some(values[0]);
+        }
         // Values computed.
         Op::Cast { to: DType::I64 } => exact_operand(0)?.trunc(),
         Op::Cast { .. } => exact_operand(0)?,
         Op::Unary(u) => unary(*u, exact_operand(0)?),
         Op::Binary(b) => binary(*b, exact_operand(0)?, exact_operand(1)?),
-        Op::Reduce { op: ReduceOp::Sum, axes } => {
-            let k: usize = axes.iter().map(|&a| graph.ty(operands[0]).shape[a]).product();
+        Op::Reduce {
+            op: ReduceOp::Sum,
+            axes,
+        } => {
+            let k: usize = axes
+                .iter()
+                .map(|&a| graph.ty(operands[0]).shape[a])
+                .product();
             sum(dtype, exact_operand(0)?, k)?
         }
         _ => return None,
@@ -118,7 +160,8 @@ fn sum(dtype: DType, v: f64, k: usize) -> Option<f64> {
             while m >= 2.0 && (m / 2.0).fract() == 0.0 {
                 m /= 2.0;
             }
-            (m * k as f64 <= (1u64 << 24) as f64 && total.abs() <= f64::from(f32::MAX)).then_some(total)
+            (m * k as f64 <= (1u64 << 24) as f64 && total.abs() <= f64::from(f32::MAX))
+                .then_some(total)
         }
     }
 }

@@ -16,9 +16,12 @@ pub mod simplify;
 
 use super::{Graph, NodeId, Op};
 
+/// A pass: rewrites the graph in place and returns how many nodes it changed or removed.
+pub type Pass = fn(&mut Graph) -> usize;
+
 /// The passes in the order [`optimize`] runs them, with their names (`netc graph --stage`
 /// dumps the graph after each).
-pub const PIPELINE: &[(&str, fn(&mut Graph) -> usize)] = &[
+pub const PIPELINE: &[(&str, Pass)] = &[
     ("simplify", simplify::run),
     ("fold", fold::run),
     ("cse", cse::run),
@@ -49,7 +52,7 @@ pub fn optimize(graph: &mut Graph) -> Vec<(&'static str, usize)> {
 }
 
 /// Run `pass` on the body of every `Scan` node of `graph`; the sum of what it returned.
-fn in_scan_bodies(graph: &mut Graph, pass: fn(&mut Graph) -> usize) -> usize {
+fn in_scan_bodies(graph: &mut Graph, pass: Pass) -> usize {
     let scans: Vec<NodeId> = graph
         .graph
         .node_indices()

@@ -1,0 +1,153 @@
+//! The IR expansions of the normalisation layers: `batch_norm` and `layer_norm`.
+//!
+//! Both are written with elementwise ops and reductions only, so autodiff differentiates them
+//! through the batch statistics exactly as PyTorch's train-mode backward does, and no backend
+//! needs a fused normalisation kernel to be correct.
+//!
+//! Batch norm's running statistics are buffers updated inside the step graph through
+//! [`Emitter::state`]/[`Emitter::set_state`]: a layer run twice in one step (a discriminator on
+//! real, then on fake images) updates from its first run's result, as PyTorch's in-place update
+//! does.
+
+use netc_grammar::Span;
+
+use super::layers::{LowerCtx, bin, reduce, scale, unary};
+use super::{Emitter, Mode};
+use crate::ir::{BinaryOp, IrError, NodeId, Op, ReduceOp, Type, UnaryOp};
+
+type R = Result<NodeId, IrError>;
+
+/// `batch_norm(x)` over `[N, C]` or `[N, C, H, W]`, per channel. Weights, in the shape rule's
+/// order: `weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked` (the last an
+/// `f32[]` counter in the IR; the runtime stores it as PyTorch's int64).
+///
+/// Train mode normalises with the batch mean and the *biased* batch variance over every axis
+/// but the channel, and updates the buffers with momentum `m`:
+/// `running_mean = (1 - m) running_mean + m mean`,
+/// `running_var = (1 - m) running_var + m var n / (n - 1)` (the unbiased variance, `n` values
+/// per channel) and `num_batches_tracked += 1`. The statistics feed the updates through
+/// `stop_gradient`: buffers are never trained. Eval mode normalises with the running
+/// statistics and updates nothing.
+pub fn batch_norm(em: &mut Emitter, x: NodeId, c: &LowerCtx) -> R {
+    let s = c.span;
+    let ty = em.graph.ty(x).clone();
+    let axes: Vec<usize> = (0..ty.rank()).filter(|&a| a != 1).collect();
+    let count: usize = axes.iter().map(|&a| ty.shape[a]).product();
+    let (eps, momentum) = (c.args.float("eps"), c.args.float("momentum"));
+    let [weight, bias, running_mean, running_var, tracked] = c.weights[..] else {
+        return Err(IrError {
+            message: format!(
+                "batch_norm expects 5 weights and buffers, got {}",
+                c.weights.len()
+            ),
+            span: s,
+        });
+    };
+    let names = c.weight_names;
+    let (centered, var) = match em.mode {
+        Mode::Train => {
+            if count < 2 {
+                return Err(IrError {
+                    message: format!(
+                        "batch_norm in train mode needs more than one value per channel, got {count} (input {ty}); PyTorch rejects this too"
+                    ),
+                    span: s,
+                });
+            }
+            let mean = mean_over(em, x, &axes, s)?;
+            let centered = sub_expanded(em, x, mean, &axes, s)?;
+            let squares = bin(em, BinaryOp::Mul, centered, centered, s)?;
+            let var = mean_over(em, squares, &axes, s)?;
+
+            let mean_seen = em.add(Op::StopGradient, &[mean], None, s)?;
+            let var_seen = em.add(Op::StopGradient, &[var], None, s)?;
+            let unbiased = scale(em, var_seen, count as f64 / (count - 1) as f64, s)?;
+            for (name, input, batch_value) in [
+                (&names[2], running_mean, mean_seen),
+                (&names[3], running_var, unbiased),
+            ] {
+                let old = em.state(name, input);
+                let kept = scale(em, old, 1.0 - momentum, s)?;
+                let new = scale(em, batch_value, momentum, s)?;
+                let updated = bin(em, BinaryOp::Add, kept, new, s)?;
+                em.set_state(name, updated);
+            }
+            let old = em.state(&names[4], tracked);
+            let one = super::layers::fill_like(em, 1.0, old, s)?;
+            let counted = bin(em, BinaryOp::Add, old, one, s)?;
+            em.set_state(&names[4], counted);
+            (centered, var)
+        }
+        Mode::Eval => {
+            let mean = em.state(&names[2], running_mean);
+            let var = em.state(&names[3], running_var);
+            (sub_expanded(em, x, mean, &axes, s)?, var)
+        }
+    };
+    let inv_std = inverse_std(em, var, eps, s)?;
+    let normalised = mul_expanded(em, centered, inv_std, &axes, s)?;
+    let scaled = mul_expanded(em, normalised, weight, &axes, s)?;
+    let b = expand(em, bias, &axes, &ty, s)?;
+    bin(em, BinaryOp::Add, scaled, b, s)
+}
+
+/// `layer_norm(x)` over the last axis `D`: `(x - mean) / sqrt(var + eps) * weight + bias`
+/// with the biased variance, per vector, as PyTorch's `nn.LayerNorm(D)`. Weights: `weight [D]`,
+/// `bias [D]`.
+pub fn layer_norm(em: &mut Emitter, x: NodeId, c: &LowerCtx) -> R {
+    let s = c.span;
+    let ty = em.graph.ty(x).clone();
+    let axes = vec![ty.rank() - 1];
+    let mean = mean_over(em, x, &axes, s)?;
+    let centered = sub_expanded(em, x, mean, &axes, s)?;
+    let squares = bin(em, BinaryOp::Mul, centered, centered, s)?;
+    let var = mean_over(em, squares, &axes, s)?;
+    let inv_std = inverse_std(em, var, c.args.float("eps"), s)?;
+    let normalised = mul_expanded(em, centered, inv_std, &axes, s)?;
+    // `weight` and `bias` are `[D]`, which broadcasting aligns with the last axis as it is.
+    let w = em.add(Op::Broadcast, &[c.weights[0]], Some(ty.clone()), s)?;
+    let b = em.add(Op::Broadcast, &[c.weights[1]], Some(ty), s)?;
+    let scaled = bin(em, BinaryOp::Mul, normalised, w, s)?;
+    bin(em, BinaryOp::Add, scaled, b, s)
+}
+
+/// The mean of `x` over `axes` (removed from the shape).
+fn mean_over(em: &mut Emitter, x: NodeId, axes: &[usize], s: Span) -> R {
+    let ty = em.graph.ty(x).clone();
+    let count: usize = axes.iter().map(|&a| ty.shape[a]).product();
+    let total = reduce(em, ReduceOp::Sum, x, axes.to_vec(), s)?;
+    scale(em, total, 1.0 / count.max(1) as f64, s)
+}
+
+/// `1 / sqrt(var + eps)`, elementwise on the (small) statistics tensor.
+fn inverse_std(em: &mut Emitter, var: NodeId, eps: f64, s: Span) -> R {
+    let e = super::layers::fill_like(em, eps, var, s)?;
+    let shifted = bin(em, BinaryOp::Add, var, e, s)?;
+    let std = unary(em, UnaryOp::Sqrt, shifted, s)?;
+    unary(em, UnaryOp::Recip, std, s)
+}
+
+/// `x - v` with `v` a statistic over `axes` of `x`, expanded back to `x`'s shape.
+fn sub_expanded(em: &mut Emitter, x: NodeId, v: NodeId, axes: &[usize], s: Span) -> R {
+    let ty = em.graph.ty(x).clone();
+    let full = expand(em, v, axes, &ty, s)?;
+    bin(em, BinaryOp::Sub, x, full, s)
+}
+
+/// `x * v` with `v` a statistic over `axes` of `x`, expanded back to `x`'s shape.
+fn mul_expanded(em: &mut Emitter, x: NodeId, v: NodeId, axes: &[usize], s: Span) -> R {
+    let ty = em.graph.ty(x).clone();
+    let full = expand(em, v, axes, &ty, s)?;
+    bin(em, BinaryOp::Mul, x, full, s)
+}
+
+/// `v`, whose shape is `full`'s without `axes`, reshaped to keep those axes as 1 and broadcast
+/// to `full`: a per-channel `[C]` becomes `[N, C, H, W]` along axis 1, not the last axis.
+fn expand(em: &mut Emitter, v: NodeId, axes: &[usize], full: &Type, s: Span) -> R {
+    let kept: Vec<usize> = (0..full.rank())
+        .map(|a| if axes.contains(&a) { 1 } else { full.shape[a] })
+        .collect();
+    let dtype = em.graph.ty(v).dtype;
+    let r = em.add(Op::Reshape, &[v], Some(Type { dtype, shape: kept }), s)?;
+    em.add(Op::Broadcast, &[r], Some(full.clone()), s)
+}
