@@ -384,3 +384,114 @@ fn attention_gradients_match_finite_differences() {
     let model = "model M(x: f32[B, 4, 6]) -> f32[B, 4, 6] {\n  let memory = x |> transpose(1, 2) |> linear(6) |> tanh   # [B, 6, 6]: Tk != Tq\n  attention(x, memory, heads: 2)\n}";
     check_layer(model, [4, 6], &[4, 6], 2, 16);
 }
+
+#[test]
+fn scan_with_passthroughs_integer_carries_and_two_gradient_passes() {
+    // Body: h' = tanh(h * k + x_t), k passed through unchanged, an i64 counter passed through;
+    // y0 = h (the incoming carry itself, so the residual output already exists), y1 = h'.
+    for reverse in [false, true] {
+        let (t, n) = (5, 3);
+        let mut body = Graph::new();
+        let h = body.input("carry0", Role::Data, f(&[n]), S);
+        let k = body.input("carry1", Role::Data, f(&[n]), S);
+        let count = body.input("carry2", Role::Data, Type::i64(vec![]), S);
+        let x = body.input("x0", Role::Data, f(&[n]), S);
+        let hk = add(&mut body, Op::Binary(BinaryOp::Mul), &[h, k], None);
+        let pre = add(&mut body, Op::Binary(BinaryOp::Add), &[hk, x], None);
+        let h_new = add(&mut body, Op::Unary(UnaryOp::Tanh), &[pre], None);
+        for (name, node) in [
+            ("carry0", h_new),
+            ("carry1", k),
+            ("carry2", count),
+            ("y0", h),
+            ("y1", h_new),
+        ] {
+            body.set_output(name, node);
+        }
+        let mut g = Graph::new();
+        let h0 = g.input("h0", Role::Param, f(&[n]), S);
+        let k0 = g.input("k0", Role::Param, f(&[n]), S);
+        let c0 = g.input("c0", Role::Data, Type::i64(vec![]), S);
+        let xs = g.input("xs", Role::Param, f(&[t, n]), S);
+        let scan = Scan {
+            body,
+            length: t,
+            reverse,
+            carries: 3,
+            xs: 1,
+            consts: 0,
+        };
+        let node = add(
+            &mut g,
+            Op::Scan(Box::new(scan)),
+            &[h0, k0, c0, xs],
+            Some(f(&[])),
+        );
+        let mut rng = Rng(77 + u64::from(reverse));
+        let mut values: HashMap<String, Value> = HashMap::new();
+        let mut loss = None;
+        for (index, ty) in [(0, f(&[n])), (1, f(&[n])), (3, f(&[t, n])), (4, f(&[t, n]))] {
+            let p = add(&mut g, Op::Project { index }, &[node], Some(ty.clone()));
+            let r = g.input(&format!("r{index}"), Role::Data, ty.clone(), S);
+            values.insert(
+                format!("r{index}"),
+                Value::from_f64(ty.shape.clone(), rng.values(ty.numel(), 1.0)),
+            );
+            let prod = add(&mut g, Op::Binary(BinaryOp::Mul), &[p, r], None);
+            let axes = (0..ty.rank()).collect();
+            let term = add(
+                &mut g,
+                Op::Reduce {
+                    op: ReduceOp::Sum,
+                    axes,
+                },
+                &[prod],
+                None,
+            );
+            loss = Some(match loss {
+                Some(l) => add(&mut g, Op::Binary(BinaryOp::Add), &[l, term], None),
+                None => term,
+            });
+        }
+        let loss = loss.unwrap();
+        g.set_output("loss", loss);
+        // Two passes over the same graph (two optimizers of one step do this): the second must
+        // reuse the residual outputs the first added, and agree with it.
+        let first = autodiff::grad(&mut g, loss, &[h0, k0, xs]).unwrap();
+        let second = autodiff::grad(&mut g, loss, &[xs, h0, k0]).unwrap();
+        let names = ["h0", "k0", "xs"];
+        for (name, grad) in names.iter().zip(&first) {
+            g.set_output(&format!("grad.{name}"), grad.unwrap());
+        }
+        for (name, grad) in ["xs", "h0", "k0"].iter().zip(&second) {
+            g.set_output(&format!("again.{name}"), grad.unwrap());
+        }
+        if let Op::Scan(s) = &g.node(node).op {
+            assert_eq!(
+                s.body.outputs.len(),
+                3 + 2 + 2,
+                "residuals added once: for k and the counter"
+            );
+        }
+        for (name, shape) in [("h0", vec![n]), ("k0", vec![n]), ("xs", vec![t, n])] {
+            let len = shape.iter().product();
+            values.insert(
+                name.to_string(),
+                Value::from_f64(shape, rng.values(len, 0.8)),
+            );
+        }
+        values.insert("c0".to_string(), Value::i64(vec![], vec![4]));
+        let result = interp::run(&g, &values, Precision::F64).unwrap();
+        for name in names {
+            let analytic = result[&format!("grad.{name}")]
+                .as_f64_slice()
+                .unwrap()
+                .to_vec();
+            assert_eq!(
+                analytic,
+                result[&format!("again.{name}")].as_f64_slice().unwrap()
+            );
+            compare(&g, &values, name, &analytic, usize::MAX, 1e-6);
+        }
+    }
+}

@@ -223,7 +223,7 @@ fn mha(
     let v: Vec<Vec<f64>> = kv_in.iter().map(|v| block(2, v)).collect();
     let hd = d / heads;
     let mut out = Vec::new();
-    for i in 0..q.len() {
+    for (i, qi) in q.iter().enumerate() {
         let mut o = vec![0.0; d];
         for head in 0..heads {
             let cols = head * hd..(head + 1) * hd;
@@ -232,7 +232,7 @@ fn mha(
                     if causal && j > i {
                         f64::NEG_INFINITY
                     } else {
-                        cols.clone().map(|c| q[i][c] * k[j][c]).sum::<f64>() / (hd as f64).sqrt()
+                        cols.clone().map(|c| qi[c] * k[j][c]).sum::<f64>() / (hd as f64).sqrt()
                     }
                 })
                 .collect();

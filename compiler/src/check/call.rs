@@ -33,6 +33,8 @@ impl Checker<'_> {
         piped: Option<(Value, Span)>,
         env: &mut Env,
     ) -> Value {
+        // Arguments are ordinary expressions whatever the call's position expects.
+        let expected = self.expected_kind.take();
         let args: Vec<ArgValue> = call
             .args
             .iter()
@@ -77,7 +79,15 @@ impl Checker<'_> {
                             "named argument",
                         ));
                     }
-                    inputs.push((a.value, a.span));
+                    let value = match a.value {
+                        // A misspelt data field or binding: say so rather than "not a tensor".
+                        Value::Word(w) => {
+                            self.unknown_name(&Ident { name: w, span: a.span }, env);
+                            Value::Error
+                        }
+                        other => other,
+                    };
+                    inputs.push((value, a.span));
                 }
                 return self.call_model(name, inputs, call.span);
             }
@@ -94,19 +104,8 @@ impl Checker<'_> {
             None => {}
         }
         let Some(builtin) = builtins::lookup(name) else {
-            let mut names: Vec<&str> = builtins::all().iter().map(|b| b.name).collect();
-            names.extend(self.defs.keys().map(String::as_str));
-            let hint = suggest::closest(name, names).map(str::to_string);
-            let mut d = Diagnostic::error(
-                "N2002",
-                format!("unknown layer or function `{name}`"),
-                call.callee.span,
-                "not a built-in, block or model",
-            );
-            if let Some(h) = hint {
-                d = d.with_help(format!("did you mean `{h}`?"));
-            }
-            self.report(d);
+            self.expected_kind = expected;
+            self.unknown_callable(&call.callee, env);
             return Value::Error;
         };
         if builtin.name == "repeat" {
@@ -283,6 +282,9 @@ impl Checker<'_> {
         match (b.rule)(&ctx) {
             Ok(out) => {
                 let names = self.add_weights(b.name, &out.weights, env, instance);
+                if instance.is_some() && !self.same_shapes_as_first_use(&names, &out.weights, span) {
+                    return Value::Error;
+                }
                 if !out.weights.is_empty()
                     && let Some(owner) = &env.owner
                 {
@@ -339,6 +341,35 @@ impl Checker<'_> {
         self.report(d);
     }
 
+    /// A shared layer (bound with `let`, applied several times) has one set of weights, so every
+    /// use must give them the same shapes.
+    fn same_shapes_as_first_use(&mut self, names: &[String], weights: &[builtins::Weight], span: Span) -> bool {
+        for (name, w) in names.iter().zip(weights) {
+            match self.shared_weights.get(name) {
+                Some((dims, first)) if *dims != w.dims => {
+                    let (first, dims) = (*first, dims.clone());
+                    let show = |d: &[Dim]| format!("[{}]", d.iter().map(Dim::to_string).collect::<Vec<_>>().join(", "));
+                    self.report(
+                        Diagnostic::error(
+                            "N3002",
+                            format!("this shared layer's `{}` would be {} here but is {} from its first use", w.name, show(&w.dims), show(&dims)),
+                            span,
+                            format!("needs `{}` {}", w.name, show(&w.dims)),
+                        )
+                        .with_label(first, format!("first used here, making it {}", show(&dims)))
+                        .with_help("a layer bound with `let` shares its weights between uses; give each use its own layer if the inputs differ"),
+                    );
+                    return false;
+                }
+                Some(_) => {}
+                None => {
+                    self.shared_weights.insert(name.clone(), (w.dims.clone(), span));
+                }
+            }
+        }
+        true
+    }
+
     /// Record the weights a layer call creates under its model and return their full names:
     /// `Model.<path>.<instance>.<weight>`, where the instance is the `let` name of a bound layer or
     /// `<layer>_<n>` for the n-th inline one of its kind in this model or block.
@@ -385,6 +416,7 @@ impl Checker<'_> {
         let mut slots: Vec<Option<(Value, Span)>> = vec![None; b.params.len()];
         let mut ok = true;
         let mut positional = 0;
+        let mut suggested: Vec<&'static str> = Vec::new();
         for a in args {
             let index = match &a.name {
                 None => {
@@ -408,6 +440,7 @@ impl Checker<'_> {
                     Some(i) => i,
                     None => {
                         let hint = suggest::closest(&n.name, b.params.iter().map(|p| p.name));
+                        suggested.extend(hint);
                         let mut d = Diagnostic::error(
                             "N2004",
                             format!("`{}` has no argument `{}`", b.name, n.name),
@@ -462,6 +495,11 @@ impl Checker<'_> {
                 }
                 None => {
                     let value = match p.default {
+                        // A misspelt name for it was already reported with a suggestion.
+                        Default::Required if suggested.contains(&p.name) => {
+                            ok = false;
+                            Value::Error
+                        }
                         Default::Required => {
                             self.report(
                                 Diagnostic::error(
@@ -516,8 +554,10 @@ impl Checker<'_> {
             other => f(other),
         };
         let number = |v: &Value| v.as_f64().is_some_and(f64::is_finite);
+        if contains_error(&v) {
+            return Value::Error;
+        }
         let fits = match (p.ty, &v) {
-            (_, Value::Error) => return Value::Error,
             (T::Int, Value::Int(_)) => true,
             (T::Size, v) => size(v),
             (T::NonNeg, v) => non_neg(v),
@@ -558,8 +598,8 @@ impl Checker<'_> {
                 name: w.clone(),
                 span,
             };
-            let env = Env::new(String::new(), None);
-            self.unknown_name(&ident, &env);
+            let mut env = Env::new(String::new(), None);
+            self.unknown_name(&ident, &mut env);
             return Value::Error;
         }
         let expected = match p.ty {
@@ -569,12 +609,23 @@ impl Checker<'_> {
             }
             other => other.expected().to_string(),
         };
-        let mut d = Diagnostic::error(
-            "N2008",
-            format!("argument `{}` of `{}` must be {expected}", p.name, b.name),
-            span,
-            format!("found {}", v.describe()),
-        );
+        // A setting with one argument (`epochs 0`) is named by its key, not its argument.
+        let subject = if builtins::setting(b.name).is_some() && b.params.len() == 1 {
+            format!("`{}`", b.name)
+        } else {
+            format!("argument `{}` of `{}`", p.name, b.name)
+        };
+        let (span, found) = match (p.ty, &v) {
+            // Point at the element of the pair that is out of range.
+            (T::Betas, Value::Tuple(items)) if items.len() == 2 => items
+                .iter()
+                .zip(tuple_element_spans(self.src, span))
+                .find(|(i, _)| !i.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)))
+                .map(|(i, s)| (s, format!("{} is not in [0, 1)", i.describe())))
+                .unwrap_or((span, format!("found {}", v.describe()))),
+            _ => (span, format!("found {}", v.describe())),
+        };
+        let mut d = Diagnostic::error("N2008", format!("{subject} must be {expected}"), span, found);
         if let (T::Word(words), Value::Word(w)) = (p.ty, &v)
             && let Some(h) = suggest::closest(w, words.iter().copied())
         {
@@ -753,24 +804,23 @@ impl Checker<'_> {
                 continue;
             }
             let h = &block.hparams[index];
-            let fits = match (h.ty.name.as_str(), &a.value) {
-                (_, Value::Error) => false,
-                ("int", Value::Int(_)) | ("int", Value::Dim(_)) => true,
-                ("float", Value::Int(_) | Value::Float(_)) => true,
-                ("bool", Value::Bool(_)) => true,
-                ("string", Value::Str(_)) => true,
-                _ => {
+            let fits = match &a.value {
+                Value::Error => false,
+                value if super::hparam_accepts(&h.ty.name, value) => true,
+                value => {
                     self.report(
                         Diagnostic::error(
                             "N2008",
                             format!(
-                                "hyper-parameter `{}` of `{name}` is `{}`",
-                                h.name.name, h.ty.name
+                                "hyper-parameter `{}` of `{name}` must be {}, found {}",
+                                h.name.name,
+                                super::hparam_noun(&h.ty.name),
+                                value.describe()
                             ),
                             a.span,
-                            format!("found {}", a.value.describe()),
+                            format!("found {}", value.describe()),
                         )
-                        .with_label(h.span, "declared here"),
+                        .with_label(h.span, format!("declared `{}`", h.ty.name)),
                     );
                     false
                 }
@@ -1046,6 +1096,30 @@ impl Checker<'_> {
             depends_on,
         })
     }
+}
+
+/// Does a value hold an error anywhere (a list with one bad element)? Then it was reported.
+fn contains_error(v: &Value) -> bool {
+    match v {
+        Value::Error => true,
+        Value::Tuple(items) | Value::List(items) => items.iter().any(contains_error),
+        _ => false,
+    }
+}
+
+/// Spans of the two elements of a written pair `(a, b)`, found in the source text.
+fn tuple_element_spans(src: &str, span: Span) -> Vec<Span> {
+    let text = &src[span.start..span.end];
+    let inner_start = text.find('(').map_or(0, |i| i + 1);
+    let inner_end = text.rfind(')').unwrap_or(text.len());
+    let mut spans = Vec::new();
+    let mut at = span.start + inner_start;
+    for part in text[inner_start..inner_end].split(',') {
+        let lead = part.len() - part.trim_start().len();
+        spans.push(Span::new(at + lead, at + lead + part.trim().len()));
+        at += part.len() + 1;
+    }
+    spans
 }
 
 /// Match an actual type against a declared one, binding the declared type's symbols.

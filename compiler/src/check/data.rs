@@ -92,17 +92,14 @@ impl Checker<'_> {
         Some(info)
     }
 
-    fn duplicate(&mut self, key: &Ident, seen: &mut Vec<(String, Span)>) -> bool {
+    /// A field or setting written twice: fields are definitions (N2003), settings N2011.
+    fn duplicate(&mut self, key: &Ident, seen: &mut Vec<(String, Span)>, field: bool) -> bool {
         if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key.name) {
             let first = *first;
+            let (code, what) = if field { ("N2003", "defined") } else { ("N2011", "given") };
             self.report(
-                Diagnostic::error(
-                    "N2011",
-                    format!("`{}` is given twice", key.name),
-                    key.span,
-                    "given again here",
-                )
-                .with_label(first, "first given here"),
+                Diagnostic::error(code, format!("`{}` is {what} twice", key.name), key.span, format!("{what} again here"))
+                    .with_label(first, format!("first {what} here")),
             );
             return true;
         }
@@ -117,7 +114,7 @@ impl Checker<'_> {
         info: &mut DataInfo,
         seen: &mut Vec<(String, Span)>,
     ) {
-        if self.duplicate(&f.name, seen) {
+        if self.duplicate(&f.name, seen, true) {
             return;
         }
         let ty = match self.eval(&f.value, env) {
@@ -173,8 +170,11 @@ impl Checker<'_> {
             self.report(d);
             return;
         }
-        if self.duplicate(&s.key, seen) {
+        if self.duplicate(&s.key, seen, false) {
             return;
+        }
+        if matches!(s.key.name.as_str(), "source" | "test") {
+            self.expected_kind = Some(Kind::Source);
         }
         let args: Vec<super::call::ArgValue> = s
             .args
@@ -185,6 +185,7 @@ impl Checker<'_> {
                 span: a.value.span,
             })
             .collect();
+        self.expected_kind = None;
         match s.key.name.as_str() {
             "source" | "test" => {
                 let spec = match args.as_slice() {

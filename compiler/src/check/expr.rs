@@ -65,7 +65,7 @@ impl Checker<'_> {
         self.eval(e, env)
     }
 
-    fn name_exists(&self, name: &str, env: &Env) -> bool {
+    pub(crate) fn name_exists(&self, name: &str, env: &Env) -> bool {
         env.vars.contains_key(name)
             || env.symbols.contains(name)
             || self.defs.contains_key(name)
@@ -109,15 +109,49 @@ impl Checker<'_> {
         Value::Error
     }
 
-    pub(crate) fn unknown_name(&mut self, n: &Ident, env: &Env) {
+    pub(crate) fn unknown_name(&mut self, n: &Ident, env: &mut Env) {
+        if env.lenient {
+            return;
+        }
         let names = self.visible_names(env);
         let hint = suggest::closest(&n.name, names.iter().map(String::as_str)).map(str::to_string);
+        // The binding the user probably meant is not "unused": its use is misspelt.
+        if let Some(b) = hint.as_ref().and_then(|h| env.vars.get_mut(h)) {
+            b.used = true;
+        }
         let mut d = Diagnostic::error(
             "N2001",
             format!("unknown name `{}`", n.name),
             n.span,
             "not found in this scope",
         );
+        if let Some(h) = hint {
+            d = d.with_help(format!("did you mean `{h}`?"));
+        }
+        self.report(d);
+    }
+
+    /// An unknown layer, function, block or model where one is called; when the position expects
+    /// one kind of built-in (an optimizer after `with`), the message and suggestions say so.
+    pub(crate) fn unknown_callable(&mut self, callee: &Ident, env: &mut Env) {
+        if env.lenient {
+            return;
+        }
+        let kind = self.expected_kind;
+        let mut names: Vec<&str> = builtins::all()
+            .iter()
+            .filter(|b| kind.is_none_or(|k| b.kind == k))
+            .map(|b| b.name)
+            .collect();
+        if kind.is_none() {
+            names.extend(self.defs.keys().map(String::as_str));
+        }
+        let hint = suggest::closest(&callee.name, names).map(str::to_string);
+        let (what, label) = match kind {
+            Some(k) => (k.noun(), format!("not a known {}", k.noun())),
+            None => ("layer or function", "not a built-in, block or model".to_string()),
+        };
+        let mut d = Diagnostic::error("N2002", format!("unknown {what} `{}`", callee.name), callee.span, label);
         if let Some(h) = hint {
             d = d.with_help(format!("did you mean `{h}`?"));
         }
@@ -370,6 +404,10 @@ impl Checker<'_> {
     fn apply_stage(&mut self, stage: &Expr, input: Value, input_span: Span, env: &mut Env) -> Value {
         match &stage.kind {
             ExprKind::Call(call) => self.call(call, Some((input, input_span)), env),
+            ExprKind::Name(n) if !self.name_exists(&n.name, env) => {
+                self.unknown_callable(n, env);
+                Value::Error
+            }
             ExprKind::Name(_) | ExprKind::Field(..) => {
                 let f = self.eval(stage, env);
                 self.apply_value(f, input, input_span, stage.span, env)

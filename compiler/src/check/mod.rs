@@ -114,6 +114,9 @@ pub(crate) struct Env {
     /// Where layers created here sit in their model, for parameter names: block instances and
     /// `repeat` copies (`["repeat_0", "1"]`).
     pub path: Vec<String>,
+    /// Set after an error that leaves names undefined (an unknown data set): unknown names are
+    /// then not reported again.
+    pub lenient: bool,
 }
 
 impl Env {
@@ -125,6 +128,7 @@ impl Env {
             layer_counts: HashMap::new(),
             symbols: BTreeSet::new(),
             path: Vec::new(),
+            lenient: false,
         }
     }
 
@@ -181,6 +185,12 @@ pub(crate) struct Checker<'f> {
     pub weights: HashMap<String, Vec<(String, Weight)>>,
     /// Set when lowering: every tensor value then also gets an IR node.
     pub emit: Option<crate::lower::Emitter>,
+    /// The kind of built-in expected where a call is being evaluated (after `with`, in
+    /// `schedule`, as a `source`), for "unknown optimizer" rather than "unknown layer".
+    pub expected_kind: Option<crate::builtins::Kind>,
+    /// Weight shapes of named (shared) layers by full weight name, with the first use's span:
+    /// a shared layer applied to inputs of another width is an error.
+    pub shared_weights: HashMap<String, (Vec<Dim>, Span)>,
 }
 
 /// A layer bound with `let` takes the binding's name, so its parameters are `name.weight` and
@@ -193,6 +203,30 @@ fn name_layer(value: Value, name: &str) -> Value {
             name: Some(name.to_string()),
         })),
         other => other,
+    }
+}
+
+/// Does a block hyper-parameter of type `ty` accept `value`? Unknown types accept anything
+/// (their declaration is already an error).
+pub(crate) fn hparam_accepts(ty: &str, value: &Value) -> bool {
+    match (ty, value) {
+        (_, Value::Error) => true,
+        ("int", Value::Int(_) | Value::Dim(_)) => true,
+        ("float", Value::Int(_) | Value::Float(_)) => true,
+        ("bool", Value::Bool(_)) => true,
+        ("string", Value::Str(_)) => true,
+        ("int" | "float" | "bool" | "string", _) => false,
+        _ => true,
+    }
+}
+
+/// "an integer" for `int`, and so on.
+pub(crate) fn hparam_noun(ty: &str) -> &'static str {
+    match ty {
+        "int" => "an integer",
+        "float" => "a number",
+        "bool" => "`true` or `false`",
+        _ => "a string",
     }
 }
 
@@ -224,6 +258,8 @@ impl<'f> Checker<'f> {
             instantiations: Vec::new(),
             weights: HashMap::new(),
             emit: None,
+            expected_kind: None,
+            shared_weights: HashMap::new(),
         }
     }
 
@@ -390,6 +426,7 @@ impl<'f> Checker<'f> {
         self.in_progress.push(name.to_string());
         let mut env = Env::new(format!("model {name}"), Some(name.to_string()));
         let mut inputs = Vec::new();
+        self.check_duplicate_inputs(&m.inputs, &[]);
         for input in &m.inputs {
             let ty = self.declared_type(&input.ty, &mut env, true);
             if let Some(ty) = &ty {
@@ -412,8 +449,11 @@ impl<'f> Checker<'f> {
             .and_then(|t| self.declared_type(t, &mut env, false));
         self.weights.insert(name.to_string(), Vec::new());
         let result = self.check_body(&m.body, &mut env, "model");
+        let returned = matches!(result, Some((Value::Tensor(_), _)));
         let output = self.check_output(result, declared.as_ref(), m.output.as_ref(), &m.body);
-        self.warn_unused(&env, &m.inputs);
+        if returned {
+            self.warn_unused(&env, &m.inputs);
+        }
         self.in_progress.pop();
         let info = ModelInfo {
             name: name.to_string(),
@@ -457,6 +497,10 @@ impl<'f> Checker<'f> {
                     }
                     env.bind(&l.name, value);
                     if is_last {
+                        // The help below tells the user to return it; do not also call it unused.
+                        if let Some(b) = env.vars.get_mut(&l.name.name) {
+                            b.used = true;
+                        }
                         self.report(
                             Diagnostic::error(
                                 "N2018",
@@ -626,8 +670,43 @@ impl<'f> Checker<'f> {
         });
     }
 
+    /// Two inputs or hyper-parameters with one name.
+    fn check_duplicate_inputs(&mut self, inputs: &[Input], hparams: &[HParam]) {
+        let names = hparams.iter().map(|h| &h.name).chain(inputs.iter().map(|i| &i.name));
+        let mut seen: Vec<&Ident> = Vec::new();
+        for name in names {
+            if let Some(first) = seen.iter().find(|f| f.name == name.name) {
+                let first = first.span;
+                self.report(
+                    Diagnostic::error("N2003", format!("`{}` is declared twice", name.name), name.span, "declared again here")
+                        .with_label(first, "first declared here")
+                        .with_help("every input and hyper-parameter needs its own name"),
+                );
+            } else {
+                seen.push(name);
+            }
+        }
+    }
+
     /// Checks that a block's signature is well formed, even if the block is never used.
     fn check_block_signature(&mut self, b: &BlockItem) {
+        self.check_duplicate_inputs(&b.inputs, &b.hparams);
+        for h in &b.hparams {
+            let Some(default) = &h.default else { continue };
+            let mut env = Env::new(format!("block {}", b.name.name), None);
+            let value = self.eval(default, &mut env);
+            if !hparam_accepts(&h.ty.name, &value) && !matches!(value, Value::Error) {
+                self.report(
+                    Diagnostic::error(
+                        "N2008",
+                        format!("the default of `{}` must be {}, found {}", h.name.name, hparam_noun(&h.ty.name), value.describe()),
+                        default.span,
+                        "wrong type of default",
+                    )
+                    .with_label(h.ty.span, format!("declared `{}`", h.ty.name)),
+                );
+            }
+        }
         for h in &b.hparams {
             if !matches!(h.ty.name.as_str(), "int" | "float" | "bool" | "string") {
                 let hint = suggest::closest(&h.ty.name, ["int", "float", "bool", "string"]);

@@ -275,10 +275,11 @@ impl Checker<'_> {
             ("epochs", "how long to train?"),
             ("batch", "how many samples per step?"),
         ] {
-            let given = t
-                .stmts
-                .iter()
-                .any(|s| matches!(s, TrainStmt::Setting(x) if x.key.name == key));
+            // A misspelt key (`epoch`) was reported with a suggestion; do not also call it missing.
+            let given = t.stmts.iter().any(|s| {
+                matches!(s, TrainStmt::Setting(x)
+                    if x.key.name == key || suggest::closest(&x.key.name, TRAIN_KEYS) == Some(key))
+            });
             if !given && !has_errors {
                 self.report(
                     Diagnostic::error(
@@ -287,7 +288,7 @@ impl Checker<'_> {
                         t.keyword_span,
                         why,
                     )
-                    .with_help(format!("add a `{key}` line")),
+                    .with_help(format!("add {} `{key}` line", if key.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" })),
                 );
             }
         }
@@ -337,6 +338,8 @@ impl Checker<'_> {
                 d = d.with_help(format!("did you mean `{h}`?"));
             }
             self.report(d);
+            // Its fields are unknown now; names in the run would only repeat this error.
+            env.lenient = true;
             return;
         }
         let Some(info) = self.data_info(&name.name) else {
@@ -487,7 +490,10 @@ impl Checker<'_> {
     }
 
     fn update(&mut self, u: &UpdateStmt, env: &mut Env, info: &mut StepInfo) {
-        let optimizer = match self.eval(&u.optimizer, env) {
+        self.expected_kind = Some(Kind::Optimizer);
+        let optimizer = self.eval(&u.optimizer, env);
+        self.expected_kind = None;
+        let optimizer = match optimizer {
             Value::Spec(spec)
                 if builtins::lookup(spec.name).is_some_and(|b| b.kind == Kind::Optimizer) =>
             {
@@ -516,6 +522,27 @@ impl Checker<'_> {
             }
         };
         for m in &u.models {
+            if u.models.iter().take_while(|o| !std::ptr::eq(*o, m)).any(|o| o.name == m.name) {
+                self.report(Diagnostic::error(
+                    "N2011",
+                    format!("`{}` is listed twice", m.name),
+                    m.span,
+                    "already updated by this line",
+                ));
+                continue;
+            }
+            if let Some(super::Def::Data(_) | super::Def::Const(_) | super::Def::Block(_)) = self.defs.get(&m.name) {
+                let what = match self.defs.get(&m.name) {
+                    Some(super::Def::Data(_)) => "a data set",
+                    Some(super::Def::Const(_)) => "a constant",
+                    _ => "a block (blocks are trained as part of the models that use them)",
+                };
+                self.report(
+                    Diagnostic::error("N2009", format!("`{}` is {what}, not a model", m.name), m.span, "not a model")
+                        .with_help("`update` names the models whose parameters this loss trains"),
+                );
+                continue;
+            }
             if !matches!(self.defs.get(&m.name), Some(super::Def::Model(_))) {
                 let models: Vec<&str> = self
                     .defs
@@ -616,6 +643,11 @@ impl Checker<'_> {
             return;
         }
         seen.push((key.to_string(), s.key.span));
+        self.expected_kind = match key {
+            "schedule" => Some(Kind::Schedule),
+            "metrics" => Some(Kind::Metric),
+            _ => None,
+        };
         let args: Vec<ArgValue> = s
             .args
             .iter()
@@ -625,6 +657,7 @@ impl Checker<'_> {
                 span: a.value.span,
             })
             .collect();
+        self.expected_kind = None;
         match key {
             "epochs" | "batch" | "seed" | "clip_grad_norm" => {
                 let b = builtins::setting(key).expect("every run setting has a signature");
@@ -647,19 +680,19 @@ impl Checker<'_> {
                         }
                         Value::Error => {}
                         other => {
-                            let names: Vec<String> = builtins::all()
-                                .iter()
-                                .filter(|b| b.kind == Kind::Metric)
-                                .map(|b| format!("`{}`", b.name))
-                                .collect();
+                            let metrics = builtins::all().iter().filter(|b| b.kind == Kind::Metric).map(|b| b.name);
+                            let help = match other {
+                                Value::Word(w) => suggest::closest(w, metrics.clone()).map(|h| format!("did you mean `{h}`?")),
+                                _ => None,
+                            };
+                            let names: Vec<String> = metrics.map(|n| format!("`{n}`")).collect();
+                            let what = match other {
+                                Value::Word(w) => format!("unknown metric `{w}`"),
+                                other => format!("not a metric: {}", other.describe()),
+                            };
                             self.report(
-                                Diagnostic::error(
-                                    "N2008",
-                                    format!("not a metric: {}", other.describe()),
-                                    a.span,
-                                    "not a metric",
-                                )
-                                .with_help(format!("metrics: {}", names.join(", "))),
+                                Diagnostic::error("N2008", what, a.span, "not a metric")
+                                    .with_help(help.unwrap_or_else(|| format!("metrics: {}", names.join(", ")))),
                             );
                         }
                     }
