@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use netc_compiler::lower::program::{CompileOptions, Program, Stage, compile_run_with};
 use netc_compiler::{Diagnostic, Severity, render};
 use netc_grammar::line_index::{ColumnUnit, LineIndex};
 
@@ -32,6 +33,63 @@ enum Command {
         #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
         message_format: MessageFormat,
     },
+    /// Rewrite files in the canonical layout (comments are kept).
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the IR of a training run's step graphs.
+    Graph {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        /// How far to compile: the forward pass, plus autodiff and optimizer, or optimized.
+        #[arg(long, value_enum, default_value_t = StageArg::Optimized)]
+        stage: StageArg,
+        /// Print Graphviz DOT instead of text.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Compile a run and write its IR dumps (each stage, text and DOT) to a build folder.
+    Build {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        /// Where to write; default `build/<file stem>`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Which run to compile, at which batch size.
+#[derive(clap::Args)]
+struct Select {
+    /// The `train` item to compile (the first one by default).
+    #[arg(long)]
+    run: Option<String>,
+    /// Batch size (the run's `batch` by default).
+    #[arg(long)]
+    batch: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StageArg {
+    Forward,
+    Backward,
+    Optimized,
+}
+
+impl StageArg {
+    fn stage(self) -> Stage {
+        match self {
+            StageArg::Forward => Stage::Forward,
+            StageArg::Backward => Stage::Backward,
+            StageArg::Optimized => Stage::Optimized,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,6 +109,9 @@ pub fn run() -> i32 {
             shapes,
             message_format,
         } => check(&files, shapes, message_format),
+        Command::Fmt { files, check } => fmt(&files, check),
+        Command::Graph { file, select, stage, dot } => graph(&file, &select, stage.stage(), dot),
+        Command::Build { file, select, out } => build(&file, &select, out),
     }
 }
 
@@ -178,4 +239,90 @@ fn one_line(text: &str) -> String {
     } else {
         s
     }
+}
+
+fn fmt(files: &[PathBuf], check_only: bool) -> i32 {
+    let mut status = 0;
+    for path in files {
+        let Some(src) = read_source(path) else {
+            status = 1;
+            continue;
+        };
+        let Some(formatted) = netc_grammar::format(&src) else {
+            eprintln!("error: {} has syntax errors; run `netc check` on it first", path.display());
+            status = 1;
+            continue;
+        };
+        if formatted == src {
+            continue;
+        }
+        if check_only {
+            println!("{} is not formatted", path.display());
+            status = 1;
+        } else if let Err(e) = std::fs::write(path, formatted) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            status = 1;
+        }
+    }
+    status
+}
+
+/// Compile a run, printing diagnostics when the file does not check.
+fn compile(path: &Path, select: &Select, stage: Stage) -> Option<Program> {
+    let src = read_source(path)?;
+    let options = CompileOptions { batch: select.batch, stage };
+    match compile_run_with(&src, select.run.as_deref(), options) {
+        Ok(program) => Some(program),
+        Err(diags) => {
+            let name = path.display().to_string();
+            for d in &diags {
+                eprint!("{}", render_human(d, &name, &src));
+            }
+            None
+        }
+    }
+}
+
+fn graph(path: &Path, select: &Select, stage: Stage, dot: bool) -> i32 {
+    let Some(program) = compile(path, select, stage) else { return 1 };
+    for step in &program.steps {
+        if dot {
+            print!("{}", netc_compiler::ir::dot::dot(&step.graph));
+        } else {
+            println!("# step {} ({} nodes)", step.name, step.graph.node_count());
+            print!("{}", netc_compiler::ir::text::dump(&step.graph));
+        }
+    }
+    0
+}
+
+/// Write each step's graph after each stage, as text and DOT, plus a node-count summary.
+fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
+    let stem = path.file_stem().map_or("program".into(), |s| s.to_string_lossy().to_string());
+    let dir = out.unwrap_or_else(|| PathBuf::from("build").join(&stem));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return 1;
+    }
+    let mut summary = Vec::new();
+    for (stage, label) in [(Stage::Forward, "forward"), (Stage::Backward, "backward"), (Stage::Optimized, "optimized")] {
+        let Some(program) = compile(path, select, stage) else { return 1 };
+        for step in &program.steps {
+            let text = netc_compiler::ir::text::dump(&step.graph);
+            let dot = netc_compiler::ir::dot::dot(&step.graph);
+            for (extension, contents) in [("ir", text), ("dot", dot)] {
+                let file = dir.join(format!("{}.{label}.{extension}", step.name));
+                if let Err(e) = std::fs::write(&file, contents) {
+                    eprintln!("error: cannot write {}: {e}", file.display());
+                    return 1;
+                }
+            }
+            summary.push(format!("{:<16} {:<10} {:>6} nodes", step.name, label, step.graph.node_count()));
+        }
+    }
+    println!("wrote {}", dir.display());
+    for line in summary {
+        println!("  {line}");
+    }
+    0
 }

@@ -228,6 +228,13 @@ impl Checker<'_> {
                     args: bound,
                     span,
                 }),
+                // A constructor of a tensor (`normal([B, 100])`) is lowered like any call.
+                Value::Tensor(mut t) => {
+                    if self.emit.is_some() {
+                        t.node = self.emit_builtin(b, &bound, &[], &out.weights, &[], &t.ty, span);
+                    }
+                    Value::Tensor(t)
+                }
                 other => other,
             },
             Err(e) => {

@@ -34,7 +34,13 @@ impl Checker<'_> {
         let mut nodes = Vec::with_capacity(inputs.len());
         for (v, _) in inputs {
             let node = match v {
-                Value::Tensor(t) => t.node?,
+                Value::Tensor(t) => match t.node {
+                    Some(n) => n,
+                    None => {
+                        let message = format!("an input of `{}` was not lowered", b.name);
+                        return em.fail(crate::ir::IrError { message, span });
+                    }
+                },
                 Value::Int(_) | Value::Float(_) => {
                     let value = v.as_f64().unwrap_or(0.0);
                     match em.add(Op::Fill { value }, &[], Some(crate::ir::Type::f32(vec![])), span) {

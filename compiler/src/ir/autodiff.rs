@@ -4,6 +4,13 @@
 //! pass see forward and backward together. Each op has one vector-Jacobian rule in
 //! [`Backward::vjp`]; an op on a path from a trained parameter to the loss that has no rule is an
 //! error carrying the op's span — never a silent zero gradient.
+//!
+//! A `Scan` is differentiated as a whole (`Backward::scan_vjp`): its backward pass is a second
+//! scan, running the other way, whose body is the reverse mode of the forward body, so a
+//! recurrence of any length keeps a graph of fixed size. To give that body each step's incoming
+//! carries, differentiating a scan adds them to the forward scan's per-step outputs (appended
+//! after its own, so existing `Project`s keep their meaning; added once however often the graph
+//! is differentiated).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

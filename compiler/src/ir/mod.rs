@@ -7,6 +7,7 @@
 
 pub mod interp;
 pub mod autodiff;
+pub mod dot;
 pub mod op;
 pub mod passes;
 pub mod text;

@@ -28,11 +28,33 @@ pub struct Program {
     pub eval: Option<Graph>,
 }
 
+/// How far to take each step graph: what `netc graph --stage` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// The forward pass and the loss only.
+    Forward,
+    /// Plus gradients and optimizer updates, before optimisation.
+    Backward,
+    /// After the optimisation passes: what backends compile.
+    #[default]
+    Optimized,
+}
+
+/// Options of [`compile_run_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompileOptions {
+    /// Batch size; the run's own `batch` when `None`.
+    pub batch: Option<usize>,
+    pub stage: Stage,
+}
+
 /// One optimisation step.
 #[derive(Debug)]
 pub struct StepGraph {
     pub name: String,
     pub graph: Graph,
+    /// Node count after each stage that ran: forward, backward, optimized.
+    pub node_counts: Vec<(Stage, usize)>,
     /// Each optimizer of the step, the prefix of its scalar inputs, and the parameters it trains.
     pub optimizers: Vec<(Optimizer, String, Vec<String>)>,
 }
@@ -40,6 +62,12 @@ pub struct StepGraph {
 /// Compile run `run` (the first `train` item when `None`) of a source text for a batch size
 /// (`batch` overrides the run's own). Diagnostics if the program does not check clean.
 pub fn compile_run(src: &str, run: Option<&str>, batch: Option<usize>) -> Result<Program, Vec<Diagnostic>> {
+    compile_run_with(src, run, CompileOptions { batch, stage: Stage::Optimized })
+}
+
+/// [`compile_run`], stopping at `options.stage`.
+pub fn compile_run_with(src: &str, run: Option<&str>, options: CompileOptions) -> Result<Program, Vec<Diagnostic>> {
+    let batch = options.batch;
     let (file, analysis) = crate::analyze(src);
     let errors: Vec<Diagnostic> = analysis.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
     if !errors.is_empty() {
@@ -64,12 +92,17 @@ pub fn compile_run(src: &str, run: Option<&str>, batch: Option<usize>) -> Result
     let mut steps = Vec::new();
     let mut params: BTreeMap<String, ParamSpec> = BTreeMap::new();
     for k in 0..step_count {
-        let (graph, specs, optimizers) = lower_train_step(&file, src, train, k, batch).map_err(internal)?;
+        let (mut graph, specs, optimizers, mut node_counts) =
+            lower_train_step(&file, src, train, k, batch, options.stage).map_err(internal)?;
+        if options.stage == Stage::Optimized {
+            crate::ir::passes::optimize(&mut graph);
+            node_counts.push((Stage::Optimized, graph.node_count()));
+        }
         for s in specs {
             params.entry(s.name.clone()).or_insert(s);
         }
         let name = info.steps.get(k).and_then(|s| s.name.clone()).unwrap_or_else(|| "train".to_string());
-        steps.push(StepGraph { name, graph, optimizers });
+        steps.push(StepGraph { name, graph, node_counts, optimizers });
     }
     let eval = if step_count == 1 && info.steps.first().is_some_and(|s| s.prediction.is_some()) {
         Some(lower_eval(&file, src, train, batch).map_err(internal)?)
@@ -90,11 +123,18 @@ fn find_run<'f>(file: &'f File, name: Option<&str>) -> Option<(usize, &'f TrainI
         .find(|(_, t)| name.is_none() || t.name.as_ref().map(|n| n.name.as_str()) == name)
 }
 
-type Lowered = (Graph, Vec<ParamSpec>, Vec<(Optimizer, String, Vec<String>)>);
+type Lowered = (Graph, Vec<ParamSpec>, Vec<(Optimizer, String, Vec<String>)>, Vec<(Stage, usize)>);
 
 /// The graph of step `k`: forward in train mode, gradients of the updated models' parameters,
 /// optimizer updates, buffer updates.
-fn lower_train_step(file: &File, src: &str, train: &TrainItem, k: usize, batch: usize) -> Result<Lowered, IrError> {
+fn lower_train_step(
+    file: &File,
+    src: &str,
+    train: &TrainItem,
+    k: usize,
+    batch: usize,
+    stage: Stage,
+) -> Result<Lowered, IrError> {
     let mut checker = Checker::for_lowering(file, src, Emitter::new(Mode::Train, batch as i64));
     let step = checker.lower_step(train, k);
     let mut em = checker.emit.take().expect("the lowering checker has an emitter");
@@ -110,6 +150,10 @@ fn lower_train_step(file: &File, src: &str, train: &TrainItem, k: usize, batch: 
     em.graph.set_output("loss", loss);
     if let Some((prediction, _)) = step.prediction {
         em.graph.set_output("prediction", prediction);
+    }
+    let mut node_counts = vec![(Stage::Forward, em.graph.node_count())];
+    if stage == Stage::Forward {
+        return Ok((em.graph, em.specs, Vec::new(), node_counts));
     }
 
     let mut optimizers = Vec::new();
@@ -138,7 +182,8 @@ fn lower_train_step(file: &File, src: &str, train: &TrainItem, k: usize, batch: 
     for (name, value) in updates {
         em.graph.set_update(&name, value, &name);
     }
-    Ok((em.graph, em.specs, optimizers))
+    node_counts.push((Stage::Backward, em.graph.node_count()));
+    Ok((em.graph, em.specs, optimizers, node_counts))
 }
 
 /// Eval mode: the loss, the prediction and the target, no updates.
