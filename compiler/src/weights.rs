@@ -25,6 +25,18 @@ impl std::fmt::Display for WeightsError {
 
 /// Parse safetensors bytes into named values.
 pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Value>, WeightsError> {
+    from_bytes_with_metadata(bytes, origin).map(|(tensors, _)| tensors)
+}
+
+/// Parse safetensors bytes into named values and the header's string metadata.
+pub fn from_bytes_with_metadata(
+    bytes: &[u8],
+    origin: &str,
+) -> Result<(BTreeMap<String, Value>, BTreeMap<String, String>), WeightsError> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| WeightsError { message: format!("{origin}: not a valid safetensors file ({e})") })?;
+    let metadata: BTreeMap<String, String> =
+        header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
     let file = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| WeightsError { message: format!("{origin}: not a valid safetensors file ({e})") })?;
     let mut out = BTreeMap::new();
@@ -56,7 +68,7 @@ pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Value>,
         };
         out.insert(name, value);
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
 /// Read a safetensors file.
@@ -67,6 +79,14 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Value>, WeightsError> {
 
 /// Serialise named values: floats as F32, integers as I64.
 pub fn to_bytes(tensors: &BTreeMap<String, Value>) -> Result<Vec<u8>, WeightsError> {
+    to_bytes_with_metadata(tensors, None)
+}
+
+/// [`to_bytes`] with string metadata in the header (a checkpoint's manifest).
+pub fn to_bytes_with_metadata(
+    tensors: &BTreeMap<String, Value>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>, WeightsError> {
     let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, v)| match &v.data {
@@ -82,5 +102,5 @@ pub fn to_bytes(tensors: &BTreeMap<String, Value>) -> Result<Vec<u8>, WeightsErr
                 .map_err(|e| WeightsError { message: format!("tensor `{name}`: {e}") })
         })
         .collect::<Result<_, _>>()?;
-    safetensors::tensor::serialize(views, None).map_err(|e| WeightsError { message: e.to_string() })
+    safetensors::tensor::serialize(views, metadata).map_err(|e| WeightsError { message: e.to_string() })
 }

@@ -26,6 +26,11 @@ pub struct Program {
     pub steps: Vec<StepGraph>,
     /// Eval-mode loss, prediction and target (single-step runs only).
     pub eval: Option<Graph>,
+    /// What the checker learned about the run and its data set (settings, fields, metrics).
+    pub info: crate::check::RunInfo,
+    pub data: Option<crate::check::DataInfo>,
+    /// The parsed file, for what only the syntax tree keeps (data transforms).
+    pub file: File,
 }
 
 /// How far to take each step graph: what `netc graph --stage` shows.
@@ -109,7 +114,17 @@ pub fn compile_run_with(src: &str, run: Option<&str>, options: CompileOptions) -
     } else {
         None
     };
-    Ok(Program { run: train.name.as_ref().map(|n| n.name.clone()), batch, params: params.into_values().collect(), steps, eval })
+    let data = info.data.as_ref().and_then(|d| analysis.data.get(d)).cloned();
+    Ok(Program {
+        run: train.name.as_ref().map(|n| n.name.clone()),
+        batch,
+        params: params.into_values().collect(),
+        steps,
+        eval,
+        info: info.clone(),
+        data,
+        file: file.clone(),
+    })
 }
 
 fn find_run<'f>(file: &'f File, name: Option<&str>) -> Option<(usize, &'f TrainItem)> {

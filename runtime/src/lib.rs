@@ -1,0 +1,11 @@
+//! Runs compiled programs: data loading, the training loop, metrics, checkpoints.
+//!
+//! The compiler (`netc-compiler`) checks a `.net` file and lowers it; this crate executes what it
+//! produced against real data. Each concern lives in its own module so the training loop, the
+//! CLI and the tests can use them separately.
+
+pub mod checkpoint;
+pub mod data;
+pub mod init;
+pub mod metrics;
+pub mod schedule;
