@@ -28,11 +28,11 @@ pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Value>,
     from_bytes_with_metadata(bytes, origin).map(|(tensors, _)| tensors)
 }
 
+/// Named tensors and the header's string metadata.
+pub type Tensors = (BTreeMap<String, Value>, BTreeMap<String, String>);
+
 /// Parse safetensors bytes into named values and the header's string metadata.
-pub fn from_bytes_with_metadata(
-    bytes: &[u8],
-    origin: &str,
-) -> Result<(BTreeMap<String, Value>, BTreeMap<String, String>), WeightsError> {
+pub fn from_bytes_with_metadata(bytes: &[u8], origin: &str) -> Result<Tensors, WeightsError> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| WeightsError { message: format!("{origin}: not a valid safetensors file ({e})") })?;
     let metadata: BTreeMap<String, String> =

@@ -147,15 +147,10 @@ impl Checker<'_> {
             Some(bound) => bound,
             None => return Value::Error,
         };
-        if let Some(bad) = inputs.iter().find(|(v, _)| matches!(v, Value::Error)) {
-            let _ = bad;
+        if inputs.iter().any(|(v, _)| matches!(v, Value::Error)) {
             return Value::Error;
         }
-        let min_inputs = if b.is_variadic() {
-            b.inputs.len()
-        } else {
-            b.inputs.len()
-        };
+        let min_inputs = b.inputs.len();
         let spec_kind = matches!(
             b.kind,
             Kind::Optimizer | Kind::Schedule | Kind::Metric | Kind::Source | Kind::Constructor
@@ -578,7 +573,7 @@ impl Checker<'_> {
             (T::Word(words), Value::Word(w)) => words.contains(&w.as_str()),
             (T::Axes, Value::Int(_)) => true,
             (T::Axes, Value::Tuple(items)) => items.iter().all(|i| matches!(i, Value::Int(_))),
-            (T::Shape, Value::List(items)) => items.iter().all(|i| size(i)),
+            (T::Shape, Value::List(items)) => items.iter().all(size),
             (T::Betas, Value::Tuple(items)) => {
                 items.len() == 2
                     && items
@@ -1153,11 +1148,11 @@ pub(crate) fn unify(
         let d = d
             .substitute(bindings)
             .map_err(|_| "dimension arithmetic overflows".to_string())?;
-        if let Some(sym) = d.as_symbol() {
-            if !bindings.contains_key(sym) {
-                bindings.insert(sym.to_string(), a.clone());
-                continue;
-            }
+        if let Some(sym) = d.as_symbol()
+            && !bindings.contains_key(sym)
+        {
+            bindings.insert(sym.to_string(), a.clone());
+            continue;
         }
         if d != *a {
             return Err(format!("dimension {i} differs: expected {d}, found {a}"));
