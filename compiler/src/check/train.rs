@@ -21,6 +21,11 @@ pub struct RunInfo {
     pub batch: Option<i64>,
     pub metrics: Vec<String>,
     pub schedule: Option<Spec>,
+    /// `checkpoint every: N, keep: K, best: METRIC`, with defaults filled.
+    pub checkpoint: Option<Spec>,
+    /// `sample EXPR, every: N, to: DIR` settings (the tensor is lowered separately).
+    pub sample: Option<Spec>,
+    pub seed: Option<i64>,
 }
 
 /// One optimisation step: its loss and what it updates.
@@ -665,6 +670,7 @@ impl Checker<'_> {
                     match key {
                         "epochs" => run.epochs = Some(bound.int("count")),
                         "batch" => run.batch = Some(bound.int("size")),
+                        "seed" => run.seed = Some(bound.int("value")),
                         _ => {}
                     }
                 }
@@ -733,7 +739,9 @@ impl Checker<'_> {
             },
             "checkpoint" => {
                 let b = builtins::setting("checkpoint").expect("checkpoint has a signature");
-                self.bind_args(b, &args, s.span);
+                if let Some(bound) = self.bind_args(b, &args, s.span) {
+                    run.checkpoint = Some(Spec { name: b.name, args: bound, span: s.span });
+                }
             }
             "sample" => {
                 let mut args = args;
@@ -764,7 +772,9 @@ impl Checker<'_> {
                     )),
                 }
                 let b = builtins::setting("sample").expect("sample has a signature");
-                self.bind_args(b, &args, s.span);
+                if let Some(bound) = self.bind_args(b, &args, s.span) {
+                    run.sample = Some(Spec { name: b.name, args: bound, span: s.span });
+                }
             }
             _ => unreachable!("TRAIN_KEYS is matched above"),
         }

@@ -151,3 +151,117 @@ fn expand(em: &mut Emitter, v: NodeId, axes: &[usize], full: &Type, s: Span) -> 
     let r = em.add(Op::Reshape, &[v], Some(Type { dtype, shape: kept }), s)?;
     em.add(Op::Broadcast, &[r], Some(full.clone()), s)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::ir::interp::{self, Precision, Value};
+    use crate::lower::program::compile_run;
+
+    /// A one-layer program over `[4, 3]` features with an `mse` loss, so the run also gets an
+    /// eval-mode graph.
+    const SRC: &str = "
+data batch {
+  source npy(features: \"x.npy\", labels: \"t.npy\")
+  x: f32[3]
+  target: f32[3]
+}
+
+model Net(x: f32[B, 3]) -> f32[B, 3] {
+  x |> batch_norm(momentum: 0.25, eps: 0.5)
+}
+
+train t {
+  data   batch
+  loss   mse(Net(x), target)
+  update Net with sgd(lr: 0.1)
+  epochs 1
+  batch  4
+}
+";
+
+    const X: [f64; 12] = [
+        1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 4.0, 2.5, 2.0, 1.0, -0.5,
+    ];
+    const WEIGHT: [f64; 3] = [1.5, -0.5, 2.0];
+    const BIAS: [f64; 3] = [0.25, 1.0, -1.0];
+    const MEAN: [f64; 3] = [0.5, -1.0, 2.0];
+    const VAR: [f64; 3] = [2.0, 0.5, 1.5];
+
+    fn inputs() -> HashMap<String, Value> {
+        let v = |shape: Vec<usize>, data: &[f64]| Value::from_f64(shape, data.to_vec());
+        HashMap::from([
+            ("x".to_string(), v(vec![4, 3], &X)),
+            ("target".to_string(), v(vec![4, 3], &[0.0; 12])),
+            ("Net.batch_norm_0.weight".to_string(), v(vec![3], &WEIGHT)),
+            ("Net.batch_norm_0.bias".to_string(), v(vec![3], &BIAS)),
+            (
+                "Net.batch_norm_0.running_mean".to_string(),
+                v(vec![3], &MEAN),
+            ),
+            ("Net.batch_norm_0.running_var".to_string(), v(vec![3], &VAR)),
+            (
+                "Net.batch_norm_0.num_batches_tracked".to_string(),
+                v(vec![], &[7.0]),
+            ),
+            ("t.Net.lr".to_string(), Value::scalar(0.1)),
+        ])
+    }
+
+    fn close(got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn eval_mode_normalises_with_the_running_statistics() {
+        let program = compile_run(SRC, None, None).unwrap();
+        let eval = program.eval.expect("an eval graph");
+        let out = interp::run(&eval, &inputs(), Precision::F64).unwrap();
+        let want: Vec<f64> = (0..12)
+            .map(|i| {
+                let c = i % 3;
+                (X[i] - MEAN[c]) / (VAR[c] + 0.5).sqrt() * WEIGHT[c] + BIAS[c]
+            })
+            .collect();
+        close(out["prediction"].as_f64_slice().unwrap(), &want);
+        assert!(
+            eval.outputs.iter().all(|o| o.updates.is_none()),
+            "eval mode updates nothing"
+        );
+    }
+
+    #[test]
+    fn train_mode_updates_the_running_statistics_over_the_batch() {
+        let program = compile_run(SRC, None, None).unwrap();
+        let step = &program.steps[0].graph;
+        let out = interp::run(step, &inputs(), Precision::F64).unwrap();
+        let update = |buffer: &str| {
+            let o = step
+                .outputs
+                .iter()
+                .find(|o| o.updates.as_deref() == Some(buffer))
+                .unwrap();
+            out[&o.name].as_f64_slice().unwrap().to_vec()
+        };
+        let (mut mean, mut var) = (vec![0.0; 3], vec![0.0; 3]);
+        for c in 0..3 {
+            let column: Vec<f64> = (0..4).map(|n| X[n * 3 + c]).collect();
+            mean[c] = column.iter().sum::<f64>() / 4.0;
+            // The unbiased variance (n - 1 = 3) goes into the running statistics.
+            var[c] = column.iter().map(|v| (v - mean[c]).powi(2)).sum::<f64>() / 3.0;
+        }
+        let blend = |old: &[f64], new: &[f64]| -> Vec<f64> {
+            (0..3).map(|c| 0.75 * old[c] + 0.25 * new[c]).collect()
+        };
+        close(
+            &update("Net.batch_norm_0.running_mean"),
+            &blend(&MEAN, &mean),
+        );
+        close(&update("Net.batch_norm_0.running_var"), &blend(&VAR, &var));
+        close(&update("Net.batch_norm_0.num_batches_tracked"), &[8.0]);
+    }
+}
