@@ -53,6 +53,33 @@ enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Train a run on its data: progress, metrics, checkpoints in `runs/<run>/`.
+    Train {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        /// Override the run's `epochs`.
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// Stop after this many steps.
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Seed of initialisation, dropout and noise (the run's `seed`, else 0).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Folder for the run's logs and checkpoints (default `runs/<run>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue exactly from a checkpoint.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Start from these weights (safetensors with the program's parameter names).
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Print only the final summary, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compile a run and write its IR dumps (each stage, text and DOT) to a build folder.
     Build {
         file: PathBuf,
@@ -62,6 +89,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run the language server on stdin/stdout (editors start this; see editors/vscode).
+    Lsp,
 }
 
 /// Which run to compile, at which batch size.
@@ -112,6 +141,10 @@ pub fn run() -> i32 {
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Graph { file, select, stage, dot } => graph(&file, &select, stage.stage(), dot),
         Command::Build { file, select, out } => build(&file, &select, out),
+        Command::Train { file, select, epochs, max_steps, seed, out, resume, init, json } => {
+            train(&file, &select, TrainArgs { epochs, max_steps, seed, out, resume, init, json })
+        }
+        Command::Lsp => netc_lsp::run_stdio(),
     }
 }
 
@@ -305,19 +338,34 @@ fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
         return 1;
     }
     let mut summary = Vec::new();
-    for (stage, label) in [(Stage::Forward, "forward"), (Stage::Backward, "backward"), (Stage::Optimized, "optimized")] {
-        let Some(program) = compile(path, select, stage) else { return 1 };
-        for step in &program.steps {
-            let text = netc_compiler::ir::text::dump(&step.graph);
-            let dot = netc_compiler::ir::dot::dot(&step.graph);
-            for (extension, contents) in [("ir", text), ("dot", dot)] {
-                let file = dir.join(format!("{}.{label}.{extension}", step.name));
-                if let Err(e) = std::fs::write(&file, contents) {
-                    eprintln!("error: cannot write {}: {e}", file.display());
-                    return 1;
-                }
+    let mut write = |name: &str, graph: &netc_compiler::ir::Graph| -> bool {
+        for (extension, contents) in [("ir", netc_compiler::ir::text::dump(graph)), ("dot", netc_compiler::ir::dot::dot(graph))] {
+            let file = dir.join(format!("{name}.{extension}"));
+            if let Err(e) = std::fs::write(&file, contents) {
+                eprintln!("error: cannot write {}: {e}", file.display());
+                return false;
             }
-            summary.push(format!("{:<16} {:<10} {:>6} nodes", step.name, label, step.graph.node_count()));
+        }
+        summary.push(format!("{name:<40} {:>6} nodes", graph.node_count()));
+        true
+    };
+    let Some(forward) = compile(path, select, Stage::Forward) else { return 1 };
+    let Some(backward) = compile(path, select, Stage::Backward) else { return 1 };
+    for (fwd, step) in forward.steps.iter().zip(backward.steps) {
+        let mut graph = step.graph;
+        if !write(&format!("{}.0-forward", fwd.name), &fwd.graph) || !write(&format!("{}.1-backward", step.name), &graph) {
+            return 1;
+        }
+        // One dump after each pass of the optimisation pipeline, in order.
+        for (i, (pass, run)) in netc_compiler::ir::passes::PIPELINE.iter().enumerate() {
+            run(&mut graph);
+            if !write(&format!("{}.{}-{pass}", step.name, i + 2), &graph) {
+                return 1;
+            }
+        }
+        netc_compiler::ir::passes::optimize(&mut graph);
+        if !write(&format!("{}.9-optimized", step.name), &graph) {
+            return 1;
         }
     }
     println!("wrote {}", dir.display());
@@ -325,4 +373,84 @@ fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
         println!("  {line}");
     }
     0
+}
+
+/// `netc train` options beyond the run selection.
+struct TrainArgs {
+    epochs: Option<u64>,
+    max_steps: Option<u64>,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    init: Option<PathBuf>,
+    json: bool,
+}
+
+fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
+    let Some(src) = read_source(path) else { return 1 };
+    let Some(program) = compile(path, select, Stage::Optimized) else { return 1 };
+    let Some(info) = program.data.clone() else {
+        eprintln!("error: the run has no data set");
+        return 1;
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let data = match netc_runtime::data::load(&program.file, &info, &base) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    // The last validation batch is usually partial: compile the eval graph for its size too.
+    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0);
+    let tail_program = match tail {
+        Some(rows) => match compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized }) {
+            Ok(p) => Some(p),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let run = program.run.clone().unwrap_or_else(|| "train".to_string());
+    let progress = if args.json {
+        netc_runtime::log::Progress::Quiet
+    } else if std::io::stderr().is_terminal() {
+        netc_runtime::log::Progress::Bar
+    } else {
+        netc_runtime::log::Progress::Lines
+    };
+    let options = netc_runtime::train::Options {
+        epochs: args.epochs,
+        max_steps: args.max_steps,
+        seed: args.seed.or(program.info.seed.map(|s| s as u64)).unwrap_or(0),
+        run_dir: args.out.unwrap_or_else(|| PathBuf::from("runs").join(&run)),
+        resume: args.resume,
+        init: args.init,
+        progress,
+        backend: netc_runtime::train::Backend::Interp,
+    };
+    let eval_tail = tail_program.as_ref().and_then(|p| p.eval.as_ref());
+    match netc_runtime::train::train(&program, &data, eval_tail, &options) {
+        Ok(summary) => {
+            if args.json {
+                println!("{}", netc_runtime::log::summary_json(&summary));
+            } else {
+                let metrics: Vec<String> = summary.validation.iter().map(|(k, v)| format!("val {k} {v:.4}")).collect();
+                eprintln!(
+                    "done: {} steps, {} epochs, train loss {:.4}, {}, {:.1} s ({:.0} samples/s); logs in {}",
+                    summary.steps,
+                    summary.epochs,
+                    summary.final_train_loss,
+                    metrics.join(", "),
+                    summary.wall_s,
+                    summary.samples_per_s,
+                    options.run_dir.display()
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }

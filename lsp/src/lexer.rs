@@ -132,11 +132,6 @@ pub(crate) fn lex(text: &str) -> Vec<Token> {
     out
 }
 
-/// Is this token significant for statement structure (not a comment)?
-pub(crate) fn significant(t: &Token) -> bool {
-    t.kind != Tok::Comment
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,5 +7,8 @@
 pub mod checkpoint;
 pub mod data;
 pub mod init;
+pub mod log;
 pub mod metrics;
+pub mod plot;
 pub mod schedule;
+pub mod train;

@@ -27,11 +27,11 @@ mod transform;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use netc_compiler::check::data::{DataInfo, FieldInfo};
+use netc_compiler::check::{DataInfo, FieldInfo};
 use netc_compiler::types::Spec;
 use netc_grammar::ast::File;
 
-pub use batch::{Batch, Batches, PaddedBatches};
+pub use batch::{Batch, Batches, PaddedBatches, epoch_order};
 pub use transform::{Transform, field_transforms};
 
 /// One data set loaded in memory, each field as a dense array over samples, so a batch is a
@@ -245,13 +245,13 @@ pub fn load(file: &File, info: &DataInfo, base_dir: &Path) -> Result<Splits, Dat
     let test = match &info.test {
         Some(spec) => {
             let loaded = read_source(spec, base_dir)?;
-            Some(Staged::new(loaded, &decls, &roles, spec)?.finish(vocab.as_ref()))
+            Some(Staged::new(loaded, &decls, &roles, spec)?.finish(vocab.as_ref())?)
         }
         None => None,
     };
     Ok(Splits {
-        train: train.finish(vocab.as_ref()),
-        val: val.map(|v| v.finish(vocab.as_ref())),
+        train: train.finish(vocab.as_ref())?,
+        val: val.map(|v| v.finish(vocab.as_ref())).transpose()?,
         test,
         vocab: vocab.map(|v| v.tokens),
     })
@@ -455,15 +455,16 @@ pub(crate) struct Loaded {
 
 pub(crate) enum Features {
     Dense(Column),
-    /// Tokenised sentences; ids are assigned once the training split's vocabulary is known.
-    Words(Vec<Vec<String>>),
+    /// Tokenised sentences, and the declared `length`; ids are assigned once the training
+    /// split's vocabulary is known.
+    Words(Vec<Vec<String>>, usize),
 }
 
 /// A field as declared, with its transform pipeline and the dims it reads from the file.
 #[derive(Clone, Debug)]
 pub(crate) struct FieldDecl {
     pub name: String,
-    /// The declared type, for messages: `f32[3, 32, 32]`, `i64[] (10 classes)`.
+    /// The declared type, for messages: `f32[3, 32, 32]`, `class(10)`.
     pub ty_text: String,
     /// Per-sample dims after transforms.
     pub dims: Vec<usize>,
@@ -514,7 +515,10 @@ impl FieldDecl {
         }
         Ok(FieldDecl {
             name: f.name.clone(),
-            ty_text: f.ty.to_string(),
+            ty_text: match f.ty.classes {
+                Some(c) if f.ty.dims.is_empty() => format!("class({c})"),
+                _ => f.ty.to_string(),
+            },
             dims,
             base_dims,
             float: f.ty.dtype.is_float(),
@@ -710,10 +714,17 @@ impl Staged {
                     )));
                 };
                 fields.push(StagedField::Ready(decl.dense(col)?));
-            } else {
+            } else if Some(i) == roles.features {
                 match features.take() {
                     Some(Features::Dense(col)) => fields.push(StagedField::Ready(decl.dense(&col)?)),
-                    Some(Features::Words(words)) => {
+                    Some(Features::Words(words, length)) => {
+                        if decl.base_dims != [length] {
+                            return Err(DataError::new(format!(
+                                "`sentences` yields {length} token ids per sample, but field `{}` is declared {}",
+                                decl.name,
+                                decl.base_text()
+                            )));
+                        }
                         fields.push(StagedField::Words(decl.clone(), words));
                     }
                     None => {}
@@ -747,21 +758,22 @@ impl Staged {
     }
 
     /// Assign word ids (with the training split's vocabulary) and return the data set.
-    fn finish(self, vocab: Option<&sentences::Vocab>) -> Dataset {
+    fn finish(self, vocab: Option<&sentences::Vocab>) -> Result<Dataset, DataError> {
         let fields = self
             .fields
             .into_iter()
-            .map(|f| match f {
-                StagedField::Ready(f) => f,
-                StagedField::Words(decl, words) => {
-                    let vocab = vocab.expect("a vocabulary is built whenever there are words");
-                    vocab.encode(&decl, &words)
-                }
+            .map(|f| match (f, vocab) {
+                (StagedField::Ready(f), _) => Ok(f),
+                (StagedField::Words(decl, words), Some(vocab)) => vocab.encode(&decl, &words),
+                (StagedField::Words(decl, _), None) => Err(DataError::new(format!(
+                    "field `{}`: no vocabulary was built for its words",
+                    decl.name
+                ))),
             })
-            .collect();
-        Dataset {
+            .collect::<Result<_, _>>()?;
+        Ok(Dataset {
             fields,
             len: self.len,
-        }
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! Per-field transforms (`scale`, `shift`, `normalize`, `one_hot`), read back from the syntax
 //! tree.
 //!
-//! The checker keeps only a field's final type in [`netc_compiler::check::data::DataInfo`]; the
+//! The checker keeps only a field's final type in [`netc_compiler::check::DataInfo`]; the
 //! loader also needs the pipeline itself. Rather than widen the compiler's data model, this
 //! module re-walks the `data` item's field expressions (`f32[64] |> scale(1 / 16)`) and evaluates
 //! the numeric arguments. Only what a data declaration needs is supported: number literals,
