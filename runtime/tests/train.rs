@@ -1,0 +1,108 @@
+//! The training loop end to end on the MLP example and its shipped digits data: it learns, an
+//! interrupted and resumed run ends bit for bit where an uninterrupted one does, and a loss that
+//! becomes NaN stops training with a message naming the step.
+
+use std::path::{Path, PathBuf};
+
+use netc_compiler::lower::program::{CompileOptions, Program, Stage, compile_run_with};
+use netc_runtime::checkpoint;
+use netc_runtime::data::{self, Splits};
+use netc_runtime::log::Progress;
+use netc_runtime::train::{Backend, Options, train};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/mlp.net")
+}
+
+fn compile(src: &str, batch: Option<usize>) -> Program {
+    compile_run_with(src, None, CompileOptions { batch, stage: Stage::Optimized }).unwrap_or_else(|d| panic!("{d:#?}"))
+}
+
+fn load(program: &Program, file: &Path) -> Splits {
+    let info = program.data.clone().expect("the example has data");
+    data::load(&program.file, &info, file.parent().unwrap()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn options(dir: &Path) -> Options {
+    Options {
+        epochs: Some(2),
+        max_steps: None,
+        seed: 3,
+        run_dir: dir.to_path_buf(),
+        resume: None,
+        init: None,
+        progress: Progress::Quiet,
+        backend: Backend::Interp,
+    }
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netc-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn learns_and_writes_its_logs() {
+    let src = std::fs::read_to_string(example()).unwrap();
+    let program = compile(&src, None);
+    let data = load(&program, &example());
+    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0).map(|r| compile(&src, Some(r)));
+    let dir = temp("learns");
+    let summary = train(&program, &data, tail.as_ref().and_then(|p| p.eval.as_ref()), &options(&dir)).unwrap();
+    assert_eq!(summary.epochs, 2);
+    assert!(summary.final_train_loss < 1.5, "loss {} after 2 epochs", summary.final_train_loss);
+    let accuracy = summary.validation["accuracy"];
+    assert!(accuracy > 0.6, "validation accuracy {accuracy} after 2 epochs");
+    for file in ["metrics.jsonl", "summary.json", "curves.svg", "checkpoints/last.safetensors"] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let jsonl = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(jsonl.lines().any(|l| l.contains("\"val_accuracy\"")));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn resumed_run_ends_with_the_same_weights_bit_for_bit() {
+    let src = std::fs::read_to_string(example()).unwrap();
+    let program = compile(&src, None);
+    let data = load(&program, &example());
+    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0).map(|r| compile(&src, Some(r)));
+    let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
+
+    let whole = temp("whole");
+    train(&program, &data, tail, &options(&whole)).unwrap();
+
+    // Interrupt in the middle of the second epoch, then resume from the checkpoint it left.
+    let parts = temp("parts");
+    let per_epoch = (data.train.len / program.batch) as u64;
+    let first = Options { max_steps: Some(per_epoch + 7), ..options(&parts) };
+    train(&program, &data, tail, &first).unwrap();
+    let resume_from = parts.join("checkpoints/last.safetensors");
+    assert_eq!(checkpoint::load(&resume_from).unwrap().1.step, per_epoch + 7);
+    let second = Options { resume: Some(resume_from), ..options(&parts) };
+    train(&program, &data, tail, &second).unwrap();
+
+    let (a, ma) = checkpoint::load(&whole.join("checkpoints/last.safetensors")).unwrap();
+    let (b, mb) = checkpoint::load(&parts.join("checkpoints/last.safetensors")).unwrap();
+    assert_eq!(ma.step, mb.step);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, va) in &a {
+        assert_eq!(va.data, b[name].data, "`{name}` differs after resuming");
+    }
+    std::fs::remove_dir_all(whole).unwrap();
+    std::fs::remove_dir_all(parts).unwrap();
+}
+
+#[test]
+fn a_nan_loss_stops_training_and_names_the_step() {
+    // A learning rate this large makes the logits overflow within a few steps.
+    let src = std::fs::read_to_string(example()).unwrap().replace("adam(lr: 1e-3)", "sgd(lr: 1e30)");
+    let program = compile(&src, None);
+    let data = load(&program, &example());
+    let dir = temp("nan");
+    let e = train(&program, &data, None, &options(&dir)).unwrap_err();
+    assert!(e.message.starts_with("the loss of step `train` became"), "{}", e.message);
+    assert!(e.message.contains("at step"), "{}", e.message);
+    let _ = std::fs::remove_dir_all(dir);
+}
