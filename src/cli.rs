@@ -79,6 +79,24 @@ enum Command {
         /// Print only the final summary, as one JSON object.
         #[arg(long)]
         json: bool,
+        /// When the loss becomes NaN or infinite, name the first op (and layer) that produced it.
+        #[arg(long)]
+        check_numerics: bool,
+    },
+    /// Evaluate a checkpoint on a data split: the loss and the run's metrics.
+    Eval {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        /// The checkpoint (or safetensors weights) to evaluate.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Which part of the data: the validation split, the `test` source, or the training set.
+        #[arg(long, value_enum, default_value_t = SplitArg::Val)]
+        split: SplitArg,
+        /// Print the metrics as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Compile a run and write its IR dumps (each stage, text and DOT) to a build folder.
     Build {
@@ -102,6 +120,13 @@ struct Select {
     /// Batch size (the run's `batch` by default).
     #[arg(long)]
     batch: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Val,
+    Test,
+    Train,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,9 +166,10 @@ pub fn run() -> i32 {
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Graph { file, select, stage, dot } => graph(&file, &select, stage.stage(), dot),
         Command::Build { file, select, out } => build(&file, &select, out),
-        Command::Train { file, select, epochs, max_steps, seed, out, resume, init, json } => {
-            train(&file, &select, TrainArgs { epochs, max_steps, seed, out, resume, init, json })
+        Command::Train { file, select, epochs, max_steps, seed, out, resume, init, json, check_numerics } => {
+            train(&file, &select, TrainArgs { epochs, max_steps, seed, out, resume, init, json, check_numerics })
         }
+        Command::Eval { file, select, checkpoint, split, json } => eval(&file, &select, &checkpoint, split, json),
         Command::Lsp => netc_lsp::run_stdio(),
     }
 }
@@ -384,6 +410,7 @@ struct TrainArgs {
     resume: Option<PathBuf>,
     init: Option<PathBuf>,
     json: bool,
+    check_numerics: bool,
 }
 
 fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
@@ -427,6 +454,8 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
         init: args.init,
         progress,
         backend: netc_runtime::train::Backend::Interp,
+        check_numerics: args.check_numerics,
+        stop: Some(interrupt_flag()),
     };
     let eval_tail = tail_program.as_ref().and_then(|p| p.eval.as_ref());
     match netc_runtime::train::train(&program, &data, eval_tail, &options) {
@@ -445,6 +474,71 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
                     summary.samples_per_s,
                     options.run_dir.display()
                 );
+            }
+            0
+        }
+        Err(e) => {
+            match e.span {
+                Some(span) => {
+                    let d = Diagnostic::error("N5001", e.message.clone(), span, "produced here")
+                        .with_help("lower the learning rate, normalise the inputs, or guard the operation (e.g. `log` of values near 0)");
+                    eprint!("{}", render_human(&d, &path.display().to_string(), &src));
+                }
+                None => eprintln!("error: {e}"),
+            }
+            if e.message.starts_with("interrupted") { 130 } else { 1 }
+        }
+    }
+}
+
+/// A flag set by Ctrl-C, so training saves a checkpoint and stops between steps.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    // Failing to install the handler (one already installed) only loses the Ctrl-C checkpoint.
+    let _ = ctrlc::set_handler(move || handler_flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    flag
+}
+
+fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: bool) -> i32 {
+    let Some(src) = read_source(path) else { return 1 };
+    let Some(program) = compile(path, select, Stage::Optimized) else { return 1 };
+    let Some(info) = program.data.clone() else {
+        eprintln!("error: the run has no data set");
+        return 1;
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let data = match netc_runtime::data::load(&program.file, &info, &base) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let dataset = match split {
+        SplitArg::Val => data.val.as_ref(),
+        SplitArg::Test => data.test.as_ref(),
+        SplitArg::Train => Some(&data.train),
+    };
+    let Some(dataset) = dataset else {
+        eprintln!("error: the data set has no such split (add `split val: ...` or a `test` source)");
+        return 1;
+    };
+    let rows = dataset.len % program.batch;
+    let tail = (rows > 0)
+        .then(|| compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized }).ok())
+        .flatten();
+    let result = netc_runtime::train::load_values(&program, checkpoint)
+        .and_then(|values| netc_runtime::train::evaluate(&program, tail.as_ref().and_then(|p| p.eval.as_ref()), dataset, &values));
+    match result {
+        Ok(metrics) => {
+            if json {
+                let fields: Vec<String> = metrics.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+                println!("{{{}}}", fields.join(", "));
+            } else {
+                for (k, v) in &metrics {
+                    println!("{k:<12} {v:.4}");
+                }
             }
             0
         }

@@ -53,7 +53,10 @@ struct Context {
 
 fn context(text: &str, offset: usize) -> Context {
     let before = text.get(..offset).unwrap_or(text);
-    let mut toks: Vec<Token> = lex(before).into_iter().filter(|t| t.kind != Tok::Comment).collect();
+    let mut toks: Vec<Token> = lex(before)
+        .into_iter()
+        .filter(|t| t.kind != Tok::Comment)
+        .collect();
     if toks
         .last()
         .is_some_and(|t| t.kind == Tok::Ident && t.span.end == offset)
@@ -141,8 +144,7 @@ pub(crate) fn complete(snap: &Snap, offset: usize) -> Vec<CompletionItem> {
             .defs
             .iter()
             .filter(|d| {
-                d.kind == DefKind::Field
-                    && d.parent.is_some_and(|p| index.defs[p].name == *base)
+                d.kind == DefKind::Field && d.parent.is_some_and(|p| index.defs[p].name == *base)
             })
             .map(|d| CompletionItem {
                 label: d.name.clone(),
@@ -255,7 +257,11 @@ fn item_keyword<'a>(snap: &Snap<'a>, item: &Item) -> &'a str {
 fn argument_names(snap: &Snap, callee: &str, given: &[String]) -> Vec<CompletionItem> {
     let mut out = Vec::new();
     if let Some(b) = builtins::lookup(callee) {
-        for p in b.params.iter().filter(|p| !given.iter().any(|g| g == p.name)) {
+        for p in b
+            .params
+            .iter()
+            .filter(|p| !given.iter().any(|g| g == p.name))
+        {
             let default = match p.default {
                 builtins::Default::Required => "required".to_string(),
                 d => format!("= {d}"),

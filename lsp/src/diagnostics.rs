@@ -2,8 +2,7 @@
 //! prints with its primary label and help, secondary labels and notes as related locations.
 
 use lsp_types::{
-    DiagnosticRelatedInformation, DiagnosticSeverity, DiagnosticTag, Location, NumberOrString,
-    Uri,
+    DiagnosticRelatedInformation, DiagnosticSeverity, DiagnosticTag, Location, NumberOrString, Uri,
 };
 use netc_grammar::{Diagnostic, Severity};
 
@@ -35,14 +34,18 @@ pub(crate) fn to_lsp(d: &Diagnostic, lines: &Lines, uri: &Uri) -> lsp_types::Dia
             message: l.message.clone(),
         })
         .collect();
-    related.extend(d.notes.iter().map(|(note, l)| DiagnosticRelatedInformation {
-        location: location(l.span),
-        message: if l.message.is_empty() {
-            format!("note: {note}")
-        } else {
-            format!("note: {note} ({})", l.message)
-        },
-    }));
+    related.extend(
+        d.notes
+            .iter()
+            .map(|(note, l)| DiagnosticRelatedInformation {
+                location: location(l.span),
+                message: if l.message.is_empty() {
+                    format!("note: {note}")
+                } else {
+                    format!("note: {note} ({})", l.message)
+                },
+            }),
+    );
     lsp_types::Diagnostic {
         range: lines.range(d.primary.span),
         severity: Some(match d.severity {

@@ -239,7 +239,10 @@ fn unresolved(snap: &Snap, o: &Occurrence, stage: Option<Span>) -> Option<String
         text.push_str(&format!("\n\nhere: {line}"));
     }
     if let Some(n) = layer_parameters(snap, o) {
-        text.push_str(&format!("\n\n**{}** trainable parameters here", thousands(n)));
+        text.push_str(&format!(
+            "\n\n**{}** trainable parameters here",
+            thousands(n)
+        ));
     }
     Some(text)
 }

@@ -96,6 +96,8 @@ pub(crate) struct Index {
     pub items: Vec<(usize, Option<usize>)>,
     /// Each run's span and the data set it reads, whose fields are in scope inside it.
     pub runs: Vec<(Span, usize)>,
+    /// Children of each definition, in order (the outline's tree).
+    children: Vec<Vec<usize>>,
 }
 
 impl Index {
@@ -113,7 +115,16 @@ impl Index {
             b.scope.clear();
             b.walk_item(i, item);
         }
-        b.index.occurrences.sort_by_key(|o| (o.span.start, o.span.end));
+        b.index
+            .occurrences
+            .sort_by_key(|o| (o.span.start, o.span.end));
+        let mut children = vec![Vec::new(); b.index.defs.len()];
+        for (i, d) in b.index.defs.iter().enumerate() {
+            if let Some(p) = d.parent {
+                children[p].push(i);
+            }
+        }
+        b.index.children = children;
         b.index
     }
 
@@ -169,7 +180,7 @@ impl Index {
 
     /// Child definitions of a definition, for the outline.
     pub fn children(&self, parent: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.defs.len()).filter(move |&i| self.defs[i].parent == Some(parent))
+        self.children.get(parent).into_iter().flatten().copied()
     }
 }
 
@@ -274,7 +285,11 @@ impl Builder {
     }
 
     fn item_def(&self, i: usize) -> Option<usize> {
-        self.index.items.iter().find(|(item, _)| *item == i).and_then(|(_, d)| *d)
+        self.index
+            .items
+            .iter()
+            .find(|(item, _)| *item == i)
+            .and_then(|(_, d)| *d)
     }
 
     fn walk_item(&mut self, i: usize, item: &Item) {
@@ -390,7 +405,9 @@ impl Builder {
             _ => None,
         };
         if let Some(span) = callee_span
-            && let Some(o) = self.index.occurrences[first..].iter_mut().find(|o| o.span == span)
+            && let Some(o) = self.index.occurrences[first..]
+                .iter_mut()
+                .find(|o| o.span == span)
         {
             o.bound_to = Some(l.name.name.clone());
         }
@@ -430,13 +447,15 @@ impl Builder {
         for arg in args {
             if let Some(name) = &arg.name {
                 // A block's hyper-parameter given by name links to its declaration.
-                let def = callee_def.filter(|&d| self.index.defs[d].kind == DefKind::Block).and_then(|block| {
-                    self.index.defs.iter().position(|h| {
-                        h.kind == DefKind::HParam
-                            && h.parent == Some(block)
-                            && h.name == name.name
-                    })
-                });
+                let def = callee_def
+                    .filter(|&d| self.index.defs[d].kind == DefKind::Block)
+                    .and_then(|block| {
+                        self.index.defs.iter().position(|h| {
+                            h.kind == DefKind::HParam
+                                && h.parent == Some(block)
+                                && h.name == name.name
+                        })
+                    });
                 let o = self.occur(name, def, Role::ArgName);
                 self.index.occurrences[o].callee = Some(callee.to_string());
             }

@@ -2,9 +2,7 @@
 //! model, a binding, a built-in layer, an argument name) and the language's contextual
 //! keywords, which a TextMate grammar can only approximate.
 
-use lsp_types::{
-    SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend,
-};
+use lsp_types::{SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend};
 use netc_compiler::builtins;
 use netc_grammar::DType;
 
@@ -121,9 +119,7 @@ pub(crate) fn tokens(snap: &Snap) -> Vec<SemanticToken> {
                                 DefKind::Let | DefKind::Input => (VARIABLE, decl),
                                 DefKind::HParam => (PARAMETER, decl),
                                 DefKind::Field => (PROPERTY, decl),
-                                DefKind::Data | DefKind::Train | DefKind::Step => {
-                                    (NAMESPACE, decl)
-                                }
+                                DefKind::Data | DefKind::Train | DefKind::Step => (NAMESPACE, decl),
                                 DefKind::Dim => (TYPE_PARAMETER, decl),
                             }
                         }

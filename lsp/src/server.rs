@@ -15,8 +15,8 @@ use lsp_types::notification::{
     Notification as _, PublishDiagnostics,
 };
 use lsp_types::request::{
-    Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
-    InlayHintRequest, References, Request as _, SemanticTokensFullRequest,
+    Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest, InlayHintRequest,
+    References, Request as _, SemanticTokensFullRequest,
 };
 use lsp_types::{
     CompletionOptions, CompletionResponse, DocumentSymbolResponse, GotoDefinitionResponse,
@@ -139,8 +139,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn params<P: serde::de::DeserializeOwned>(req: Request) -> Result<P, Failure> {
-    serde_json::from_value(req.params)
-        .map_err(|e| (ErrorCode::InvalidParams as i32, format!("invalid parameters: {e}")))
+    serde_json::from_value(req.params).map_err(|e| {
+        (
+            ErrorCode::InvalidParams as i32,
+            format!("invalid parameters: {e}"),
+        )
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: T) -> Result<Value, Failure> {
@@ -253,13 +257,14 @@ impl Server {
                 self.with_doc(&pos.text_document.uri, |snap| {
                     let offset = snap.lines.offset(pos.position);
                     let index = &snap.a.index;
-                    let target = index
-                        .occurrence_at(offset)
-                        .and_then(|o| o.def)
-                        .map(|d| Location {
-                            uri,
-                            range: snap.lines.range(index.defs[d].span),
-                        });
+                    let target =
+                        index
+                            .occurrence_at(offset)
+                            .and_then(|o| o.def)
+                            .map(|d| Location {
+                                uri,
+                                range: snap.lines.range(index.defs[d].span),
+                            });
                     to_json(target.map(GotoDefinitionResponse::Scalar))
                 })
             }
@@ -288,7 +293,9 @@ impl Server {
             DocumentSymbolRequest::METHOD => {
                 let p: lsp_types::DocumentSymbolParams = params(req)?;
                 self.with_doc(&p.text_document.uri, |snap| {
-                    to_json(DocumentSymbolResponse::Nested(crate::symbols::outline(snap)))
+                    to_json(DocumentSymbolResponse::Nested(crate::symbols::outline(
+                        snap,
+                    )))
                 })
             }
             Completion::METHOD => {
@@ -352,7 +359,8 @@ impl Server {
     fn handle_notification(&mut self, n: Notification) {
         match n.method.as_str() {
             DidOpenTextDocument::METHOD => {
-                let Ok(p) = serde_json::from_value::<lsp_types::DidOpenTextDocumentParams>(n.params)
+                let Ok(p) =
+                    serde_json::from_value::<lsp_types::DidOpenTextDocumentParams>(n.params)
                 else {
                     return;
                 };

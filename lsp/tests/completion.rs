@@ -45,7 +45,10 @@ model Mlp(x: f32[B, 64]) -> f32[B, 10] {
 #[test]
 fn builtins_with_signature_and_documentation() {
     let items = complete(&format!("{HEAD}  let g = h |> $0\n}}\n"));
-    let (_, conv) = items.iter().find(|(l, _)| l == "conv2d").expect("conv2d offered");
+    let (_, conv) = items
+        .iter()
+        .find(|(l, _)| l == "conv2d")
+        .expect("conv2d offered");
     let b = netc_compiler::builtins::lookup("conv2d").unwrap();
     assert_eq!(conv["detail"], Value::from(b.signature()));
     let doc = conv["documentation"]["value"].as_str().unwrap();
@@ -72,7 +75,9 @@ fn named_arguments_inside_a_call() {
     assert!(labels[..5].contains(&"kernel:"), "{labels:?}");
 
     // Arguments already given are not offered again; across lines too.
-    let items = complete(&format!("{HEAD}  let g = h |> conv2d(8, kernel: 3,\n      $0)\n}}\n"));
+    let items = complete(&format!(
+        "{HEAD}  let g = h |> conv2d(8, kernel: 3,\n      $0)\n}}\n"
+    ));
     let labels = crate::labels(&items);
     assert!(!labels.contains(&"kernel:"), "{labels:?}");
     assert!(labels.contains(&"stride:"), "{labels:?}");
@@ -80,10 +85,15 @@ fn named_arguments_inside_a_call() {
     // A block's hyper-parameters.
     let items = complete(&format!("{HEAD}  let g = h |> Res(64, $0)\n}}\n"));
     let labels = crate::labels(&items);
-    assert!(labels.contains(&"p:") && labels.contains(&"d:"), "{labels:?}");
+    assert!(
+        labels.contains(&"p:") && labels.contains(&"d:"),
+        "{labels:?}"
+    );
 
     // Inside a nested list the named arguments of the enclosing call are not offered.
-    let items = complete(&format!("{HEAD}  let g = h |> conv2d(8, kernel: ($0))\n}}\n"));
+    let items = complete(&format!(
+        "{HEAD}  let g = h |> conv2d(8, kernel: ($0))\n}}\n"
+    ));
     assert!(!crate::labels(&items).contains(&"stride:"));
 }
 
@@ -113,11 +123,16 @@ fn names_in_scope() {
         .iter()
         .map(|i| i["label"].as_str().unwrap())
         .collect();
-    assert!(labels.contains(&"h") && !labels.contains(&"b"), "{labels:?}");
+    assert!(
+        labels.contains(&"h") && !labels.contains(&"b"),
+        "{labels:?}"
+    );
     c.shutdown();
 
     // In a run, the fields of its data set.
-    let text = format!("{HEAD}  h |> linear(10)\n}}\n\ntrain t {{\n  data digits\n  loss cross_entropy(Mlp($0))\n}}\n");
+    let text = format!(
+        "{HEAD}  h |> linear(10)\n}}\n\ntrain t {{\n  data digits\n  loss cross_entropy(Mlp($0))\n}}\n"
+    );
     let labels: Vec<String> = complete(&text).into_iter().map(|(l, _)| l).collect();
     assert!(labels.contains(&"pixels".to_string()), "{labels:?}");
     assert!(labels.contains(&"label".to_string()), "{labels:?}");
@@ -125,7 +140,9 @@ fn names_in_scope() {
 
 #[test]
 fn fields_after_a_dot() {
-    let text = format!("{HEAD}  h |> linear(10)\n}}\n\ntrain t {{\n  data digits\n  loss mse(digits.$0)\n}}\n");
+    let text = format!(
+        "{HEAD}  h |> linear(10)\n}}\n\ntrain t {{\n  data digits\n  loss mse(digits.$0)\n}}\n"
+    );
     let items = complete(&text);
     assert_eq!(labels(&items), ["pixels", "label"]);
     assert_eq!(items[0].1["detail"], Value::from("f32[64]"));
@@ -135,10 +152,15 @@ fn fields_after_a_dot() {
 fn keywords_at_a_statement_start() {
     let items = complete(&format!("{HEAD}  h |> linear(10)\n}}\n\n$0"));
     let labels = labels(&items);
-    assert!(labels.contains(&"model") && labels.contains(&"train"), "{labels:?}");
+    assert!(
+        labels.contains(&"model") && labels.contains(&"train"),
+        "{labels:?}"
+    );
     assert!(!labels.contains(&"conv2d"), "no built-ins between items");
 
-    let items = complete(&format!("{HEAD}  h |> linear(10)\n}}\n\ntrain t {{\n  data digits\n  $0\n}}\n"));
+    let items = complete(&format!(
+        "{HEAD}  h |> linear(10)\n}}\n\ntrain t {{\n  data digits\n  $0\n}}\n"
+    ));
     let labels = crate::labels(&items);
     for k in ["loss", "update", "epochs", "batch", "step", "let"] {
         assert!(labels.contains(&k), "{k} missing from {labels:?}");
@@ -151,10 +173,14 @@ fn keywords_at_a_statement_start() {
 fn names_in_an_item_that_does_not_parse_yet() {
     // The model's header is still being typed: the parser gives up on the item, but the names
     // written so far are offered.
-    let text = "model Half(inp: f32[B, 4], other: f32[B, 4] {\n  let first = inp\n  let second = $0";
+    let text =
+        "model Half(inp: f32[B, 4], other: f32[B, 4] {\n  let first = inp\n  let second = $0";
     let labels: Vec<String> = complete(text).into_iter().map(|(l, _)| l).collect();
     for name in ["inp", "other", "first"] {
-        assert!(labels.contains(&name.to_string()), "{name} missing from {labels:?}");
+        assert!(
+            labels.contains(&name.to_string()),
+            "{name} missing from {labels:?}"
+        );
     }
     assert!(!labels.contains(&"second".to_string()));
 }

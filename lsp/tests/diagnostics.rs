@@ -38,19 +38,17 @@ fn all_errors_with_codes_messages_and_utf16_ranges() {
     let (line, col) = pos(TWO_ERRORS, "labell", 0);
     // `  source csv("données/😀.csv", ` is 31 UTF-16 units (the emoji is two).
     assert_eq!((line, col), (2, 31));
-    assert_eq!(
-        range(&diags[0]["range"]),
-        (2, 31, 2, 37),
-        "{:#}",
-        diags[0]
-    );
+    assert_eq!(range(&diags[0]["range"]), (2, 31, 2, 37), "{:#}", diags[0]);
     assert_eq!(range(&diags[1]["range"]), (8, 29, 8, 34));
 
     let first = &diags[0];
     assert_eq!(first["severity"], json!(1));
     assert_eq!(first["source"], json!("netc"));
     let message = first["message"].as_str().unwrap();
-    assert!(message.starts_with("`csv` has no argument `labell`"), "{message}");
+    assert!(
+        message.starts_with("`csv` has no argument `labell`"),
+        "{message}"
+    );
     assert!(message.contains("unknown argument"), "{message}");
     assert!(message.contains("help: did you mean `label`?"), "{message}");
     c.shutdown();
@@ -67,10 +65,7 @@ fn utf8_positions_when_the_client_offers_them() {
     let line = TWO_ERRORS.lines().nth(2).unwrap();
     let byte_col = line.find("labell").unwrap() as u64;
     assert_eq!(byte_col, 34);
-    assert_eq!(
-        range(&diags[0]["range"]),
-        (2, byte_col, 2, byte_col + 6)
-    );
+    assert_eq!(range(&diags[0]["range"]), (2, byte_col, 2, byte_col + 6));
     c.shutdown();
 }
 
@@ -172,7 +167,10 @@ fn incremental_changes_in_utf16_positions() {
     assert_eq!(again, diags);
 
     // A change without a range replaces everything.
-    let diags = c.change(4, json!([{ "text": "model M(x: f32[B, 4]) -> f32[B, 4] {\n  x\n}\n" }]));
+    let diags = c.change(
+        4,
+        json!([{ "text": "model M(x: f32[B, 4]) -> f32[B, 4] {\n  x\n}\n" }]),
+    );
     assert!(diags.is_empty(), "{diags:#?}");
     c.shutdown();
 }

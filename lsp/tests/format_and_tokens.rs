@@ -149,7 +149,8 @@ train t {
 
 #[test]
 fn semantic_tokens_on_a_broken_file() {
-    let text = "model M(x: f32[B, 4]) -> f32[B, 4] {\n  let h = x |> linear(\n}\n\ntrain {\n  epochs\n";
+    let text =
+        "model M(x: f32[B, 4]) -> f32[B, 4] {\n  let h = x |> linear(\n}\n\ntrain {\n  epochs\n";
     let mut c = Client::start();
     let toks = tokens(&mut c, text);
     let names: Vec<String> = toks.iter().map(|t| t.3.clone()).collect();

@@ -78,7 +78,10 @@ fn pipeline_stages_show_input_and_output() {
     // A bare stage name: the built-in's documentation plus the stage's types.
     let text = hover_at(&mut c, MLP, "relu\n", 1);
     assert!(text.contains("relu(x)"), "{text}");
-    assert!(text.contains("here: `relu`: `f32[B, 64]` → `f32[B, 64]`"), "{text}");
+    assert!(
+        text.contains("here: `relu`: `f32[B, 64]` → `f32[B, 64]`"),
+        "{text}"
+    );
     c.shutdown();
 }
 
@@ -95,7 +98,10 @@ fn builtins_show_signature_summary_shape_rule_and_parameters() {
     // 64 * 10 weights + 10 biases, read from the model's weights.
     assert!(text.contains("**650** trainable parameters here"), "{text}");
     let text = hover_at(&mut c, MLP, "linear(width)", 2);
-    assert!(text.contains("**4,160** trainable parameters here"), "{text}");
+    assert!(
+        text.contains("**4,160** trainable parameters here"),
+        "{text}"
+    );
 
     // Functions, losses and optimizers too.
     let text = hover_at(&mut c, MLP, "cross_entropy", 3);
@@ -105,7 +111,10 @@ fn builtins_show_signature_summary_shape_rule_and_parameters() {
     // An argument name: its type, default and documentation.
     let text = hover_at(&mut c, MLP, "lr: 1e-3", 0);
     assert!(text.contains("lr"), "{text}");
-    assert!(text.contains("required") || text.contains("default"), "{text}");
+    assert!(
+        text.contains("required") || text.contains("default"),
+        "{text}"
+    );
     c.shutdown();
 }
 
@@ -155,7 +164,10 @@ fn fields_consts_data_and_blocks() {
     let text = hover_at(&mut c, &transformer, "h = x", 0);
     assert!(text.contains("let h: f32[B, 32, 128]"), "{text}");
     let text = hover_at(&mut c, &transformer, "TextClassifier(tokens", 0);
-    assert!(text.contains("**1,041,154** trainable parameters"), "{text}");
+    assert!(
+        text.contains("**1,041,154** trainable parameters"),
+        "{text}"
+    );
     c.shutdown();
 }
 

@@ -82,10 +82,17 @@ fn go_to_definition_of_every_kind_of_name() {
         ("stride, padding", 0, "stride: int"),
     ];
     for (from, skip, to) in cases {
-        assert_eq!(definition(&mut c, from, skip), Some(at(to)), "from `{from}`");
+        assert_eq!(
+            definition(&mut c, from, skip),
+            Some(at(to)),
+            "from `{from}`"
+        );
     }
     // A symbolic dimension goes to its first appearance in the signature.
-    assert_eq!(definition(&mut c, "B, 3, 32, 32]) -> f32[B, 1]", 0), Some(at("B, 3, 32, 32]) -> f32[B, 1]")));
+    assert_eq!(
+        definition(&mut c, "B, 3, 32, 32]) -> f32[B, 1]", 0),
+        Some(at("B, 3, 32, 32]) -> f32[B, 1]"))
+    );
     // Built-ins have no definition in the file.
     assert_eq!(definition(&mut c, "relu", 0), None);
     c.shutdown();
@@ -172,15 +179,25 @@ fn document_symbols_outline_items_and_steps() {
     let names = |s: &Value| -> Vec<String> {
         s["children"]
             .as_array()
-            .map(|c| c.iter().map(|x| x["name"].as_str().unwrap().to_string()).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|x| x["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    assert_eq!(names(&find("gan")), ["z", "fake", "discriminator", "generator"]);
+    assert_eq!(
+        names(&find("gan")),
+        ["z", "fake", "discriminator", "generator"]
+    );
     assert_eq!(names(&find("Generator")), ["z", "h"]);
     assert_eq!(names(&find("Up")), ["out", "stride", "pad", "x"]);
     assert_eq!(names(&find("cifar")), ["image"]);
     let generator = find("Generator");
-    assert_eq!(generator["detail"], json!("(f32[B, 100, 1, 1]) -> f32[B, 3, 32, 32]"));
+    assert_eq!(
+        generator["detail"],
+        json!("(f32[B, 100, 1, 1]) -> f32[B, 3, 32, 32]")
+    );
     let h = &generator["children"][1];
     assert_eq!(h["detail"], json!("f32[B, 64, 16, 16]"));
     assert_eq!(range(&h["selectionRange"]).0, at("h = z").0);
@@ -191,7 +208,10 @@ fn document_symbols_outline_items_and_steps() {
 
 #[test]
 fn navigation_works_in_a_file_with_errors() {
-    let text = GAN.replace("|> tanh", "|> tanhh").replace("model Discriminator(img", "model Discriminator(img: f32[B,\n}\nmodel D2(img");
+    let text = GAN.replace("|> tanh", "|> tanhh").replace(
+        "model Discriminator(img",
+        "model Discriminator(img: f32[B,\n}\nmodel D2(img",
+    );
     let mut c = Client::start();
     assert!(!c.open_uri(URI, &text).is_empty());
     let (line, col) = pos(&text, "h |> conv_transpose2d(3", 0);
@@ -208,6 +228,9 @@ fn navigation_works_in_a_file_with_errors() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"Generator") && names.contains(&"gan"), "{names:?}");
+    assert!(
+        names.contains(&"Generator") && names.contains(&"gan"),
+        "{names:?}"
+    );
     c.shutdown();
 }

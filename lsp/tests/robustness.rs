@@ -20,11 +20,7 @@ fn count_panics() {
 }
 
 fn example(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../examples/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read_to_string(format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 /// Line and UTF-16 column of the end of `text`.
@@ -69,8 +65,14 @@ fn type_file(c: &mut Client, uri: &str, text: &str, fine: usize, step: usize) ->
         let position = json!({ "line": line, "character": col });
         let doc = json!({ "uri": uri });
         let mut requests = vec![
-            ("textDocument/hover", json!({ "textDocument": doc, "position": position })),
-            ("textDocument/completion", json!({ "textDocument": doc, "position": position })),
+            (
+                "textDocument/hover",
+                json!({ "textDocument": doc, "position": position }),
+            ),
+            (
+                "textDocument/completion",
+                json!({ "textDocument": doc, "position": position }),
+            ),
             (
                 "textDocument/inlayHint",
                 json!({ "textDocument": doc, "range": { "start": { "line": 0, "character": 0 }, "end": position } }),
@@ -97,7 +99,10 @@ fn type_file(c: &mut Client, uri: &str, text: &str, fine: usize, step: usize) ->
             let id = c.send_request(method, params);
             let response = c.response(id);
             if let Err(e) = response.response_result {
-                panic!("{method} failed after typing {typed} bytes: {e:?}\n{}", &text[..typed]);
+                panic!(
+                    "{method} failed after typing {typed} bytes: {e:?}\n{}",
+                    &text[..typed]
+                );
             }
             answered += 1;
         }
@@ -145,10 +150,11 @@ fn typing_the_transformer_example() {
 fn typing_every_example_and_the_ui_cases_quickly() {
     count_panics();
     let mut c = Client::start();
-    let mut texts: Vec<(String, String)> = ["mlp.net", "lenet.net", "sentiment_lstm.net", "dcgan.net"]
-        .iter()
-        .map(|n| (format!("file:///ex/{n}"), example(n)))
-        .collect();
+    let mut texts: Vec<(String, String)> =
+        ["mlp.net", "lenet.net", "sentiment_lstm.net", "dcgan.net"]
+            .iter()
+            .map(|n| (format!("file:///ex/{n}"), example(n)))
+            .collect();
     // The UI cases are all broken on purpose: a wide sample of mistakes.
     let ui = format!("{}/../tests/ui", env!("CARGO_MANIFEST_DIR"));
     let mut cases: Vec<_> = std::fs::read_dir(ui)
@@ -159,7 +165,10 @@ fn typing_every_example_and_the_ui_cases_quickly() {
     cases.sort();
     for p in cases {
         let text = std::fs::read_to_string(&p).unwrap();
-        texts.push((format!("file:///ui/{}", p.file_name().unwrap().to_string_lossy()), text));
+        texts.push((
+            format!("file:///ui/{}", p.file_name().unwrap().to_string_lossy()),
+            text,
+        ));
     }
     for (uri, text) in &texts {
         let step = if uri.starts_with("file:///ex") { 7 } else { 23 };
@@ -197,7 +206,11 @@ fn deleting_from_the_middle_and_odd_positions() {
         rest.remove(mid);
         current = rest.join("\n") + "\n";
         for (line, col) in [(mid as u32, 500u32), (9999, 0), (0, 0)] {
-            for method in ["textDocument/hover", "textDocument/completion", "textDocument/definition"] {
+            for method in [
+                "textDocument/hover",
+                "textDocument/completion",
+                "textDocument/definition",
+            ] {
                 let id = c.send_request(
                     method,
                     json!({ "textDocument": { "uri": URI }, "position": { "line": line, "character": col } }),

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod images;
 pub mod init;
 pub mod log;
 pub mod metrics;

@@ -44,6 +44,10 @@ pub struct Options {
     pub init: Option<PathBuf>,
     pub progress: Progress,
     pub backend: Backend,
+    /// On a non-finite loss, find the first IR op that produced a NaN or infinity.
+    pub check_numerics: bool,
+    /// Set by Ctrl-C: save a checkpoint after the current step and stop.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What a finished run reports (`netc train --json` prints it).
@@ -63,6 +67,8 @@ pub struct Summary {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainError {
     pub message: String,
+    /// The `.net` construct at fault, when known (`--check-numerics` names the layer).
+    pub span: Option<netc_grammar::Span>,
 }
 
 impl std::fmt::Display for TrainError {
@@ -72,7 +78,7 @@ impl std::fmt::Display for TrainError {
 }
 
 fn err(message: impl Into<String>) -> TrainError {
-    TrainError { message: message.into() }
+    TrainError { message: message.into(), span: None }
 }
 
 /// The state that persists across steps: every parameter, buffer and optimizer moment.
@@ -139,13 +145,19 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
                 let out = run_graph(&step.graph, &inputs, options.backend).map_err(|e| err(format!("step {}: {e}", state.step + 1)))?;
                 let loss = out.get("loss").and_then(|l| l.as_f64_slice()).map(|l| l[0]).unwrap_or(f64::NAN);
                 if !loss.is_finite() {
-                    return Err(err(format!(
+                    let mut e = err(format!(
                         "the loss of step `{}` became {loss} at step {} (epoch {}); training stopped. \
                          Lower the learning rate, or check the data for NaN or infinite values",
                         step.name,
                         state.step + 1,
                         state.epoch + 1
-                    )));
+                    ));
+                    if options.check_numerics {
+                        locate_non_finite(&step.graph, &inputs, &mut e);
+                    } else {
+                        e.message.push_str(" (run with --check-numerics to find the layer where it starts)");
+                    }
+                    return Err(e);
                 }
                 losses.push((step.name.clone(), loss));
                 for o in &step.graph.outputs {
@@ -160,14 +172,29 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
             recent_loss = losses[0].1;
             let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
             log.step(state.step, state.epoch + 1, &losses, lr_factor(1.0), rate).map_err(err)?;
+            if options.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+                let path = keeper.save(&tensors(&state), &manifest(&state, options.seed, &run)).map_err(err)?;
+                return Err(err(format!(
+                    "interrupted at step {}; checkpoint saved to {} (continue with --resume {})",
+                    state.step,
+                    path.display(),
+                    path.display()
+                )));
+            }
         }
         state.epoch += 1;
         state.batch_in_epoch = 0;
         let validation = match (&program.eval, &data.val) {
-            (Some(eval), Some(val)) => evaluate(program, eval, eval_tail, val, &state, options.backend)?,
+            (Some(eval), Some(val)) => evaluate_with(program, eval, eval_tail, val, &state.values, options.backend)?,
             _ => BTreeMap::new(),
         };
         log.epoch(state.epoch, recent_loss, &validation).map_err(err)?;
+        if let (Some(graph), Some(spec)) = (&program.sample, &program.info.sample)
+            && state.epoch % spec.args.int("every").max(1) as u64 == 0
+        {
+            let dir = options.run_dir.join(spec.args.paths("to").first().map_or("samples", |s| s.as_str()));
+            write_samples(graph, &state, options, &dir.join(format!("epoch-{:04}.png", state.epoch)))?;
+        }
         if state.epoch % checkpoint_every == 0 || state.epoch == epochs {
             let manifest = manifest(&state, options.seed, &run);
             keeper.save(&tensors(&state), &manifest).map_err(err)?;
@@ -189,6 +216,37 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
     summary.samples_per_s = samples as f64 / summary.wall_s.max(1e-9);
     log.finish(&summary).map_err(err)?;
     Ok(summary)
+}
+
+/// Rerun the failed step op by op and name the first op whose result is not finite.
+fn locate_non_finite(graph: &Graph, inputs: &HashMap<String, Value>, e: &mut TrainError) {
+    if let Ok(Some(node)) = interp::first_non_finite(graph, inputs, Precision::F32) {
+        let n = graph.node(node);
+        let what = match &n.op {
+            Op::Input { name, .. } => format!("the input `{name}` already holds a NaN or infinity"),
+            op => format!("the first NaN or infinity comes from `{}` producing {}", op.name(), n.ty),
+        };
+        e.message.push_str(&format!("; {what}"));
+        e.span = Some(n.span);
+    }
+}
+
+/// Run the `sample` graph (with a fixed seed, so grids are comparable between epochs) and save
+/// its output as an image grid.
+fn write_samples(graph: &Graph, state: &State, options: &Options, path: &std::path::Path) -> Result<(), TrainError> {
+    let mut inputs: HashMap<String, Value> = HashMap::new();
+    for input in graph.inputs() {
+        if let Op::Input { name, .. } = &graph.node(input).op
+            && let Some(v) = state.values.get(name)
+        {
+            inputs.insert(name.clone(), v.clone());
+        }
+    }
+    inputs.insert("rng_seed".into(), Value::scalar_i64(options.seed as i64));
+    let out = run_graph(graph, &inputs, options.backend).map_err(|e| err(format!("sample: {e}")))?;
+    let Some(sample) = out.get("sample") else { return Ok(()) };
+    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).map_err(|e| err(e.to_string()))?;
+    crate::images::save_grid(path, &sample.to_f32_vec().unwrap_or_default(), &sample.ty.shape).map_err(err)
 }
 
 fn run_graph(graph: &Graph, inputs: &HashMap<String, Value>, backend: Backend) -> Result<HashMap<String, Value>, String> {
@@ -282,13 +340,49 @@ fn batch_inputs(rows: &Dataset) -> HashMap<String, Value> {
         .collect()
 }
 
+/// Parameters and buffers of `program` from a checkpoint or weights file (`netc eval`).
+pub fn load_values(program: &Program, path: &std::path::Path) -> Result<HashMap<String, Value>, TrainError> {
+    let loaded = netc_compiler::weights::load(path).map_err(|e| err(e.to_string()))?;
+    if let Some(missing) = program.params.iter().find(|p| !loaded.contains_key(&p.name)) {
+        return Err(err(format!(
+            "{}: no tensor `{}`; evaluating needs every parameter and buffer of the program",
+            path.display(),
+            missing.name
+        )));
+    }
+    let mut state = initial_state(program, &Options {
+        epochs: None,
+        max_steps: None,
+        seed: 0,
+        run_dir: std::path::PathBuf::new(),
+        resume: None,
+        init: Some(path.to_path_buf()),
+        progress: Progress::Quiet,
+        backend: Backend::Interp,
+        check_numerics: false,
+        stop: None,
+    })?;
+    Ok(std::mem::take(&mut state.values))
+}
+
+/// Evaluate `values` on a data set in eval mode: the mean loss and the run's metrics.
+pub fn evaluate(
+    program: &Program,
+    eval_tail: Option<&Graph>,
+    data: &Dataset,
+    values: &HashMap<String, Value>,
+) -> Result<BTreeMap<String, f64>, TrainError> {
+    let eval = program.eval.as_ref().ok_or_else(|| err("this run has no single loss to evaluate"))?;
+    evaluate_with(program, eval, eval_tail, data, values, Backend::Interp)
+}
+
 /// Validation in eval mode: the mean loss over every sample, and the run's metrics.
-fn evaluate(
+fn evaluate_with(
     program: &Program,
     eval: &Graph,
     eval_tail: Option<&Graph>,
     val: &Dataset,
-    state: &State,
+    values: &HashMap<String, Value>,
     backend: Backend,
 ) -> Result<BTreeMap<String, f64>, TrainError> {
     let batch = program.batch;
@@ -302,7 +396,7 @@ fn evaluate(
         let mut inputs = batch_inputs(&val.select(&indices));
         for input in graph.inputs() {
             if let Op::Input { name, .. } = &graph.node(input).op
-                && let Some(v) = state.values.get(name)
+                && let Some(v) = values.get(name)
             {
                 inputs.insert(name.clone(), v.clone());
             }

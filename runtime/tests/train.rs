@@ -33,6 +33,8 @@ fn options(dir: &Path) -> Options {
         init: None,
         progress: Progress::Quiet,
         backend: Backend::Interp,
+        check_numerics: false,
+        stop: None,
     }
 }
 
@@ -104,5 +106,31 @@ fn a_nan_loss_stops_training_and_names_the_step() {
     let e = train(&program, &data, None, &options(&dir)).unwrap_err();
     assert!(e.message.starts_with("the loss of step `train` became"), "{}", e.message);
     assert!(e.message.contains("at step"), "{}", e.message);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn check_numerics_names_the_layer() {
+    let src = std::fs::read_to_string(example()).unwrap().replace("adam(lr: 1e-3)", "sgd(lr: 1e30)");
+    let program = compile(&src, None);
+    let data = load(&program, &example());
+    let dir = temp("numerics");
+    let e = train(&program, &data, None, &Options { check_numerics: true, ..options(&dir) }).unwrap_err();
+    let span = e.span.expect("the failing op's span");
+    assert_eq!(&src[span.start..span.end], "linear(10)", "{}", e.message);
+    assert!(e.message.contains("the first NaN or infinity comes from `matmul`"), "{}", e.message);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_interrupted_run_saves_a_checkpoint() {
+    let src = std::fs::read_to_string(example()).unwrap();
+    let program = compile(&src, None);
+    let data = load(&program, &example());
+    let dir = temp("interrupt");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let e = train(&program, &data, None, &Options { stop: Some(stop), ..options(&dir) }).unwrap_err();
+    assert!(e.message.starts_with("interrupted at step 1; checkpoint saved to"), "{}", e.message);
+    assert_eq!(checkpoint::load(&dir.join("checkpoints/last.safetensors")).unwrap().1.step, 1);
     let _ = std::fs::remove_dir_all(dir);
 }

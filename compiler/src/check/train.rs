@@ -158,6 +158,32 @@ impl Checker<'_> {
         Some(lowered)
     }
 
+    /// Evaluate the tensor of the run's `sample` setting (`sample Generator(z), every: 1`) after
+    /// the run's `let`s, for the image grids written during training.
+    pub(crate) fn lower_sample(&mut self, t: &TrainItem) -> Option<crate::ir::NodeId> {
+        let mut env = Env::new(String::from("train"), None);
+        env.symbols.insert("B".to_string());
+        let mut run = RunInfo::default();
+        for stmt in &t.stmts {
+            match stmt {
+                TrainStmt::Setting(s) if s.key.name == "data" => self.train_data(s, &mut env, &mut run),
+                TrainStmt::Let(l) => {
+                    let value = self.eval(&l.value, &mut env);
+                    env.bind(&l.name, value);
+                }
+                _ => {}
+            }
+        }
+        let setting = t.stmts.iter().find_map(|s| match s {
+            TrainStmt::Setting(s) if s.key.name == "sample" => Some(s),
+            _ => None,
+        })?;
+        match self.eval(&setting.args.first()?.value, &mut env) {
+            Value::Tensor(t) => t.node,
+            _ => None,
+        }
+    }
+
     pub(crate) fn check_train(&mut self, t: &TrainItem) -> RunInfo {
         let label = match &t.name {
             Some(n) => format!("train {}", n.name),

@@ -26,6 +26,8 @@ pub struct Program {
     pub steps: Vec<StepGraph>,
     /// Eval-mode loss, prediction and target (single-step runs only).
     pub eval: Option<Graph>,
+    /// Eval-mode graph of the run's `sample` tensor (output `sample`), for image grids.
+    pub sample: Option<Graph>,
     /// What the checker learned about the run and its data set (settings, fields, metrics).
     pub info: crate::check::RunInfo,
     pub data: Option<crate::check::DataInfo>,
@@ -114,6 +116,7 @@ pub fn compile_run_with(src: &str, run: Option<&str>, options: CompileOptions) -
     } else {
         None
     };
+    let sample = if info.sample.is_some() { Some(lower_sample(&file, src, train, batch).map_err(internal)?) } else { None };
     let data = info.data.as_ref().and_then(|d| analysis.data.get(d)).cloned();
     Ok(Program {
         run: train.name.as_ref().map(|n| n.name.clone()),
@@ -121,6 +124,7 @@ pub fn compile_run_with(src: &str, run: Option<&str>, options: CompileOptions) -
         params: params.into_values().collect(),
         steps,
         eval,
+        sample,
         info: info.clone(),
         data,
         file: file.clone(),
@@ -201,6 +205,20 @@ fn lower_train_step(
     Ok((em.graph, em.specs, optimizers, node_counts))
 }
 
+/// Eval mode: the tensor the run's `sample` setting shows.
+fn lower_sample(file: &File, src: &str, train: &TrainItem, batch: usize) -> Result<Graph, IrError> {
+    let mut checker = Checker::for_lowering(file, src, Emitter::new(Mode::Eval, batch as i64));
+    let node = checker.lower_sample(train);
+    let mut em = checker.emit.take().expect("the lowering checker has an emitter");
+    if let Some(e) = em.error.take() {
+        return Err(e);
+    }
+    let node = node.ok_or_else(|| IrError { message: "the `sample` tensor did not lower".into(), span: train.span })?;
+    em.graph.set_output("sample", node);
+    crate::ir::passes::optimize(&mut em.graph);
+    Ok(em.graph)
+}
+
 /// Eval mode: the loss, the prediction and the target, no updates.
 fn lower_eval(file: &File, src: &str, train: &TrainItem, batch: usize) -> Result<Graph, IrError> {
     let mut checker = Checker::for_lowering(file, src, Emitter::new(Mode::Eval, batch as i64));
@@ -217,5 +235,6 @@ fn lower_eval(file: &File, src: &str, train: &TrainItem, batch: usize) -> Result
         em.graph.set_output("prediction", prediction);
         em.graph.set_output("target", target);
     }
+    crate::ir::passes::optimize(&mut em.graph);
     Ok(em.graph)
 }

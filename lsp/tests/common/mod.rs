@@ -121,7 +121,10 @@ impl Client {
     /// The next diagnostics published (for any document).
     pub fn diagnostics(&mut self) -> Vec<Value> {
         let params = self.notification("textDocument/publishDiagnostics");
-        params["diagnostics"].as_array().cloned().unwrap_or_default()
+        params["diagnostics"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Open a document and return the diagnostics published for it.
@@ -180,7 +183,9 @@ impl Client {
 /// The line and UTF-16 column of the first occurrence of `needle` in `text` (plus `skip`
 /// characters), as an editor would send it.
 pub fn pos(text: &str, needle: &str, skip: usize) -> (u32, u32) {
-    let at = text.find(needle).unwrap_or_else(|| panic!("`{needle}` not in text"));
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in text"));
     let before = &text[..at];
     let line = before.matches('\n').count();
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

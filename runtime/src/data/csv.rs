@@ -52,8 +52,8 @@ pub(crate) fn load(path: &Path, label: i64, header: bool) -> Result<Loaded, Data
             ));
         }
         for (c, cell) in cells.iter().enumerate() {
-            let v = number(cell).map_err(|found| {
-                let hint = if line_no == 1 && !header {
+            let v = number(cell).map_err(|(found, word)| {
+                let hint = if line_no == 1 && !header && word {
                     " (if the first line holds column names, write `header: true`)"
                 } else {
                     ""
@@ -103,18 +103,22 @@ pub(crate) fn load(path: &Path, label: i64, header: bool) -> Result<Loaded, Data
     })
 }
 
-/// One cell as a finite number; the error describes what was found instead.
-fn number(cell: &str) -> Result<f64, String> {
+/// One cell as a finite number; the error describes what was found instead, and whether it
+/// looks like a word (a column name).
+fn number(cell: &str) -> Result<f64, (String, bool)> {
     let mut s = cell.trim();
     if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
         s = s[1..s.len() - 1].trim();
     }
     if s.is_empty() {
-        return Err("an empty field".to_string());
+        return Err(("an empty field".to_string(), false));
     }
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(format!("`{s}` (missing and infinite values are not supported)")),
-        Err(_) => Err(format!("`{s}`")),
+        Ok(_) => Err((
+            format!("`{s}` (missing and infinite values are not supported)"),
+            false,
+        )),
+        Err(_) => Err((format!("`{s}`"), true)),
     }
 }

@@ -103,13 +103,16 @@ impl Field {
     /// The rows `indices`, in that order, as a new field.
     fn gather(&self, indices: &[usize]) -> Field {
         let r = self.row_len();
+        fn rows<T: Copy>(v: &[T], r: usize, indices: &[usize]) -> Vec<T> {
+            let mut out = Vec::with_capacity(indices.len() * r);
+            for &i in indices {
+                out.extend_from_slice(&v[i * r..(i + 1) * r]);
+            }
+            out
+        }
         let values = match &self.values {
-            FieldValues::F32(v) => {
-                FieldValues::F32(indices.iter().flat_map(|&i| &v[i * r..(i + 1) * r]).copied().collect())
-            }
-            FieldValues::I64(v) => {
-                FieldValues::I64(indices.iter().flat_map(|&i| &v[i * r..(i + 1) * r]).copied().collect())
-            }
+            FieldValues::F32(v) => FieldValues::F32(rows(v, r, indices)),
+            FieldValues::I64(v) => FieldValues::I64(rows(v, r, indices)),
         };
         Field {
             name: self.name.clone(),
@@ -337,6 +340,23 @@ impl Raw {
         }
     }
 
+    /// Rows `indices` (of `per` values each), in that order.
+    fn select(&self, per: usize, indices: &[usize]) -> Raw {
+        fn rows<T: Copy>(v: &[T], per: usize, indices: &[usize]) -> Vec<T> {
+            let mut out = Vec::with_capacity(indices.len() * per);
+            for &i in indices {
+                out.extend_from_slice(&v[i * per..(i + 1) * per]);
+            }
+            out
+        }
+        match self {
+            Raw::U8(v) => Raw::U8(rows(v, per, indices)),
+            Raw::I64(v) => Raw::I64(rows(v, per, indices)),
+            Raw::F32(v) => Raw::F32(rows(v, per, indices)),
+            Raw::F64(v) => Raw::F64(rows(v, per, indices)),
+        }
+    }
+
     /// The value as an integer, when it is one.
     fn get_int(&self, i: usize) -> Option<i64> {
         match self {
@@ -381,6 +401,11 @@ pub(crate) enum Locator {
         stride: usize,
         note: &'static str,
     },
+    /// Sample `i` is sample `indices[i]` of `inner` (after a split).
+    Selected {
+        inner: Box<Locator>,
+        indices: Vec<usize>,
+    },
     /// `text` windows: sample `i` covers characters `start + i * length ..` of the corpus.
     Windows {
         path: PathBuf,
@@ -415,6 +440,7 @@ impl Locator {
                     format!("byte {}{note} (sample {k})", offset + k * stride),
                 )
             }
+            Locator::Selected { inner, indices } => inner.describe(indices[i]),
             Locator::Windows {
                 path,
                 start,
@@ -580,46 +606,62 @@ impl FieldDecl {
         ))
     }
 
-    /// Build the field from a file column: shape check, label checks, transforms.
-    fn dense(&self, col: &Column) -> Result<Field, DataError> {
-        self.check_shape(col)?;
+    /// Element `e` of a column as a class index: a whole number, inside `0..classes` when the
+    /// field has classes. The error names the sample's line or byte offset.
+    fn class_of(&self, col: &Column, e: usize) -> Result<i64, DataError> {
         let per = self.base_dims.iter().product::<usize>().max(1);
         let raw = &col.values;
         let what = if self.is_label { "label" } else { "value" };
-        let class_of = |e: usize| -> Result<i64, DataError> {
-            let sample = e / per;
-            let v = raw.get_int(e).ok_or_else(|| {
-                col.locate.error(
-                    sample,
-                    format!(
-                        "{what} {} is not a whole number, but field `{}` is declared {}",
-                        raw.get(e),
-                        self.name,
-                        self.ty_text
-                    ),
-                )
-            })?;
-            if let Some(c) = self.classes
-                && !(0..c as i64).contains(&v)
-            {
-                return Err(col.locate.error(
-                    sample,
-                    format!(
-                        "{what} {v} is out of range for field `{}`, declared {} (expected 0 to {})",
-                        self.name,
-                        self.ty_text,
-                        c as i64 - 1
-                    ),
-                ));
+        let v = raw.get_int(e).ok_or_else(|| {
+            col.locate.error(
+                e / per,
+                format!(
+                    "{what} {} is not a whole number, but field `{}` is declared {}",
+                    raw.get(e),
+                    self.name,
+                    self.ty_text
+                ),
+            )
+        })?;
+        if let Some(c) = self.classes
+            && !(0..c as i64).contains(&v)
+        {
+            return Err(col.locate.error(
+                e / per,
+                format!(
+                    "{what} {v} is out of range for field `{}`, declared {} (expected 0 to {})",
+                    self.name,
+                    self.ty_text,
+                    c as i64 - 1
+                ),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Check a whole file column against the declaration (shape, whole numbers, class range),
+    /// in file order, so the first offending sample is the one reported.
+    fn validate(&self, col: &Column) -> Result<(), DataError> {
+        self.check_shape(col)?;
+        let unchecked = matches!(col.values, Raw::U8(_) | Raw::I64(_)) && self.classes.is_none();
+        if (self.one_hot.is_some() || !self.float) && !unchecked {
+            for e in 0..col.values.len() {
+                self.class_of(col, e)?;
             }
-            Ok(v)
-        };
+        }
+        Ok(())
+    }
+
+    /// Build the field from a (validated) file column: label checks again, transforms.
+    fn dense(&self, col: &Column) -> Result<Field, DataError> {
+        self.check_shape(col)?;
+        let raw = &col.values;
         let values = if let Some(c) = self.one_hot {
             let off = self.pipeline(0.0);
             let on = self.pipeline(1.0);
             let mut out = vec![off; raw.len() * c];
             for e in 0..raw.len() {
-                let v = class_of(e)? as usize;
+                let v = self.class_of(col, e)? as usize;
                 out[e * c + v] = on;
             }
             FieldValues::F32(out)
@@ -636,7 +678,11 @@ impl FieldDecl {
         } else {
             match raw {
                 Raw::I64(v) if self.classes.is_none() => FieldValues::I64(v.clone()),
-                _ => FieldValues::I64((0..raw.len()).map(class_of).collect::<Result<_, _>>()?),
+                _ => FieldValues::I64(
+                    (0..raw.len())
+                        .map(|e| self.class_of(col, e))
+                        .collect::<Result<_, _>>()?,
+                ),
             }
         };
         Ok(Field {
@@ -685,94 +731,120 @@ impl Roles {
     }
 }
 
-/// A data set whose fields are built, except sentence tokens awaiting the vocabulary.
-struct Staged {
+/// A source's samples, checked against the declared fields but not yet transformed: the split
+/// selects raw rows (one byte per MNIST pixel rather than four), and sentence tokens wait for the
+/// training split's vocabulary.
+struct Staged<'d> {
     len: usize,
-    fields: Vec<StagedField>,
+    decls: &'d [FieldDecl],
+    features: Option<(usize, Features)>,
+    labels: Option<(usize, Column)>,
 }
 
-enum StagedField {
-    Ready(Field),
-    Words(FieldDecl, Vec<Vec<String>>),
-}
-
-impl Staged {
-    fn new(loaded: Loaded, decls: &[FieldDecl], roles: &Roles, spec: &Spec) -> Result<Staged, DataError> {
-        let mut fields = Vec::with_capacity(decls.len());
-        let Loaded {
-            len,
-            features,
-            labels,
-        } = loaded;
-        let mut features = Some(features);
-        for (i, decl) in decls.iter().enumerate() {
-            if Some(i) == roles.labels {
-                let Some(col) = &labels else {
+impl<'d> Staged<'d> {
+    fn new(
+        loaded: Loaded,
+        decls: &'d [FieldDecl],
+        roles: &Roles,
+        spec: &Spec,
+    ) -> Result<Staged<'d>, DataError> {
+        let labels = match roles.labels {
+            Some(i) => {
+                let Some(col) = loaded.labels else {
                     return Err(DataError::new(format!(
                         "field `{}` receives labels, but `{}(...)` has none (give it a `labels` file)",
-                        decl.name, spec.name
+                        decls[i].name, spec.name
                     )));
                 };
-                fields.push(StagedField::Ready(decl.dense(col)?));
-            } else if Some(i) == roles.features {
-                match features.take() {
-                    Some(Features::Dense(col)) => fields.push(StagedField::Ready(decl.dense(&col)?)),
-                    Some(Features::Words(words, length)) => {
-                        if decl.base_dims != [length] {
+                decls[i].validate(&col)?;
+                Some((i, col))
+            }
+            None => None,
+        };
+        let features = match roles.features {
+            Some(i) => {
+                let decl = &decls[i];
+                match &loaded.features {
+                    Features::Dense(col) => decl.validate(col)?,
+                    Features::Words(_, length) => {
+                        if decl.base_dims != [*length] {
                             return Err(DataError::new(format!(
                                 "`sentences` yields {length} token ids per sample, but field `{}` is declared {}",
                                 decl.name,
                                 decl.base_text()
                             )));
                         }
-                        fields.push(StagedField::Words(decl.clone(), words));
                     }
-                    None => {}
                 }
+                Some((i, loaded.features))
             }
-        }
-        Ok(Staged { len, fields })
+            None => None,
+        };
+        Ok(Staged {
+            len: loaded.len,
+            decls,
+            features,
+            labels,
+        })
     }
 
-    fn select(&self, indices: &[usize]) -> Staged {
+    fn select(&self, indices: &[usize]) -> Staged<'d> {
+        let column = |c: &Column| Column {
+            values: c.values.select(c.dims.iter().product(), indices),
+            dims: c.dims.clone(),
+            path: c.path.clone(),
+            what: c.what.clone(),
+            reshape: c.reshape,
+            locate: Locator::Selected {
+                inner: Box::new(c.locate.clone()),
+                indices: indices.to_vec(),
+            },
+        };
         Staged {
             len: indices.len(),
-            fields: self
-                .fields
-                .iter()
-                .map(|f| match f {
-                    StagedField::Ready(f) => StagedField::Ready(f.gather(indices)),
-                    StagedField::Words(d, w) => {
-                        StagedField::Words(d.clone(), indices.iter().map(|&i| w[i].clone()).collect())
+            decls: self.decls,
+            features: self.features.as_ref().map(|(i, f)| {
+                let f = match f {
+                    Features::Dense(c) => Features::Dense(column(c)),
+                    Features::Words(w, length) => {
+                        Features::Words(indices.iter().map(|&k| w[k].clone()).collect(), *length)
                     }
-                })
-                .collect(),
+                };
+                (*i, f)
+            }),
+            labels: self.labels.as_ref().map(|(i, c)| (*i, column(c))),
         }
     }
 
     fn words(&self) -> Option<&[Vec<String>]> {
-        self.fields.iter().find_map(|f| match f {
-            StagedField::Words(_, w) => Some(w.as_slice()),
-            StagedField::Ready(_) => None,
-        })
+        match &self.features {
+            Some((_, Features::Words(w, _))) => Some(w.as_slice()),
+            _ => None,
+        }
     }
 
-    /// Assign word ids (with the training split's vocabulary) and return the data set.
+    /// Transform the columns into fields (word ids with the training split's vocabulary).
     fn finish(self, vocab: Option<&sentences::Vocab>) -> Result<Dataset, DataError> {
-        let fields = self
-            .fields
-            .into_iter()
-            .map(|f| match (f, vocab) {
-                (StagedField::Ready(f), _) => Ok(f),
-                (StagedField::Words(decl, words), Some(vocab)) => vocab.encode(&decl, &words),
-                (StagedField::Words(decl, _), None) => Err(DataError::new(format!(
-                    "field `{}`: no vocabulary was built for its words",
-                    decl.name
-                ))),
-            })
-            .collect::<Result<_, _>>()?;
+        let mut fields: Vec<(usize, Field)> = Vec::new();
+        if let Some((i, col)) = &self.labels {
+            fields.push((*i, self.decls[*i].dense(col)?));
+        }
+        match &self.features {
+            Some((i, Features::Dense(col))) => fields.push((*i, self.decls[*i].dense(col)?)),
+            Some((i, Features::Words(words, _))) => {
+                let vocab = vocab.ok_or_else(|| {
+                    DataError::new(format!(
+                        "field `{}`: no vocabulary was built for its words",
+                        self.decls[*i].name
+                    ))
+                })?;
+                fields.push((*i, vocab.encode(&self.decls[*i], words)?));
+            }
+            None => {}
+        }
+        fields.sort_by_key(|(i, _)| *i);
         Ok(Dataset {
-            fields,
+            fields: fields.into_iter().map(|(_, f)| f).collect(),
             len: self.len,
         })
     }

@@ -82,6 +82,44 @@ fn run_ordered(
     inputs: &HashMap<String, Value>,
     precision: Precision,
 ) -> Result<Vec<Value>, InterpError> {
+    let results = evaluate(graph, inputs, precision, |_, _| true)?;
+    let mut outputs = Vec::with_capacity(graph.outputs.len());
+    for output in &graph.outputs {
+        let span = graph
+            .graph
+            .node_weight(output.node)
+            .map_or_else(Span::default, |n| n.span);
+        outputs.push(single(&results, output.node, span)?.clone());
+    }
+    Ok(outputs)
+}
+
+/// The first node, in evaluation order, whose result holds a NaN or an infinity: the op where
+/// a numerical problem starts (`netc train --check-numerics`). `None` when every value is finite.
+pub fn first_non_finite(
+    graph: &Graph,
+    inputs: &HashMap<String, Value>,
+    precision: Precision,
+) -> Result<Option<NodeId>, InterpError> {
+    let mut found = None;
+    evaluate(graph, inputs, precision, |id, values| {
+        let bad = values.iter().any(|v| matches!(&v.data, Data::F(xs) if xs.iter().any(|x| !x.is_finite())));
+        if bad {
+            found = Some(id);
+        }
+        !bad
+    })?;
+    Ok(found)
+}
+
+/// Evaluate every node an output needs, in topological order, calling `visit` with each
+/// node's results; evaluation stops early when `visit` returns false.
+fn evaluate(
+    graph: &Graph,
+    inputs: &HashMap<String, Value>,
+    precision: Precision,
+    mut visit: impl FnMut(NodeId, &[Value]) -> bool,
+) -> Result<HashMap<NodeId, Vec<Value>>, InterpError> {
     let needed = needed_nodes(graph);
     // Multi-result nodes (scans) hold several values; every other node holds one.
     let mut results: HashMap<NodeId, Vec<Value>> = HashMap::new();
@@ -100,17 +138,13 @@ fn run_ordered(
             }
             eval(node, &args, inputs, precision)?
         };
+        let go_on = visit(id, &values);
         results.insert(id, values);
+        if !go_on {
+            break;
+        }
     }
-    let mut outputs = Vec::with_capacity(graph.outputs.len());
-    for output in &graph.outputs {
-        let span = graph
-            .graph
-            .node_weight(output.node)
-            .map_or_else(Span::default, |n| n.span);
-        outputs.push(single(&results, output.node, span)?.clone());
-    }
-    Ok(outputs)
+    Ok(results)
 }
 
 /// The nodes some output depends on.
