@@ -463,13 +463,13 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
             if args.json {
                 println!("{}", netc_runtime::log::summary_json(&summary));
             } else {
-                let metrics: Vec<String> = summary.validation.iter().map(|(k, v)| format!("val {k} {v:.4}")).collect();
+                let mut parts: Vec<String> = summary.final_losses.iter().map(|(step, l)| format!("{step} loss {l:.4}")).collect();
+                parts.extend(summary.validation.iter().map(|(k, v)| format!("val {k} {v:.4}")));
                 eprintln!(
-                    "done: {} steps, {} epochs, train loss {:.4}, {}, {:.1} s ({:.0} samples/s); logs in {}",
+                    "done: {} steps, {} epochs, {}; {:.1} s ({:.0} samples/s); logs in {}",
                     summary.steps,
                     summary.epochs,
-                    summary.final_train_loss,
-                    metrics.join(", "),
+                    parts.join(", "),
                     summary.wall_s,
                     summary.samples_per_s,
                     options.run_dir.display()

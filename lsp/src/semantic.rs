@@ -132,16 +132,16 @@ pub(crate) fn tokens(snap: &Snap) -> Vec<SemanticToken> {
                     None => {
                         let before_bracket = next.is_some_and(|n| n.kind == Tok::Punct('['));
                         let after_colon = prev.is_some_and(|p| p.kind == Tok::Punct(':'));
-                        if DType::parse(text).is_some() && before_bracket {
-                            Some((TYPE, 0))
-                        } else if HPARAM_TYPES.contains(&text) && after_colon {
-                            Some((TYPE, 0))
-                        } else if text == "true" || text == "false" {
-                            Some((KEYWORD, 0))
-                        } else if (ITEM_KEYWORDS.contains(&text) && line_start && depth == 0)
+                        let is_type = (DType::parse(text).is_some() && before_bracket)
+                            || (HPARAM_TYPES.contains(&text) && after_colon);
+                        let is_keyword = text == "true"
+                            || text == "false"
+                            || (ITEM_KEYWORDS.contains(&text) && line_start && depth == 0)
                             || STATEMENT_KEYWORDS.contains(&text)
-                            || (statement_start && depth > 0 && SETTING_KEYWORDS.contains(&text))
-                        {
+                            || (statement_start && depth > 0 && SETTING_KEYWORDS.contains(&text));
+                        if is_type {
+                            Some((TYPE, 0))
+                        } else if is_keyword {
                             Some((KEYWORD, 0))
                         } else if builtins::lookup(text).is_some()
                             && (next.is_some_and(|n| n.kind == Tok::Punct('('))

@@ -135,12 +135,14 @@ fn json_number(x: f64) -> String {
 /// The summary as one JSON object (what `netc train --json` prints).
 pub fn summary_json(s: &Summary) -> String {
     let validation: Vec<String> = s.validation.iter().map(|(k, v)| format!("\"{k}\": {}", json_number(*v))).collect();
+    let losses: Vec<String> = s.final_losses.iter().map(|(k, v)| format!("\"{k}\": {}", json_number(*v))).collect();
     format!(
-        "{{\"run\": \"{}\", \"steps\": {}, \"epochs\": {}, \"final_train_loss\": {}, \"validation\": {{{}}}, \"wall_s\": {}, \"samples_per_s\": {}}}",
+        "{{\"run\": \"{}\", \"steps\": {}, \"epochs\": {}, \"final_train_loss\": {}, \"final_losses\": {{{}}}, \"validation\": {{{}}}, \"wall_s\": {}, \"samples_per_s\": {}}}",
         s.run.replace('"', "\\\""),
         s.steps,
         s.epochs,
         json_number(s.final_train_loss),
+        losses.join(", "),
         validation.join(", "),
         json_number(s.wall_s),
         json_number(s.samples_per_s)

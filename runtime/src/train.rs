@@ -57,6 +57,8 @@ pub struct Summary {
     pub steps: u64,
     pub epochs: u64,
     pub final_train_loss: f64,
+    /// The last loss of every step of the run (`discriminator`, `generator` for a GAN).
+    pub final_losses: Vec<(String, f64)>,
     /// Validation metrics of the last epoch (`loss`, `accuracy`, ...).
     pub validation: BTreeMap<String, f64>,
     pub wall_s: f64,
@@ -170,6 +172,7 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
             state.batch_in_epoch += 1;
             samples += batch as u64;
             recent_loss = losses[0].1;
+            summary.final_losses.clone_from(&losses);
             let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
             log.step(state.step, state.epoch + 1, &losses, lr_factor(1.0), rate).map_err(err)?;
             if options.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use netc_grammar::Severity;
-use netc_runtime::data::{DataError, FieldValues, Splits, load};
+use netc_runtime::data::{DataError, Splits, load};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -113,7 +113,10 @@ fn csv_digits_with_transforms() {
     assert_eq!(s.train.fields[1].dims, Vec::<usize>::new());
     // Row 1 of digits.csv: 0,0,5,13,9,1,0,0,...,0 (label 0).
     let px = f32s(&s, "train", "pixels");
-    assert_eq!(&px[..6], &[0.0, 0.0, 5.0 / 16.0, 13.0 / 16.0, 9.0 / 16.0, 1.0 / 16.0]);
+    assert_eq!(
+        &px[..6],
+        &[0.0, 0.0, 5.0 / 16.0, 13.0 / 16.0, 9.0 / 16.0, 1.0 / 16.0]
+    );
     let labels = i64s(&s, "train", "label");
     assert_eq!(labels, (0..30).map(|i| i % 10).collect::<Vec<i64>>());
 }
@@ -138,14 +141,20 @@ data d {
     assert_eq!(s.train.len, 10);
     // 5.1,3.5,1.4,0.2,0
     let x = f32s(&s, "train", "x");
-    let want: Vec<f32> = [5.1f64, 3.5, 1.4, 0.2].iter().map(|v| ((v - 5.0) / 2.0) as f32).collect();
+    let want: Vec<f32> = [5.1f64, 3.5, 1.4, 0.2]
+        .iter()
+        .map(|v| ((v - 5.0) / 2.0) as f32)
+        .collect();
     assert_eq!(&x[..4], &want[..]);
     assert_eq!(i64s(&s, "train", "label"), vec![0; 10]);
 }
 
 #[test]
 fn split_is_seeded_and_disjoint() {
-    let src = DIGITS.replace("label:  class(10)", "label: class(10)\n  split val: 0.2, seed: 7");
+    let src = DIGITS.replace(
+        "label:  class(10)",
+        "label: class(10)\n  split val: 0.2, seed: 7",
+    );
     let a = load_ok(&src, &fixtures());
     let b = load_ok(&src, &fixtures());
     assert_eq!(a, b);
@@ -216,10 +225,16 @@ data cifar {
     assert_eq!(labels, vec![6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
     // Scaled and normalized as lenet.net declares.
     let scaled = load_ok(
-        &src.replace("f32[3, 32, 32]", "f32[3, 32, 32] |> scale(1 / 255) |> normalize(mean: 0.5, std: 0.5)"),
+        &src.replace(
+            "f32[3, 32, 32]",
+            "f32[3, 32, 32] |> scale(1 / 255) |> normalize(mean: 0.5, std: 0.5)",
+        ),
         &fixtures(),
     );
-    assert_eq!(f32s(&scaled, "train", "image")[0], ((59.0 / 255.0 - 0.5) / 0.5) as f32);
+    assert_eq!(
+        f32s(&scaled, "train", "image")[0],
+        ((59.0 / 255.0 - 0.5) / 0.5) as f32
+    );
 }
 
 #[test]
@@ -236,7 +251,10 @@ data cifar {
 }
 "#;
     let s = load_ok(src, dir.path());
-    assert_eq!(i64s(&s, "train", "label"), vec![6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
+    assert_eq!(
+        i64s(&s, "train", "label"),
+        vec![6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    );
 }
 
 const SENTENCES: &str = r#"
@@ -260,10 +278,12 @@ fn sentences_get_word_ids_and_float_labels() {
     assert_eq!(tokens.len(), 30 * 8);
     // IMDb line 1: "A very, very, very slow-moving, aimless movie about a distressed, drifting young man.  \t0"
     let id = |w: &str| vocab.iter().position(|t| t == w).map_or(1, |i| i as i64);
-    let want: Vec<i64> = ["a", "very", "very", "very", "slow", "moving", "aimless", "movie"]
-        .iter()
-        .map(|w| id(w))
-        .collect();
+    let want: Vec<i64> = [
+        "a", "very", "very", "very", "slow", "moving", "aimless", "movie",
+    ]
+    .iter()
+    .map(|w| id(w))
+    .collect();
     assert_eq!(&tokens[..8], &want[..]);
     assert!(tokens.iter().all(|&t| (0..50).contains(&t)));
     let labels = f32s(&s, "train", "label");
@@ -274,9 +294,10 @@ fn sentences_get_word_ids_and_float_labels() {
 
 #[test]
 fn sentence_vocabulary_comes_from_the_training_split_only() {
-    let src = SENTENCES
-        .replace("vocab: 50", "vocab: 100000")
-        .replace("label:  f32[1]", "label: class(2)\n  split val: 0.5, seed: 3");
+    let src = SENTENCES.replace("vocab: 50", "vocab: 100000").replace(
+        "label:  f32[1]",
+        "label: class(2)\n  split val: 0.5, seed: 3",
+    );
     let s = load_ok(&src, &fixtures());
     let (train, val) = (&s.train, s.val.as_ref().unwrap());
     assert_eq!((train.len, val.len), (15, 15));
@@ -305,13 +326,17 @@ data corpus {
     let mut chars: Vec<char> = text.chars().collect();
     chars.sort_unstable();
     chars.dedup();
-    assert_eq!(vocab, &chars.iter().map(char::to_string).collect::<Vec<_>>());
+    assert_eq!(
+        vocab,
+        &chars.iter().map(char::to_string).collect::<Vec<_>>()
+    );
     // The last 200 characters are validation: 1800 train characters make 56 windows.
     assert_eq!(s.train.len, (1800 - 1) / 32);
     assert_eq!(s.val.as_ref().unwrap().len, (200 - 1) / 32);
     let x = i64s(&s, "train", "x");
     let y = i64s(&s, "train", "target");
-    let decode = |ids: &[i64]| -> String { ids.iter().map(|&i| vocab[i as usize].as_str()).collect() };
+    let decode =
+        |ids: &[i64]| -> String { ids.iter().map(|&i| vocab[i as usize].as_str()).collect() };
     assert_eq!(decode(&x[..32]), &text[..32]);
     assert_eq!(decode(&y[..32]), &text[1..33]);
     assert_eq!(decode(&x[32..64]), &text[32..64]);
@@ -331,7 +356,10 @@ data d {
     let csv = load_ok(DIGITS, &fixtures());
     let s = load_ok(src, &fixtures());
     assert_eq!(s.train, csv.train);
-    let f4 = load_ok(&src.replace("digits-30-x.npy", "digits-30-x-f4.npy"), &fixtures());
+    let f4 = load_ok(
+        &src.replace("digits-30-x.npy", "digits-30-x-f4.npy"),
+        &fixtures(),
+    );
     assert_eq!(f4.train, csv.train);
     for decl in ["f32[8, 8]", "f32[1, 8, 8]"] {
         let s2 = load_ok(&src.replace("f32[64]", decl), &fixtures());
@@ -645,7 +673,10 @@ fn csv_label_errors() {
             dir.path().join("t.csv").display()
         )
     );
-    let (e, dir) = csv_err("1,2,3,0\n", &SMALL_CSV.replace("csv(\"t.csv\")", "csv(\"t.csv\", label: 7)"));
+    let (e, dir) = csv_err(
+        "1,2,3,0\n",
+        &SMALL_CSV.replace("csv(\"t.csv\")", "csv(\"t.csv\", label: 7)"),
+    );
     assert_eq!(
         e,
         format!(
@@ -673,7 +704,10 @@ fn csv_width_mismatch() {
         )
     );
     let (e, dir) = csv_err("\n\n", SMALL_CSV);
-    assert_eq!(e, format!("{}: no data rows", dir.path().join("t.csv").display()));
+    assert_eq!(
+        e,
+        format!("{}: no data rows", dir.path().join("t.csv").display())
+    );
 }
 
 #[test]
@@ -700,7 +734,11 @@ data reviews {
 #[test]
 fn sentence_line_without_a_tab() {
     let dir = tmp();
-    std::fs::write(dir.path().join("s.txt"), "Great phone.\t1\nBad battery, 0\n").unwrap();
+    std::fs::write(
+        dir.path().join("s.txt"),
+        "Great phone.\t1\nBad battery, 0\n",
+    )
+    .unwrap();
     assert_eq!(
         load_err(ONE_FILE_SENTENCES, dir.path()),
         format!(
@@ -747,7 +785,10 @@ data corpus {
     std::fs::write(dir.path().join("t.txt"), "").unwrap();
     assert_eq!(
         load_err(text, dir.path()),
-        format!("{}: the corpus is empty", dir.path().join("t.txt").display())
+        format!(
+            "{}: the corpus is empty",
+            dir.path().join("t.txt").display()
+        )
     );
     std::fs::write(dir.path().join("t.txt"), "To be or not").unwrap();
     assert_eq!(
@@ -804,7 +845,10 @@ data d {
 
 #[test]
 fn a_split_must_leave_samples_on_both_sides() {
-    let src = DIGITS.replace("label:  class(10)", "label: class(10)\n  split val: 0.01, seed: 1");
+    let src = DIGITS.replace(
+        "label:  class(10)",
+        "label: class(10)\n  split val: 0.01, seed: 1",
+    );
     assert_eq!(
         load_err(&src, &fixtures()),
         "data `d`: `split val: 0.01` of 30 samples leaves 0 for validation and 30 for training; both need at least one"
@@ -845,7 +889,11 @@ fn real_sklearn_csvs_with_headers() {
             "data d {{\n  source csv(\"sklearn/{file}\", header: true)\n  x: f32[{width}]\n  label: class({classes})\n}}\n"
         );
         let s = load_ok(&src, &shared);
-        assert_eq!(class_counts(&i64s(&s, "train", "label"), classes), counts, "{file}");
+        assert_eq!(
+            class_counts(&i64s(&s, "train", "label"), classes),
+            counts,
+            "{file}"
+        );
     }
 }
 
@@ -907,7 +955,9 @@ data cifar {
 
 #[test]
 fn real_sentiment_sentences() {
-    let Some(shared) = shared() else { return };
+    if shared().is_none() {
+        return;
+    }
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let src = std::fs::read_to_string(examples.join("sentiment_lstm.net")).unwrap();
     let s = load_ok(&src, &examples);
@@ -946,7 +996,9 @@ data corpus {
 
 #[test]
 fn real_examples_load() {
-    let Some(_) = shared() else { return };
+    if shared().is_none() {
+        return;
+    }
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     for name in ["lenet.net", "dcgan.net", "transformer.net"] {
         let src = std::fs::read_to_string(examples.join(name)).unwrap();

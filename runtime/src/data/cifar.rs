@@ -65,7 +65,7 @@ fn check_size(path: &Path, len: usize) -> Result<(), DataError> {
             "the file is empty (expected 3073-byte CIFAR-10 records)",
         ));
     }
-    if len % RECORD != 0 {
+    if !len.is_multiple_of(RECORD) {
         return Err(DataError::at(
             path,
             format!(

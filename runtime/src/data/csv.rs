@@ -60,7 +60,10 @@ pub(crate) fn load(path: &Path, label: i64, header: bool) -> Result<Loaded, Data
                 };
                 DataError::at(
                     path,
-                    format!("line {line_no}, column {}: expected a number, found {found}{hint}", c + 1),
+                    format!(
+                        "line {line_no}, column {}: expected a number, found {found}{hint}",
+                        c + 1
+                    ),
                 )
             })?;
             if c == label_col {

@@ -92,7 +92,12 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<(Vec<u8>, bool), DataError>
     let mut out = Vec::with_capacity(hint);
     flate2::read::MultiGzDecoder::new(&bytes[..])
         .read_to_end(&mut out)
-        .map_err(|e| DataError::at(path, format!("not valid gzip data (truncated or corrupt): {e}")))?;
+        .map_err(|e| {
+            DataError::at(
+                path,
+                format!("not valid gzip data (truncated or corrupt): {e}"),
+            )
+        })?;
     Ok((out, true))
 }
 

@@ -270,11 +270,19 @@ fn read_source(spec: &Spec, base_dir: &Path) -> Result<Loaded, DataError> {
         "csv" => csv::load(&path("path"), args.int("label"), args.bool("header")),
         "idx" => idx::load(&path("images"), &path("labels")),
         "cifar10" => {
-            let paths: Vec<PathBuf> = args.paths("path").iter().map(|p| base_dir.join(p)).collect();
+            let paths: Vec<PathBuf> = args
+                .paths("path")
+                .iter()
+                .map(|p| base_dir.join(p))
+                .collect();
             cifar::load(&paths)
         }
         "sentences" => {
-            let paths: Vec<PathBuf> = args.paths("path").iter().map(|p| base_dir.join(p)).collect();
+            let paths: Vec<PathBuf> = args
+                .paths("path")
+                .iter()
+                .map(|p| base_dir.join(p))
+                .collect();
             let length = args.dim("length").as_known().unwrap_or(0).max(0) as usize;
             sentences::load(&paths, length)
         }
@@ -716,7 +724,12 @@ impl Roles {
             features: features.first().copied(),
             labels: labels.first().copied(),
         };
-        let mut extra: Vec<usize> = features.iter().skip(1).chain(labels.iter().skip(1)).copied().collect();
+        let mut extra: Vec<usize> = features
+            .iter()
+            .skip(1)
+            .chain(labels.iter().skip(1))
+            .copied()
+            .collect();
         if source == "text" && roles.labels.is_none() && features.len() > 1 {
             roles.labels = Some(features[1]);
             extra.retain(|&i| i != features[1]);

@@ -132,17 +132,28 @@ fn read(path: &Path) -> Result<Array, DataError> {
     let header = String::from_utf8_lossy(&bytes[start..data_start]);
     let descr = quoted_value(&header, "descr")
         .ok_or_else(|| err(format!("malformed header, no `descr`: {}", header.trim())))?;
-    let fortran = raw_value(&header, "fortran_order")
-        .ok_or_else(|| err(format!("malformed header, no `fortran_order`: {}", header.trim())))?;
+    let fortran = raw_value(&header, "fortran_order").ok_or_else(|| {
+        err(format!(
+            "malformed header, no `fortran_order`: {}",
+            header.trim()
+        ))
+    })?;
     if fortran.starts_with("True") {
         return Err(err(
-            "the array is in Fortran order; save it in C order (numpy.ascontiguousarray)".to_string(),
+            "the array is in Fortran order; save it in C order (numpy.ascontiguousarray)"
+                .to_string(),
         ));
     }
-    let shape = shape_value(&header)
-        .ok_or_else(|| err(format!("malformed header, no readable `shape`: {}", header.trim())))?;
+    let shape = shape_value(&header).ok_or_else(|| {
+        err(format!(
+            "malformed header, no readable `shape`: {}",
+            header.trim()
+        ))
+    })?;
     if shape.is_empty() {
-        return Err(err("the array is 0-dimensional; samples must be on axis 0".to_string()));
+        return Err(err(
+            "the array is 0-dimensional; samples must be on axis 0".to_string()
+        ));
     }
     let (order, kind) = descr.split_at(1.min(descr.len()));
     let item: usize = match kind {
@@ -153,7 +164,11 @@ fn read(path: &Path) -> Result<Array, DataError> {
         _ => 0,
     };
     if item == 0 || !matches!(order, "<" | "|" | "=") || (order == "|" && item != 1) {
-        let hint = if order == ">" && item != 0 { " (big-endian arrays are not supported)" } else { "" };
+        let hint = if order == ">" && item != 0 {
+            " (big-endian arrays are not supported)"
+        } else {
+            ""
+        };
         return Err(err(format!(
             "unsupported element type `{descr}`{hint}; expected little-endian f4, f8, i1, i2, i4, i8, u1, u2, u4, u8 or b1"
         )));
@@ -189,7 +204,11 @@ fn read(path: &Path) -> Result<Array, DataError> {
     let data = &bytes[data_start..];
     let le4 = |c: &[u8]| [c[0], c[1], c[2], c[3]];
     let values = match kind {
-        "f4" => Raw::F32(data.chunks_exact(4).map(|c| f32::from_le_bytes(le4(c))).collect()),
+        "f4" => Raw::F32(
+            data.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(le4(c)))
+                .collect(),
+        ),
         "f8" => Raw::F64(
             data.chunks_exact(8)
                 .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
@@ -207,8 +226,16 @@ fn read(path: &Path) -> Result<Array, DataError> {
                 .map(|c| i64::from(u16::from_le_bytes([c[0], c[1]])))
                 .collect(),
         ),
-        "i4" => Raw::I64(data.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes(le4(c)))).collect()),
-        "u4" => Raw::I64(data.chunks_exact(4).map(|c| i64::from(u32::from_le_bytes(le4(c)))).collect()),
+        "i4" => Raw::I64(
+            data.chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes(le4(c))))
+                .collect(),
+        ),
+        "u4" => Raw::I64(
+            data.chunks_exact(4)
+                .map(|c| i64::from(u32::from_le_bytes(le4(c))))
+                .collect(),
+        ),
         "i8" => Raw::I64(
             data.chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))

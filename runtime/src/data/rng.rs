@@ -51,9 +51,9 @@ impl SplitMix64 {
 /// Combine key parts into one seed, so that distinct uses of the same user seed (the split, and
 /// each epoch's shuffle) draw independent streams.
 pub fn key(parts: &[u64]) -> u64 {
-    parts
-        .iter()
-        .fold(0x6E65_7463_0000_0000, |h, &p| mix(h.wrapping_add(GOLDEN) ^ p))
+    parts.iter().fold(0x6E65_7463_0000_0000, |h, &p| {
+        mix(h.wrapping_add(GOLDEN) ^ p)
+    })
 }
 
 /// Domain tags for [`key`]: keep the split's permutation unrelated to epoch 0's shuffle even

@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::{Column, DataError, FieldDecl, Features, Field, Loaded, Locator, Raw, Reshape, read_text};
+use super::{
+    Column, DataError, Features, Field, FieldDecl, Loaded, Locator, Raw, Reshape, read_text,
+};
 
 /// Id of the padding token, appended after a short sentence.
 pub const PAD: i64 = 0;
@@ -84,9 +86,10 @@ pub fn tokenize(sentence: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     for (i, &c) in chars.iter().enumerate() {
-        if c.is_alphanumeric() {
-            word.push(c);
-        } else if c == '\'' && !word.is_empty() && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric()) {
+        // An apostrophe stays only between two letters or digits.
+        let joins =
+            c == '\'' && !word.is_empty() && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+        if c.is_alphanumeric() || joins {
             word.push(c);
         } else if !word.is_empty() {
             words.push(std::mem::take(&mut word));
@@ -108,7 +111,11 @@ pub(crate) struct Vocab {
 }
 
 impl Vocab {
-    pub(crate) fn build(sentences: &[Vec<String>], size: i64, data: &str) -> Result<Vocab, DataError> {
+    pub(crate) fn build(
+        sentences: &[Vec<String>],
+        size: i64,
+        data: &str,
+    ) -> Result<Vocab, DataError> {
         if size < 3 {
             return Err(DataError::new(format!(
                 "data `{data}`: `vocab: {size}` leaves no room for words after the padding and unknown ids (0 and 1); use at least 3"
@@ -144,7 +151,11 @@ impl Vocab {
     }
 
     /// The token field of a set of sentences.
-    pub(crate) fn encode(&self, decl: &FieldDecl, sentences: &[Vec<String>]) -> Result<Field, DataError> {
+    pub(crate) fn encode(
+        &self,
+        decl: &FieldDecl,
+        sentences: &[Vec<String>],
+    ) -> Result<Field, DataError> {
         let length = decl.base_dims.first().copied().unwrap_or(0);
         if let Some(c) = decl.one_hot
             && c < self.tokens.len()
@@ -180,17 +191,24 @@ mod tests {
     fn words_keep_inner_apostrophes() {
         assert_eq!(
             tokenize("Don't buy it -- 'seriously', it's BAD!! 10/10 café"),
-            vec!["don't", "buy", "it", "seriously", "it's", "bad", "10", "10", "café"]
+            vec![
+                "don't",
+                "buy",
+                "it",
+                "seriously",
+                "it's",
+                "bad",
+                "10",
+                "10",
+                "café"
+            ]
         );
         assert!(tokenize(" ... ").is_empty());
     }
 
     #[test]
     fn vocabulary_ranks_by_frequency_then_alphabet() {
-        let s = vec![
-            tokenize("b a c a"),
-            tokenize("c b a d"),
-        ];
+        let s = vec![tokenize("b a c a"), tokenize("c b a d")];
         let v = Vocab::build(&s, 4, "d").unwrap();
         assert_eq!(v.tokens, vec!["<pad>", "<unk>", "a", "b"]);
         assert_eq!(v.ids(&tokenize("a b c"), 5), vec![2, 3, 1, 0, 0]);

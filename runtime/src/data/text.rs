@@ -29,14 +29,26 @@ pub(crate) fn load(
     base_dir: &Path,
 ) -> Result<Splits, DataError> {
     let source = info.source.as_ref().expect("checked by the caller");
-    let path = base_dir.join(source.args.paths("path").into_iter().next().unwrap_or_default());
+    let path = base_dir.join(
+        source
+            .args
+            .paths("path")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    );
     let length = source.args.dim("length").as_known().unwrap_or(0).max(1) as usize;
     let text = read_text(&path)?;
     if text.is_empty() {
         return Err(DataError::at(&path, "the corpus is empty"));
     }
     let chars: Vec<char> = text.chars().collect();
-    let vocab: Vec<char> = chars.iter().copied().collect::<BTreeSet<char>>().into_iter().collect();
+    let vocab: Vec<char> = chars
+        .iter()
+        .copied()
+        .collect::<BTreeSet<char>>()
+        .into_iter()
+        .collect();
     for i in [roles.features, roles.labels].into_iter().flatten() {
         let d = &decls[i];
         if let Some(c) = d.classes
@@ -54,7 +66,11 @@ pub(crate) fn load(
     }
     let ids: Vec<i64> = chars
         .iter()
-        .map(|c| vocab.binary_search(c).expect("every character is in the vocabulary") as i64)
+        .map(|c| {
+            vocab
+                .binary_search(c)
+                .expect("every character is in the vocabulary") as i64
+        })
         .collect();
     let n = ids.len();
     let cut = match info.split {
@@ -80,8 +96,13 @@ pub(crate) fn load(
     };
     let test = match &info.test {
         Some(spec) => {
-            let test_path =
-                base_dir.join(spec.args.paths("path").into_iter().next().unwrap_or_default());
+            let test_path = base_dir.join(
+                spec.args
+                    .paths("path")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default(),
+            );
             let test_text = read_text(&test_path)?;
             let mut test_ids = Vec::with_capacity(test_text.len());
             for (l, line) in test_text.split_inclusive('\n').enumerate() {

@@ -146,15 +146,18 @@ impl Ctx<'_> {
         let mut next = 0;
         for a in args {
             let slot = match &a.name {
-                Some(n) => params.iter().position(|p| *p == n.name).ok_or_else(|| {
-                    self.error(format!("`{name}` has no argument `{}`", n.name))
-                })?,
+                Some(n) => params
+                    .iter()
+                    .position(|p| *p == n.name)
+                    .ok_or_else(|| self.error(format!("`{name}` has no argument `{}`", n.name)))?,
                 None => {
                     while next < params.len() && values[next].is_some() {
                         next += 1;
                     }
                     if next == params.len() {
-                        return Err(self.error(format!("`{name}` takes {} arguments", params.len())));
+                        return Err(
+                            self.error(format!("`{name}` takes {} arguments", params.len()))
+                        );
                     }
                     next
                 }
@@ -170,17 +173,18 @@ impl Ctx<'_> {
             "normalize" => {
                 let std = get(1)?;
                 if std <= 0.0 || !std.is_finite() {
-                    return Err(self.error(format!("`normalize` needs a positive `std`, found {std}")));
+                    return Err(
+                        self.error(format!("`normalize` needs a positive `std`, found {std}"))
+                    );
                 }
-                Transform::Normalize {
-                    mean: get(0)?,
-                    std,
-                }
+                Transform::Normalize { mean: get(0)?, std }
             }
             _ => {
                 let n = get(0)?;
                 if n < 1.0 || n.fract() != 0.0 || n > u32::MAX as f64 {
-                    return Err(self.error(format!("`one_hot` needs a positive whole count, found {n}")));
+                    return Err(
+                        self.error(format!("`one_hot` needs a positive whole count, found {n}"))
+                    );
                 }
                 Transform::OneHot(n as usize)
             }

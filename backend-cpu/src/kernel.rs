@@ -1,0 +1,353 @@
+//! The kernel IR: a backend-neutral description of the work of one step graph.
+//!
+//! A step graph becomes a [`KernelProgram`]: a static memory plan (every value a fixed [`Slot`]
+//! in one f32 arena or one i64 arena) and a list of [`Kernel`]s run in order. Nothing in here
+//! knows about Cranelift or x86: a fused elementwise kernel is a loop nest over an output shape
+//! computing an [`Expr`] of strided loads, which a CPU backend JIT-compiles and a GPU backend
+//! could print as a CUDA kernel. Shapes are static, so every offset and stride is a number.
+
+use std::fmt::Write;
+
+use netc_compiler::ir::{BinaryOp, DType, Graph, ReduceOp, UnaryOp};
+
+/// Where a value lives: `len` elements at `offset` in the arena of `dtype` (f32 values in the
+/// f32 arena, i64 values — labels, token ids, seeds — in the i64 arena). Slots are planned once
+/// per compile; nothing is allocated while a step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// Which arena.
+    pub dtype: DType,
+    /// First element, in elements of the arena (f32 slots are 64-byte aligned).
+    pub offset: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+/// The body of a fused elementwise kernel: one scalar expression per output element, evaluated
+/// at the element's multi-index `k` over the kernel's (collapsed) shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// `arena[offset + sum_d k[d] * strides[d]]`: a broadcast has stride 0, a transpose or slice
+    /// permuted or offset strides, a plain operand row-major strides.
+    Load {
+        /// Element offset in the f32 arena.
+        offset: usize,
+        /// Element stride per kernel dimension.
+        strides: Vec<usize>,
+    },
+    /// A constant (a `fill`).
+    Const(f32),
+    /// An IR unary op, with the IR's exact semantics (relu keeps NaN, ...).
+    Unary(UnaryOp, Box<Expr>),
+    /// An IR binary op (`max`/`min` propagate NaN, `greater` gives 1.0/0.0).
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    /// `a * b + c` with one rounding: an `add` of a `mul` whose result had no other user.
+    Fma(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// `select(cond, a, b)`: `a` where `cond != 0` (NaN counts as non-zero), else `b`.
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+}
+
+impl Expr {
+    /// Every load in evaluation order, mutably (for dimension collapsing).
+    pub fn loads_mut(&mut self) -> Vec<&mut Vec<usize>> {
+        let mut out = Vec::new();
+        fn walk<'a>(e: &'a mut Expr, out: &mut Vec<&'a mut Vec<usize>>) {
+            match e {
+                Expr::Load { strides, .. } => out.push(strides),
+                Expr::Const(_) => {}
+                Expr::Unary(_, a) => walk(a, out),
+                Expr::Binary(_, a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
+                    walk(a, out);
+                    walk(b, out);
+                    walk(c, out);
+                }
+            }
+        }
+        walk(self, &mut out);
+        out
+    }
+
+    /// Every load's strides, in evaluation order.
+    pub fn loads(&self) -> Vec<&[usize]> {
+        let mut out = Vec::new();
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a [usize]>) {
+            match e {
+                Expr::Load { strides, .. } => out.push(strides),
+                Expr::Const(_) => {}
+                Expr::Unary(_, a) => walk(a, out),
+                Expr::Binary(_, a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
+                    walk(a, out);
+                    walk(b, out);
+                    walk(c, out);
+                }
+            }
+        }
+        walk(self, &mut out);
+        out
+    }
+
+    /// Number of operations (not loads or constants): the work per element.
+    pub fn op_count(&self) -> usize {
+        match self {
+            Expr::Load { .. } | Expr::Const(_) => 0,
+            Expr::Unary(_, a) => 1 + a.op_count(),
+            Expr::Binary(_, a, b) => 1 + a.op_count() + b.op_count(),
+            Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
+                1 + a.op_count() + b.op_count() + c.op_count()
+            }
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Expr::Load { offset, strides } => {
+                let s: Vec<String> = strides.iter().map(usize::to_string).collect();
+                let _ = write!(out, "@{offset}[{}]", s.join(","));
+            }
+            Expr::Const(c) => {
+                let _ = write!(out, "{c:?}");
+            }
+            Expr::Unary(op, a) => {
+                let _ = write!(out, "{}(", unary_name(*op));
+                a.write(out);
+                out.push(')');
+            }
+            Expr::Binary(op, a, b) => {
+                let _ = write!(out, "{}(", binary_name(*op));
+                a.write(out);
+                out.push_str(", ");
+                b.write(out);
+                out.push(')');
+            }
+            Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
+                out.push_str(if matches!(self, Expr::Fma(..)) {
+                    "fma("
+                } else {
+                    "select("
+                });
+                a.write(out);
+                out.push_str(", ");
+                b.write(out);
+                out.push_str(", ");
+                c.write(out);
+                out.push(')');
+            }
+        }
+    }
+}
+
+/// The dump name of a unary op (as the IR text calls it).
+pub fn unary_name(op: UnaryOp) -> &'static str {
+    netc_compiler::ir::Op::Unary(op).name()
+}
+
+/// The dump name of a binary op (as the IR text calls it).
+pub fn binary_name(op: BinaryOp) -> &'static str {
+    netc_compiler::ir::Op::Binary(op).name()
+}
+
+/// One unit of work. `node` fields name the IR node (`%n` as in the IR dump) whose value the
+/// kernel produces, so a kernel dump can be read beside the graph dump.
+#[derive(Clone, Debug)]
+pub enum Kernel {
+    /// A fused loop nest: `out[k] = expr(k)` for every multi-index `k` of `shape` (row-major,
+    /// contiguous output). Adjacent dimensions that every load walks contiguously are merged,
+    /// so most kernels are one flat loop.
+    Elementwise {
+        node: usize,
+        out: Slot,
+        shape: Vec<usize>,
+        expr: Expr,
+    },
+    /// `out = reduce(op, input)` over `axes` of the contiguous `shape`, summing each output in
+    /// the input's row-major order (the interpreter's order, so f32 sums agree exactly).
+    Reduce {
+        node: usize,
+        op: ReduceOp,
+        input: Slot,
+        shape: Vec<usize>,
+        axes: Vec<usize>,
+        out: Slot,
+    },
+    /// `out[b] = op(a[b]) x op(b[b])` for each of `batch` contiguous matrices, by a GEMM library.
+    MatMul {
+        node: usize,
+        a: Slot,
+        b: Slot,
+        out: Slot,
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        ta: bool,
+        tb: bool,
+    },
+    /// Any op without a fast path: `graph` (input nodes `in0..`, outputs `out0..`) evaluated by
+    /// the reference interpreter at f32 precision, so every graph runs and agrees exactly.
+    Fallback {
+        node: usize,
+        /// The op's dump name with attributes, `one_hot[classes=10]`.
+        what: String,
+        graph: Graph,
+        inputs: Vec<Slot>,
+        outputs: Vec<Slot>,
+    },
+    /// `to = from`: gives an update output its own slot when it would otherwise share an
+    /// input's (an unchanged buffer), so the end-of-step update copies cannot clobber each other.
+    Copy { from: Slot, to: Slot },
+}
+
+/// How the nodes of a graph were covered: the share of the fast paths.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Input nodes.
+    pub inputs: usize,
+    /// Nodes that cost nothing (reshape, stop_gradient, same-type casts alias their operand).
+    pub aliases: usize,
+    /// Nodes computed inside fused elementwise kernels.
+    pub fused: usize,
+    /// Reductions and matmuls on their fast paths.
+    pub library: usize,
+    /// Nodes evaluated by the fallback (the interpreter), scans counted with their bodies as one.
+    pub fallback: usize,
+}
+
+/// A compiled step's plan: arenas, named inputs and outputs, kernels, and the copies that carry
+/// updated values into their inputs' slots after each run.
+#[derive(Clone, Debug)]
+pub struct KernelProgram {
+    /// Elements of the f32 arena.
+    pub f32_len: usize,
+    /// Elements of the i64 arena.
+    pub i64_len: usize,
+    /// Every graph input with its shape, in creation order.
+    pub inputs: Vec<(String, Slot, Vec<usize>)>,
+    /// Every graph output with its shape, in the graph's order.
+    pub outputs: Vec<(String, Slot, Vec<usize>)>,
+    /// The kernels, in execution order.
+    pub kernels: Vec<Kernel>,
+    /// `(input name, from, to)`: after the kernels run, each update output is copied into its
+    /// input's slot, so the next run sees the new parameter and optimizer state in place.
+    pub updates: Vec<(String, Slot, Slot)>,
+    /// How the graph's nodes were covered.
+    pub coverage: Coverage,
+}
+
+fn slot(s: &Slot) -> String {
+    match s.dtype {
+        DType::F32 => format!("@{}+{}", s.offset, s.len),
+        DType::I64 => format!("i@{}+{}", s.offset, s.len),
+    }
+}
+
+fn dims(shape: &[usize]) -> String {
+    let d: Vec<String> = shape.iter().map(usize::to_string).collect();
+    format!("[{}]", d.join(", "))
+}
+
+impl KernelProgram {
+    /// Deterministic text of the plan, one line per input, kernel, update and output: what
+    /// `netc build --emit kernels` prints and what snapshot tests compare.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "arena f32[{}] i64[{}]", self.f32_len, self.i64_len);
+        for (name, s, shape) in &self.inputs {
+            let _ = writeln!(out, "input {name} {} {}", dims(shape), slot(s));
+        }
+        for (i, k) in self.kernels.iter().enumerate() {
+            let _ = write!(out, "k{i} ");
+            match k {
+                Kernel::Elementwise {
+                    node,
+                    out: o,
+                    shape,
+                    expr,
+                } => {
+                    let _ = write!(out, "elementwise %{node} {} {} = ", dims(shape), slot(o));
+                    expr.write(&mut out);
+                }
+                Kernel::Reduce {
+                    node,
+                    op,
+                    input,
+                    shape,
+                    axes,
+                    out: o,
+                } => {
+                    let name = match op {
+                        ReduceOp::Sum => "sum",
+                        ReduceOp::Max => "max",
+                    };
+                    let _ = write!(
+                        out,
+                        "reduce_{name} %{node} {} axes={axes:?} {} -> {}",
+                        dims(shape),
+                        slot(input),
+                        slot(o)
+                    );
+                }
+                Kernel::MatMul {
+                    node,
+                    a,
+                    b,
+                    out: o,
+                    batch,
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                } => {
+                    let _ = write!(
+                        out,
+                        "matmul %{node} batch={batch} m={m} n={n} k={k} ta={ta} tb={tb} {} {} -> {}",
+                        slot(a),
+                        slot(b),
+                        slot(o)
+                    );
+                }
+                Kernel::Fallback {
+                    node,
+                    what,
+                    inputs,
+                    outputs,
+                    ..
+                } => {
+                    let i: Vec<String> = inputs.iter().map(slot).collect();
+                    let o: Vec<String> = outputs.iter().map(slot).collect();
+                    let _ = write!(
+                        out,
+                        "fallback %{node} {what} ({}) -> ({})",
+                        i.join(", "),
+                        o.join(", ")
+                    );
+                }
+                Kernel::Copy { from, to } => {
+                    let _ = write!(out, "copy {} -> {}", slot(from), slot(to));
+                }
+            }
+            out.push('\n');
+        }
+        for (name, from, to) in &self.updates {
+            let _ = writeln!(out, "update {name} {} -> {}", slot(from), slot(to));
+        }
+        for (name, s, shape) in &self.outputs {
+            let _ = writeln!(out, "output {name} {} {}", dims(shape), slot(s));
+        }
+        let c = &self.coverage;
+        let _ = writeln!(
+            out,
+            "coverage inputs={} aliases={} fused={} library={} fallback={}",
+            c.inputs, c.aliases, c.fused, c.library, c.fallback
+        );
+        out
+    }
+}
