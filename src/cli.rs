@@ -430,13 +430,9 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
     };
     // The last validation batch is usually partial: compile the eval graph for its size too.
     let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0);
-    let tail_program = match tail {
-        Some(rows) => match compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized }) {
-            Ok(p) => Some(p),
-            Err(_) => None,
-        },
-        None => None,
-    };
+    let tail_program = tail.and_then(|rows| {
+        compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized }).ok()
+    });
     let run = program.run.clone().unwrap_or_else(|| "train".to_string());
     let progress = if args.json {
         netc_runtime::log::Progress::Quiet

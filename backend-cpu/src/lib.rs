@@ -1,1 +1,279 @@
-//! placeholder
+//! The native CPU backend: a step graph compiled once into a static memory plan and a list of
+//! kernels — Cranelift-compiled fused elementwise loops, GEMM calls, Rust reductions, and an
+//! interpreter fallback for every op without a fast path — then run many times with parameters
+//! and optimizer state kept in place between runs.
+//!
+//! Data layout: one f32 arena (64-byte aligned slots) holds every float value; integer tensors
+//! (class labels, token ids, the random seed) live in a separate i64 arena. Both are allocated
+//! at compile time; a run allocates only inside fallback kernels.
+//!
+//! ```no_run
+//! # fn demo(graph: &netc_compiler::ir::Graph) -> Result<(), String> {
+//! let mut step = netc_backend_cpu::CompiledStep::compile(graph)?;
+//! step.set_input("pixels", &vec![0.0; 32 * 64])?;
+//! step.run()?; // updates are copied into their inputs' slots: the next run sees them
+//! let loss = step.output("loss")?;
+//! # Ok(()) }
+//! ```
+
+pub mod codegen;
+mod exec;
+pub mod kernel;
+pub mod plan;
+
+use std::collections::HashMap;
+
+use netc_compiler::ir::{DType, Graph};
+
+use crate::kernel::{Kernel, KernelProgram, Slot};
+
+/// One step graph, compiled for the host CPU, with its arenas.
+pub struct CompiledStep {
+    program: KernelProgram,
+    /// Owns the generated code; kept alive as long as `code` is used.
+    _jit: codegen::Jit,
+    /// Code address per kernel (elementwise kernels only).
+    code: Vec<Option<*const u8>>,
+    f32s: Vec<f32>,
+    /// Elements skipped at the start of `f32s` so that the arena starts 64-byte aligned.
+    align: usize,
+    i64s: Vec<i64>,
+    inputs: HashMap<String, (Slot, Vec<usize>)>,
+    outputs: HashMap<String, (Slot, Vec<usize>)>,
+    compile_ms: f64,
+}
+
+impl CompiledStep {
+    /// Plan and compile `graph`. Fails only on an internal error (a malformed graph, or code
+    /// generation refusing a kernel), never for an op without a fast path: those fall back.
+    pub fn compile(graph: &Graph) -> Result<CompiledStep, String> {
+        let started = std::time::Instant::now();
+        let program = plan::plan(graph)?;
+        let mut jit = codegen::Jit::new()?;
+        let mut index = Vec::new();
+        for k in &program.kernels {
+            let check = |s: &Slot| match s.dtype {
+                DType::F32 => s.offset + s.len <= program.f32_len,
+                DType::I64 => s.offset + s.len <= program.i64_len,
+            };
+            match k {
+                Kernel::Elementwise {
+                    out, shape, expr, ..
+                } => {
+                    // Every element a load can reach must be inside the arena (the safety
+                    // argument of entering the generated code rests on it).
+                    for (off, strides) in load_extents(expr) {
+                        let reach: usize = strides
+                            .iter()
+                            .zip(shape)
+                            .map(|(s, n)| s * (n - 1))
+                            .sum::<usize>()
+                            + off;
+                        if reach >= program.f32_len {
+                            return Err("internal: a load reaches outside the arena".into());
+                        }
+                    }
+                    if !check(out) || out.len != shape.iter().product::<usize>() {
+                        return Err("internal: an elementwise output is outside the arena".into());
+                    }
+                    index.push(Some(jit.add_elementwise(out.offset, shape, expr)?));
+                }
+                _ => index.push(None),
+            }
+        }
+        let addrs = jit.finish()?;
+        let code = index.into_iter().map(|i| i.map(|i| addrs[i])).collect();
+        let f32s = vec![0.0f32; program.f32_len + 16];
+        let align = (64 - (f32s.as_ptr() as usize % 64)) % 64 / 4;
+        let inputs = program
+            .inputs
+            .iter()
+            .map(|(n, s, d)| (n.clone(), (*s, d.clone())))
+            .collect();
+        let outputs = program
+            .outputs
+            .iter()
+            .map(|(n, s, d)| (n.clone(), (*s, d.clone())))
+            .collect();
+        let i64s = vec![0; program.i64_len];
+        Ok(CompiledStep {
+            program,
+            _jit: jit,
+            code,
+            f32s,
+            align,
+            i64s,
+            inputs,
+            outputs,
+            compile_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The plan: kernels, slots, coverage; `program().dump()` is the kernel text.
+    pub fn program(&self) -> &KernelProgram {
+        &self.program
+    }
+
+    /// Wall time of [`CompiledStep::compile`], for `netc bench` and reports.
+    pub fn compile_ms(&self) -> f64 {
+        self.compile_ms
+    }
+
+    fn arena(&mut self) -> &mut [f32] {
+        let n = self.program.f32_len;
+        &mut self.f32s[self.align..self.align + n]
+    }
+
+    fn input_slot(&self, name: &str, dtype: DType, len: usize) -> Result<Slot, String> {
+        let (s, shape) = self
+            .inputs
+            .get(name)
+            .ok_or_else(|| format!("the step has no input `{name}`"))?;
+        if s.dtype != dtype || s.len != len {
+            return Err(format!(
+                "input `{name}` is {}{shape:?}, given {len} {dtype} elements",
+                s.dtype
+            ));
+        }
+        Ok(*s)
+    }
+
+    /// Set an f32 input (data, parameter, optimizer state or scalar). Parameters and state need
+    /// setting once: runs update them in place.
+    pub fn set_input(&mut self, name: &str, data: &[f32]) -> Result<(), String> {
+        let s = self.input_slot(name, DType::F32, data.len())?;
+        self.arena()[s.offset..s.offset + s.len].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Set an i64 input (labels, token ids, the random seed).
+    pub fn set_input_i64(&mut self, name: &str, data: &[i64]) -> Result<(), String> {
+        let s = self.input_slot(name, DType::I64, data.len())?;
+        self.i64s[s.offset..s.offset + s.len].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Whether the step has an input of this name.
+    pub fn has_input(&self, name: &str) -> bool {
+        self.inputs.contains_key(name)
+    }
+
+    /// Run the step once: every kernel in order, then copy each update output into its input's
+    /// slot so the next run starts from the new parameters and state.
+    pub fn run(&mut self) -> Result<(), String> {
+        let n = self.program.f32_len;
+        let align = self.align;
+        let arena = &mut self.f32s[align..align + n];
+        for (k, code) in self.program.kernels.iter().zip(&self.code) {
+            match k {
+                Kernel::Elementwise { .. } => {
+                    let code = code.ok_or("internal: elementwise kernel without code")?;
+                    exec::call_kernel(code, arena);
+                }
+                Kernel::Reduce {
+                    op,
+                    input,
+                    shape,
+                    axes,
+                    out,
+                    ..
+                } => exec::reduce(arena, *op, *input, shape, axes, *out),
+                Kernel::MatMul {
+                    a,
+                    b,
+                    out,
+                    batch,
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    ..
+                } => exec::matmul(arena, *a, *b, *out, *batch, (*m, *n, *k), *ta, *tb),
+                Kernel::Fallback {
+                    graph,
+                    inputs,
+                    outputs,
+                    ..
+                } => exec::fallback(arena, &mut self.i64s, graph, inputs, outputs)?,
+                Kernel::Copy { from, to } => copy(arena, &mut self.i64s, *from, *to),
+            }
+        }
+        for (_, from, to) in &self.program.updates {
+            copy(arena, &mut self.i64s, *from, *to);
+        }
+        Ok(())
+    }
+
+    /// An f32 output's current value (after the last run).
+    pub fn output(&self, name: &str) -> Result<Vec<f32>, String> {
+        let (s, _) = self
+            .outputs
+            .get(name)
+            .ok_or_else(|| format!("the step has no output `{name}`"))?;
+        self.read(*s)
+    }
+
+    /// An f32 input's current value: a parameter after the updates of the last run.
+    pub fn input(&self, name: &str) -> Result<Vec<f32>, String> {
+        let (s, _) = self
+            .inputs
+            .get(name)
+            .ok_or_else(|| format!("the step has no input `{name}`"))?;
+        self.read(*s)
+    }
+
+    /// An i64 output's current value.
+    pub fn output_i64(&self, name: &str) -> Result<Vec<i64>, String> {
+        let (s, _) = self
+            .outputs
+            .get(name)
+            .ok_or_else(|| format!("the step has no output `{name}`"))?;
+        match s.dtype {
+            DType::I64 => Ok(self.i64s[s.offset..s.offset + s.len].to_vec()),
+            DType::F32 => Err(format!("output `{name}` is f32")),
+        }
+    }
+
+    fn read(&self, s: Slot) -> Result<Vec<f32>, String> {
+        match s.dtype {
+            DType::F32 => {
+                let base = self.align + s.offset;
+                Ok(self.f32s[base..base + s.len].to_vec())
+            }
+            DType::I64 => Err("an i64 value; use the _i64 accessor".into()),
+        }
+    }
+}
+
+/// Copy one slot's contents into another of the same type and size.
+fn copy(f32s: &mut [f32], i64s: &mut [i64], from: Slot, to: Slot) {
+    match from.dtype {
+        DType::F32 => f32s.copy_within(from.offset..from.offset + from.len, to.offset),
+        DType::I64 => i64s.copy_within(from.offset..from.offset + from.len, to.offset),
+    }
+}
+
+/// Every load of an expression as (offset, strides).
+fn load_extents(expr: &kernel::Expr) -> Vec<(usize, Vec<usize>)> {
+    use kernel::Expr;
+    let mut out = Vec::new();
+    fn walk(e: &Expr, out: &mut Vec<(usize, Vec<usize>)>) {
+        match e {
+            Expr::Load { offset, strides } => out.push((*offset, strides.clone())),
+            Expr::Const(_) => {}
+            Expr::Unary(_, a) => walk(a, out),
+            Expr::Binary(_, a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
+                walk(a, out);
+                walk(b, out);
+                walk(c, out);
+            }
+        }
+    }
+    walk(expr, &mut out);
+    out
+}

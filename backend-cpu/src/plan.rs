@@ -71,6 +71,8 @@ fn classify(graph: &Graph, id: NodeId) -> Class {
 struct Map {
     base: Vec<usize>,
     coef: Vec<Vec<usize>>,
+    /// Rank of the kernel's index space.
+    kdims: usize,
 }
 
 impl Map {
@@ -80,6 +82,7 @@ impl Map {
             coef: (0..rank)
                 .map(|j| (0..rank).map(|d| usize::from(j == d)).collect())
                 .collect(),
+            kdims: rank,
         }
     }
 }
@@ -142,7 +145,7 @@ impl Planner<'_> {
             let slot = self.slot_of(id)?;
             let ty = self.graph.ty(id);
             let strides = row_major(&ty.shape);
-            let kdims = map.coef.first().map_or(0, Vec::len);
+            let kdims = map.kdims;
             let mut out = vec![0; kdims];
             let mut offset = slot.offset;
             for (j, s) in strides.iter().enumerate() {
@@ -195,10 +198,11 @@ impl Planner<'_> {
             Op::Broadcast => {
                 let x = &self.graph.ty(ops[0]).shape;
                 let shift = node.ty.rank() - x.len();
-                let kdims = map.coef.first().map_or(0, Vec::len);
+                let kdims = map.kdims;
                 let mut m = Map {
                     base: vec![0; x.len()],
                     coef: vec![vec![0; kdims]; x.len()],
+                    kdims,
                 };
                 for k in 0..x.len() {
                     if x[k] != 1 {
@@ -417,7 +421,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                     .map_err(|e| e.message)?;
                 let mut out_slots = Vec::new();
                 if p.class[&id] == Class::Scan {
-                    for &u in &p.users[&id] {
+                    for u in p.users[&id].clone() {
                         let un = graph.node(u);
                         let proj = mini
                             .add(un.op.clone(), &[op_node], Some(un.ty.clone()), un.span)

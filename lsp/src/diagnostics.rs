@@ -11,6 +11,9 @@ use crate::position::Lines;
 /// Unused bindings and inputs: editors grey these out.
 const UNUSED: &str = "N2014";
 
+/// One diagnostic for `uri`, ranges in the negotiated encoding. The message is what
+/// `netc check` prints first (message, primary label, help); other places are related information
+/// so the editor can jump to them.
 pub(crate) fn to_lsp(d: &Diagnostic, lines: &Lines, uri: &Uri) -> lsp_types::Diagnostic {
     let mut message = d.message.clone();
     let label = d.primary.message.trim();

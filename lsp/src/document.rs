@@ -66,6 +66,7 @@ pub(crate) struct Document {
 }
 
 impl Document {
+    /// A document as `didOpen` gives it; analysed on first use.
     pub fn new(text: String, version: i32) -> Self {
         Document {
             text,
@@ -113,6 +114,7 @@ pub(crate) struct Snap<'a> {
 }
 
 impl<'a> Snap<'a> {
+    /// The view of a document the features read: its text, its analysis, conversions in `unit`.
     pub fn new(text: &'a str, a: &'a Analyzed, unit: ColumnUnit) -> Self {
         Snap {
             text,

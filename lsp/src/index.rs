@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use netc_grammar::ast::*;
 
+/// What a definition defines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DefKind {
     Const,

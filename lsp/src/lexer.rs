@@ -6,6 +6,7 @@
 
 use netc_grammar::Span;
 
+/// The kind of a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tok {
     Ident,
@@ -22,6 +23,7 @@ pub(crate) enum Tok {
     Other,
 }
 
+/// A token and the bytes it covers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Token {
     pub kind: Tok,

@@ -26,6 +26,8 @@ mod symbols;
 
 use std::thread::JoinHandle;
 
+/// The transport [`spawn`] and [`serve`] take: re-exported so callers (tests, other front ends)
+/// need not depend on `lsp-server` themselves.
 pub use lsp_server::Connection;
 
 /// Stack size of the thread the server runs on. The checker recurses over the syntax tree; the

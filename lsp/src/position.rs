@@ -32,11 +32,13 @@ pub(crate) struct Lines<'a> {
 }
 
 impl Lines<'_> {
+    /// The position of a byte offset (clamped to the text).
     pub fn position(&self, offset: usize) -> Position {
         let lc = self.index.line_col(self.text, offset, self.unit);
         Position::new(lc.line as u32, lc.col as u32)
     }
 
+    /// The range of a byte span.
     pub fn range(&self, span: Span) -> Range {
         Range::new(self.position(span.start), self.position(span.end))
     }

@@ -35,6 +35,8 @@ use crate::position::{encoding_kind, negotiate};
 /// A request's failure: an LSP error code and a message.
 type Failure = (i32, String);
 
+/// Handshake (negotiating the position encoding and reading the inlay-hint toggle), then the
+/// main loop until `exit`.
 pub(crate) fn serve(connection: Connection) -> Result<i32, String> {
     let (id, params) = connection.initialize_start().map_err(|e| e.to_string())?;
     let params: InitializeParams = serde_json::from_value(params).unwrap_or_default();

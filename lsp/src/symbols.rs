@@ -6,6 +6,8 @@ use lsp_types::{DocumentSymbol, SymbolKind};
 use crate::document::Snap;
 use crate::index::DefKind;
 
+/// The top-level symbols of a file with their children, from the index (so items that did not
+/// parse are missing, and everything that did is there).
 pub(crate) fn outline(snap: &Snap) -> Vec<DocumentSymbol> {
     let index = &snap.a.index;
     (0..index.defs.len())

@@ -66,6 +66,15 @@ fn utf8_positions_when_the_client_offers_them() {
     let byte_col = line.find("labell").unwrap() as u64;
     assert_eq!(byte_col, 34);
     assert_eq!(range(&diags[0]["range"]), (2, byte_col, 2, byte_col + 6));
+    // Edits are in UTF-8 columns too: delete the last `l` of `labell`.
+    let diags = c.change(
+        2,
+        json!([{ "range": { "start": { "line": 2, "character": byte_col + 5 }, "end": { "line": 2, "character": byte_col + 6 } }, "text": "" }]),
+    );
+    assert_eq!(codes(&diags), ["N2002"]);
+    let line = TWO_ERRORS.lines().nth(8).unwrap();
+    let byte_col = line.find("reluu").unwrap() as u64;
+    assert_eq!(range(&diags[0]["range"]), (8, byte_col, 8, byte_col + 5));
     c.shutdown();
 }
 

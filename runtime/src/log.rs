@@ -79,7 +79,7 @@ impl Log {
             bar.set_prefix(epoch.to_string());
             bar.set_message(format!("{}  {samples_per_s:.0} samples/s", loss_text.join("  ")));
         }
-        if step % self.every != 0 {
+        if !step.is_multiple_of(self.every) {
             return Ok(());
         }
         self.losses.push((step, losses[0].1));
@@ -90,7 +90,7 @@ impl Log {
             json_number(lr_factor),
             json_number(samples_per_s)
         ))?;
-        if self.progress == Progress::Lines && step % (self.every * 50) == 0 {
+        if self.progress == Progress::Lines && step.is_multiple_of(self.every * 50) {
             eprintln!("step {step}  epoch {epoch}  {}  {samples_per_s:.0} samples/s", loss_text.join("  "));
         }
         Ok(())

@@ -844,6 +844,25 @@ data d {
 }
 
 #[test]
+fn a_label_field_needs_labels() {
+    let src = r#"
+data d {
+  source npy(features: "digits-30-x.npy")
+  pixels: f32[64]
+  label: class(10)
+}
+"#;
+    assert_eq!(
+        load_err(src, &fixtures()),
+        "field `label` receives labels, but `npy(...)` has none (give it a `labels` file)"
+    );
+    // Without a label field, features alone load.
+    let s = load_ok(&src.replace("  label: class(10)\n", ""), &fixtures());
+    assert_eq!(s.train.len, 30);
+    assert_eq!(s.train.fields.len(), 1);
+}
+
+#[test]
 fn a_split_must_leave_samples_on_both_sides() {
     let src = DIGITS.replace(
         "label:  class(10)",

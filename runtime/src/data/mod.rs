@@ -1,18 +1,30 @@
 //! Data loaders: the files a `data` item names, read into memory as dense per-field arrays, with
 //! the declared transforms, the seeded train/validation split, and batching.
 //!
-//! The flow for one `data` item is:
-//! 1. read the source file(s) in the declared format ([`csv`], [`idx`], [`cifar`], [`sentences`],
-//!    [`text`], [`npy`]) into raw columns: one of features, one of labels;
-//! 2. map the columns onto the declared fields, checking the file's sample shape against the
-//!    declaration and every label against its class count, and apply the field's transforms;
+//! The flow for one `data` item ([`load`]) is:
+//! 1. read the source file(s) in the declared format (`csv`, `idx`, `cifar10`, `sentences`,
+//!    `text`, `npy`; one private module each, documented with the format's layout) into raw
+//!    columns: one of features, one of labels;
+//! 2. check the columns against the declared fields, in file order: the file's sample shape
+//!    against the declaration, every class label against its class count;
 //! 3. split off the validation set with a seeded permutation (`split val: F, seed: S`);
-//! 4. load the `test` source, if any, the same way.
+//! 4. apply each field's transforms (`scale`, `shift`, `normalize`, `one_hot`) and, for
+//!    `sentences`, map words to ids with the vocabulary of the training split;
+//! 5. load the `test` source, if any, the same way.
 //!
-//! Files are read whole into memory (the full MNIST training images are 47 MB decompressed,
-//! 188 MB as float32 after `scale`); every data set in `../shared/data` fits comfortably, and a
-//! dense array is what a training step copies batches from. A malformed, truncated or mismatched
-//! file is a [`DataError`] naming the file, the line or byte offset, and what was expected.
+//! **Fields.** A `data` item's label field (declared `class(C)` or named `label`/`target`)
+//! receives the source's labels; its one other field the features. A `class(C)` field is `I64`
+//! with every value checked to lie in `0..C`; a float label field (`label: f32[1]`) holds the
+//! label as a float (0.0/1.0 for the binary sentiment files); an integer feature field
+//! (`tokens: i32[T]`) is `I64`; every float field is `F32`.
+//!
+//! **Memory.** Files are read whole into memory: the full MNIST training images are 47 MB
+//! decompressed, 188 MB as float32 after `scale`, and every data set in `../shared/data` fits
+//! comfortably. A dense array is what a training step copies batches from, and raw rows are
+//! selected before transforms so a split copies bytes, not floats.
+//!
+//! **Errors.** A missing, malformed, truncated or mismatched file is a [`DataError`] naming the
+//! file as resolved, the line or byte offset, and what was expected; never a panic.
 
 mod batch;
 mod cifar;
@@ -52,6 +64,7 @@ pub struct Field {
     /// The shape of one sample (no batch axis), after transforms: `[3, 32, 32]`; `[]` for a
     /// class label.
     pub dims: Vec<usize>,
+    /// `len × row_len()` values, sample after sample, each row-major.
     pub values: FieldValues,
 }
 
@@ -59,7 +72,9 @@ pub struct Field {
 /// labels and token ids are `I64`, the index type losses and embeddings take.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FieldValues {
+    /// Float32 values: images, features, one-hot vectors, float labels.
     F32(Vec<f32>),
+    /// Int64 values: class labels and token or character ids.
     I64(Vec<i64>),
 }
 
@@ -141,6 +156,7 @@ impl Dataset {
 /// separate `test` set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Splits {
+    /// The samples to train on: the whole source, less the validation samples of `split`.
     pub train: Dataset,
     /// Present when the item has `split val: F, seed: S`.
     pub val: Option<Dataset>,
@@ -156,6 +172,7 @@ pub struct Splits {
 /// the file (as resolved), the line or byte offset, and what was expected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataError {
+    /// The whole message, path and position included, ready to print.
     pub message: String,
     /// The file at fault, when there is one.
     pub path: Option<PathBuf>,

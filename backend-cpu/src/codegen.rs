@@ -1,0 +1,508 @@
+//! Cranelift code generation for fused elementwise kernels.
+//!
+//! Each [`Kernel::Elementwise`] becomes one function `fn(arena: *mut f32)` with every offset,
+//! stride and trip count baked in as constants. Loop nest: one counted loop per collapsed outer
+//! dimension, then the innermost dimension in `f32x4` steps when every load there is contiguous
+//! or a scalar broadcast, and a scalar loop for the tail (or for the whole row otherwise).
+//! Cranelift's x64 backend has 128-bit vectors only (toolchain.md §1b), so `f32x4` it is.
+//!
+//! Semantics follow the IR exactly: relu is a compare+select that keeps NaN (one `maxps`-like
+//! sequence, much faster than the IEEE `fmax`), `max`/`min` are the NaN-propagating `fmax`/`fmin`,
+//! `greater` and `select` are compare+select. Transcendentals call back into Rust per lane,
+//! computing in f64 and rounding once, which is exactly what the interpreter does.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F32, F32X4, I64};
+use cranelift_codegen::ir::{
+    AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, Value,
+};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module};
+use netc_compiler::ir::{BinaryOp, UnaryOp};
+
+use crate::kernel::Expr;
+
+/// The host functions JIT code may call, by the symbol name it imports them under.
+const HOST: [(&str, UnaryOp); 5] = [
+    ("netc_exp", UnaryOp::Exp),
+    ("netc_log", UnaryOp::Log),
+    ("netc_tanh", UnaryOp::Tanh),
+    ("netc_sigmoid", UnaryOp::Sigmoid),
+    ("netc_erf", UnaryOp::Erf),
+];
+
+/// `exp` as the interpreter computes it: in f64, rounded once to f32.
+extern "C" fn host_exp(x: f32) -> f32 {
+    f64::from(x).exp() as f32
+}
+extern "C" fn host_log(x: f32) -> f32 {
+    f64::from(x).ln() as f32
+}
+extern "C" fn host_tanh(x: f32) -> f32 {
+    f64::from(x).tanh() as f32
+}
+extern "C" fn host_sigmoid(x: f32) -> f32 {
+    (1.0 / (1.0 + (-f64::from(x)).exp())) as f32
+}
+extern "C" fn host_erf(x: f32) -> f32 {
+    netc_compiler::ir::interp::erf(f64::from(x)) as f32
+}
+
+/// The host implementation of a transcendental, for tests of the JIT path against it.
+pub fn host_unary(op: UnaryOp) -> Option<extern "C" fn(f32) -> f32> {
+    Some(match op {
+        UnaryOp::Exp => host_exp,
+        UnaryOp::Log => host_log,
+        UnaryOp::Tanh => host_tanh,
+        UnaryOp::Sigmoid => host_sigmoid,
+        UnaryOp::Erf => host_erf,
+        _ => return None,
+    })
+}
+
+/// A JIT module holding compiled kernels. It owns the executable memory, so it must outlive
+/// every function pointer taken from it.
+pub struct Jit {
+    module: JITModule,
+    host: Vec<(UnaryOp, FuncId)>,
+    ctx: cranelift_codegen::Context,
+    fctx: FunctionBuilderContext,
+    fma: bool,
+    pending: Vec<FuncId>,
+    count: usize,
+}
+
+impl Jit {
+    /// A module for the host CPU: `cranelift_native` flags (AVX, FMA where present) and
+    /// `opt_level=speed`; the verifier only in debug builds.
+    pub fn new() -> Result<Jit, String> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| format!("cranelift setting {k}: {e}"))
+        };
+        set(&mut flags, "opt_level", "speed")?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
+        let isa_builder = cranelift_native::builder().map_err(|e| e.to_string())?;
+        let isa = isa_builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| e.to_string())?;
+        let fma = has_fma();
+        let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        for (name, op) in HOST {
+            let f = host_unary(op).expect("listed host functions exist");
+            jb.symbol(name, f as *const u8);
+        }
+        let mut module = JITModule::new(jb);
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(F32));
+        sig.returns.push(AbiParam::new(F32));
+        let mut host = Vec::new();
+        for (name, op) in HOST {
+            let id = module
+                .declare_function(name, Linkage::Import, &sig)
+                .map_err(|e| e.to_string())?;
+            host.push((op, id));
+        }
+        let ctx = module.make_context();
+        Ok(Jit {
+            module,
+            host,
+            ctx,
+            fctx: FunctionBuilderContext::new(),
+            fma,
+            pending: Vec::new(),
+            count: 0,
+        })
+    }
+
+    /// Compile one elementwise kernel; its address is available after [`Jit::finish`], at
+    /// the returned index.
+    pub fn add_elementwise(
+        &mut self,
+        out_offset: usize,
+        shape: &[usize],
+        expr: &Expr,
+    ) -> Result<usize, String> {
+        let ptr = self.module.target_config().pointer_type();
+        let mut sig = Signature::new(self.module.isa().default_call_conv());
+        sig.params.push(AbiParam::new(ptr));
+        let name = format!("k{}", self.count);
+        self.count += 1;
+        let id = self
+            .module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(|e| e.to_string())?;
+        self.ctx.func.signature = sig;
+        let frontend = self.module.target_config();
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let host: Vec<(UnaryOp, FuncRef)> = self
+                .host
+                .iter()
+                .map(|&(op, id)| (op, self.module.declare_func_in_func(id, b.func)))
+                .collect();
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let base = b.block_params(entry)[0];
+            let mut g = Gen {
+                b,
+                base,
+                host,
+                fma: self.fma,
+                row_bases: Vec::new(),
+                out_row: base,
+                strides_out: row_major(shape),
+            };
+            g.body(out_offset, shape, expr);
+            g.b.ins().return_(&[]);
+            g.b.seal_all_blocks();
+            g.b.finalize(frontend);
+        }
+        self.module
+            .define_function(id, &mut self.ctx)
+            .map_err(|e| format!("cranelift: {e:?}"))?;
+        self.module.clear_context(&mut self.ctx);
+        self.pending.push(id);
+        Ok(self.pending.len() - 1)
+    }
+
+    /// Link everything compiled so far; returns the code addresses in [`Jit::add_elementwise`]
+    /// order. The addresses stay valid as long as this `Jit` lives.
+    pub fn finish(&mut self) -> Result<Vec<*const u8>, String> {
+        self.module
+            .finalize_definitions()
+            .map_err(|e| e.to_string())?;
+        Ok(self
+            .pending
+            .iter()
+            .map(|&id| self.module.get_finalized_function(id))
+            .collect())
+    }
+}
+
+/// Whether the host has FMA (then `fma` lowers to one `vfmadd`; without it Cranelift would
+/// call `fmaf` per lane, so we emit a multiply and an add instead).
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+fn row_major(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        s[a] = s[a + 1] * shape[a + 1];
+    }
+    s
+}
+
+/// How the innermost loop evaluates: four lanes at a time, or one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Vector,
+    Scalar,
+}
+
+struct Gen<'a> {
+    b: FunctionBuilder<'a>,
+    base: Value,
+    host: Vec<(UnaryOp, FuncRef)>,
+    fma: bool,
+    /// Per load (in `Expr::loads` order): its address at the start of the current row, in bytes
+    /// from the arena base, as an i64.
+    row_bases: Vec<Value>,
+    /// The output's row address (absolute).
+    out_row: Value,
+    strides_out: Vec<usize>,
+}
+
+fn flags() -> MemFlagsData {
+    // Not `aligned`: a row of a broadcast or slice may start at any element.
+    MemFlagsData::new().with_notrap()
+}
+
+impl Gen<'_> {
+    fn iconst(&mut self, x: usize) -> Value {
+        self.b.ins().iconst(I64, x as i64)
+    }
+
+    /// A counted loop `for i in (start..end).step_by(step)`, the body built by `body(self, i)`;
+    /// returns the final counter value.
+    fn counted(
+        &mut self,
+        start: Value,
+        end: usize,
+        step: usize,
+        body: &mut dyn FnMut(&mut Self, Value),
+    ) -> Value {
+        let header = self.b.create_block();
+        let body_block = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, I64);
+        self.b.append_block_param(exit, I64);
+        self.b.ins().jump(header, &[start.into()]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        // Continue while i + step <= end.
+        let next = self.b.ins().iadd_imm_s(i, step as i64);
+        let ok = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, next, end as i64);
+        self.b
+            .ins()
+            .brif(ok, body_block, &[], exit, &[i.into()]);
+        self.b.switch_to_block(body_block);
+        body(self, i);
+        self.b.ins().jump(header, &[next.into()]);
+        self.b.switch_to_block(exit);
+        self.b.block_params(exit)[0]
+    }
+
+    fn body(&mut self, out_offset: usize, shape: &[usize], expr: &Expr) {
+        let loads: Vec<Vec<usize>> = expr.loads().iter().map(|s| s.to_vec()).collect();
+        let offsets = load_offsets(expr);
+        let last = shape.len() - 1;
+        let vector = shape[last] >= 4 && loads.iter().all(|s| s[last] <= 1);
+        let mut idx: Vec<Value> = Vec::new();
+        self.outer(0, last, shape, &loads, &offsets, out_offset, &mut idx, vector, expr);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn outer(
+        &mut self,
+        d: usize,
+        last: usize,
+        shape: &[usize],
+        loads: &[Vec<usize>],
+        offsets: &[usize],
+        out_offset: usize,
+        idx: &mut Vec<Value>,
+        vector: bool,
+        expr: &Expr,
+    ) {
+        if d == last {
+            // Row bases from the outer indices.
+            let mut bases = Vec::new();
+            for (l, s) in loads.iter().enumerate() {
+                let mut v = self.iconst(offsets[l] * 4);
+                for (e, &i) in idx.iter().enumerate() {
+                    if s[e] != 0 {
+                        let t = self.b.ins().imul_imm_s(i, (s[e] * 4) as i64);
+                        v = self.b.ins().iadd(v, t);
+                    }
+                }
+                bases.push(v);
+            }
+            let mut o = self.iconst(out_offset * 4);
+            for (e, &i) in idx.iter().enumerate() {
+                let t = self.b.ins().imul_imm_s(i, (self.strides_out[e] * 4) as i64);
+                o = self.b.ins().iadd(o, t);
+            }
+            self.row_bases = bases;
+            self.out_row = self.b.ins().iadd(self.base, o);
+            let n = shape[last];
+            let zero = self.iconst(0);
+            let mut j = zero;
+            if vector {
+                j = self.counted(zero, n, 4, &mut |g, j| g.element(Mode::Vector, j, loads, expr));
+            }
+            self.counted(j, n, 1, &mut |g, j| g.element(Mode::Scalar, j, loads, expr));
+            return;
+        }
+        let zero = self.iconst(0);
+        self.counted(zero, shape[d], 1, &mut |g, i| {
+            idx.push(i);
+            g.outer(d + 1, last, shape, loads, offsets, out_offset, idx, vector, expr);
+            idx.pop();
+        });
+    }
+
+    /// Compute and store the element(s) at inner index `j`.
+    fn element(&mut self, mode: Mode, j: Value, loads: &[Vec<usize>], expr: &Expr) {
+        let mut next = 0;
+        let v = self.eval(mode, j, loads, expr, &mut next);
+        let off = self.b.ins().imul_imm_s(j, 4);
+        let addr = self.b.ins().iadd(self.out_row, off);
+        self.b.ins().store(flags(), v, addr, 0);
+    }
+
+    fn splat(&mut self, mode: Mode, x: f32) -> Value {
+        let c = self.b.ins().f32const(x);
+        match mode {
+            Mode::Vector => self.b.ins().splat(F32X4, c),
+            Mode::Scalar => c,
+        }
+    }
+
+    /// `cond ? a : b` lane-wise for a float comparison result.
+    fn choose(&mut self, mode: Mode, cond: Value, a: Value, b: Value) -> Value {
+        match mode {
+            Mode::Scalar => self.b.ins().select(cond, a, b),
+            Mode::Vector => {
+                let mask = self.b.ins().bitcast(
+                    F32X4,
+                    MemFlagsData::new().with_endianness(Endianness::Little),
+                    cond,
+                );
+                self.b.ins().bitselect(mask, a, b)
+            }
+        }
+    }
+
+    fn eval(
+        &mut self,
+        mode: Mode,
+        j: Value,
+        loads: &[Vec<usize>],
+        expr: &Expr,
+        next: &mut usize,
+    ) -> Value {
+        match expr {
+            Expr::Load { .. } => {
+                let l = *next;
+                *next += 1;
+                let inner = loads[l][loads[l].len() - 1];
+                let row = self.row_bases[l];
+                let addr = if inner == 0 {
+                    row
+                } else {
+                    let t = self.b.ins().imul_imm_s(j, (inner * 4) as i64);
+                    self.b.ins().iadd(row, t)
+                };
+                let addr = self.b.ins().iadd(self.base, addr);
+                match (mode, inner) {
+                    (Mode::Vector, 0) => {
+                        let x = self.b.ins().load(F32, flags(), addr, 0);
+                        self.b.ins().splat(F32X4, x)
+                    }
+                    (Mode::Vector, _) => self.b.ins().load(F32X4, flags(), addr, 0),
+                    (Mode::Scalar, _) => self.b.ins().load(F32, flags(), addr, 0),
+                }
+            }
+            Expr::Const(c) => self.splat(mode, *c),
+            Expr::Unary(op, a) => {
+                let x = self.eval(mode, j, loads, a, next);
+                self.unary(mode, *op, x)
+            }
+            Expr::Binary(op, a, c) => {
+                let x = self.eval(mode, j, loads, a, next);
+                let y = self.eval(mode, j, loads, c, next);
+                match op {
+                    BinaryOp::Add => self.b.ins().fadd(x, y),
+                    BinaryOp::Sub => self.b.ins().fsub(x, y),
+                    BinaryOp::Mul => self.b.ins().fmul(x, y),
+                    BinaryOp::Div => self.b.ins().fdiv(x, y),
+                    BinaryOp::Max => self.b.ins().fmax(x, y),
+                    BinaryOp::Min => self.b.ins().fmin(x, y),
+                    BinaryOp::Greater => {
+                        let c = self.b.ins().fcmp(FloatCC::GreaterThan, x, y);
+                        let one = self.splat(mode, 1.0);
+                        let zero = self.splat(mode, 0.0);
+                        self.choose(mode, c, one, zero)
+                    }
+                }
+            }
+            Expr::Fma(a, c, d) => {
+                let x = self.eval(mode, j, loads, a, next);
+                let y = self.eval(mode, j, loads, c, next);
+                let z = self.eval(mode, j, loads, d, next);
+                if self.fma {
+                    self.b.ins().fma(x, y, z)
+                } else {
+                    let p = self.b.ins().fmul(x, y);
+                    self.b.ins().fadd(p, z)
+                }
+            }
+            Expr::Select(c, a, d) => {
+                let cv = self.eval(mode, j, loads, c, next);
+                let x = self.eval(mode, j, loads, a, next);
+                let y = self.eval(mode, j, loads, d, next);
+                let zero = self.splat(mode, 0.0);
+                let ne = self.b.ins().fcmp(FloatCC::NotEqual, cv, zero);
+                self.choose(mode, ne, x, y)
+            }
+        }
+    }
+
+    fn unary(&mut self, mode: Mode, op: UnaryOp, x: Value) -> Value {
+        match op {
+            UnaryOp::Neg => self.b.ins().fneg(x),
+            UnaryOp::Abs => self.b.ins().fabs(x),
+            UnaryOp::Sqrt => self.b.ins().sqrt(x),
+            UnaryOp::Recip => {
+                let one = self.splat(mode, 1.0);
+                self.b.ins().fdiv(one, x)
+            }
+            UnaryOp::Relu => {
+                // x where x > 0 or x is NaN, else +0.0 (so -0.0 becomes 0.0, as in the IR).
+                let zero = self.splat(mode, 0.0);
+                let keep = self.b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, x, zero);
+                self.choose(mode, keep, x, zero)
+            }
+            UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Erf => {
+                let f = self
+                    .host
+                    .iter()
+                    .find(|(o, _)| *o == op)
+                    .map(|(_, f)| *f)
+                    .expect("every transcendental has a host function");
+                match mode {
+                    Mode::Scalar => {
+                        let call = self.b.ins().call(f, &[x]);
+                        self.b.inst_results(call)[0]
+                    }
+                    Mode::Vector => {
+                        let mut out = x;
+                        for lane in 0..4u8 {
+                            let e = self.b.ins().extractlane(x, lane);
+                            let call = self.b.ins().call(f, &[e]);
+                            let r = self.b.inst_results(call)[0];
+                            out = self.b.ins().insertlane(out, r, lane);
+                        }
+                        out
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each load's element offset, in `Expr::loads` order.
+fn load_offsets(expr: &Expr) -> Vec<usize> {
+    let mut out = Vec::new();
+    fn walk(e: &Expr, out: &mut Vec<usize>) {
+        match e {
+            Expr::Load { offset, .. } => out.push(*offset),
+            Expr::Const(_) => {}
+            Expr::Unary(_, a) => walk(a, out),
+            Expr::Binary(_, a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
+                walk(a, out);
+                walk(b, out);
+                walk(c, out);
+            }
+        }
+    }
+    walk(expr, &mut out);
+    out
+}

@@ -1,0 +1,224 @@
+//! The kernels that run as Rust code: reductions, GEMM calls, the interpreter fallback, and the
+//! one function that enters JIT code. All the `unsafe` of the crate is in this file: entering
+//! generated code and the `gemm` crate's pointer API.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use netc_compiler::ir::interp::{self, Precision, Value};
+use netc_compiler::ir::{DType, Graph, ReduceOp};
+
+use crate::kernel::Slot;
+
+/// The signature of every generated kernel: the f32 arena's base address.
+type KernelFn = unsafe extern "C" fn(*mut f32);
+
+/// Run the generated kernel at `code` on `arena`.
+///
+/// Safety argument (why this is sound although it is `unsafe` inside): `code` comes from
+/// [`crate::codegen::Jit::finish`] for a kernel planned against an arena of exactly
+/// `arena.len()` elements, and the planner only emits loads and stores inside slots of that plan
+/// (every offset plus extent is below `f32_len`, checked by `CompiledStep::compile`). The code
+/// touches no other memory, does not unwind, and the `Jit` owning it outlives the call (both
+/// live in the same `CompiledStep`).
+pub(crate) fn call_kernel(code: *const u8, arena: &mut [f32]) {
+    // SAFETY: see above; `code` was produced with the signature `fn(*mut f32)` in the host's
+    // default calling convention, which is `extern "C"`.
+    unsafe {
+        let f: KernelFn = std::mem::transmute::<*const u8, KernelFn>(code);
+        f(arena.as_mut_ptr());
+    }
+}
+
+/// `out = a x b` for `batch` row-major matrices (`a` is `[m, k]`, or `[k, m]` when `ta`; `b` is
+/// `[k, n]`, or `[n, k]` when `tb`), through the `gemm` crate on one thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    arena: &mut [f32],
+    a: Slot,
+    b: Slot,
+    out: Slot,
+    batch: usize,
+    (m, n, k): (usize, usize, usize),
+    ta: bool,
+    tb: bool,
+) {
+    let end = |s: Slot| s.offset + s.len;
+    assert!(
+        end(a) <= arena.len() && end(b) <= arena.len() && end(out) <= arena.len(),
+        "matmul slots outside the arena"
+    );
+    assert!(a.len == batch * m * k && b.len == batch * k * n && out.len == batch * m * n);
+    let disjoint = |x: Slot| end(x) <= out.offset || end(out) <= x.offset;
+    assert!(
+        disjoint(a) && disjoint(b),
+        "matmul output overlaps an operand"
+    );
+    if out.len == 0 {
+        return;
+    }
+    let (lhs_rs, lhs_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rhs_rs, rhs_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let base = arena.as_mut_ptr();
+    for i in 0..batch {
+        // SAFETY: the asserts above keep every matrix inside `arena`, the output is disjoint
+        // from the operands, and the strides describe exactly the `m x k`, `k x n` and `m x n`
+        // row-major (or transposed) blocks at these offsets.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                base.add(out.offset + i * m * n),
+                1,
+                n as isize,
+                false,
+                base.add(a.offset + i * m * k),
+                lhs_cs,
+                lhs_rs,
+                base.add(b.offset + i * k * n),
+                rhs_cs,
+                rhs_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+/// `(input, output)` views of two disjoint ranges of the arena.
+fn split(arena: &mut [f32], input: Range<usize>, out: Range<usize>) -> (&[f32], &mut [f32]) {
+    if input.end <= out.start {
+        let (lo, hi) = arena.split_at_mut(out.start);
+        (&lo[input], &mut hi[..out.end - out.start])
+    } else {
+        assert!(out.end <= input.start, "reduce output overlaps its input");
+        let (lo, hi) = arena.split_at_mut(input.start);
+        (&hi[..input.end - input.start], &mut lo[out])
+    }
+}
+
+/// `Reduce`: fold each input element, in row-major order, into its output element (f32
+/// arithmetic, so the result equals the interpreter's f32 run exactly).
+pub(crate) fn reduce(
+    arena: &mut [f32],
+    op: ReduceOp,
+    input: Slot,
+    shape: &[usize],
+    axes: &[usize],
+    out: Slot,
+) {
+    let (x, y) = split(
+        arena,
+        input.offset..input.offset + input.len,
+        out.offset..out.offset + out.len,
+    );
+    let init = match op {
+        ReduceOp::Sum => 0.0,
+        ReduceOp::Max => f32::NEG_INFINITY,
+    };
+    y.fill(init);
+    if x.is_empty() {
+        return;
+    }
+    // Collapse: drop size-1 axes, merge neighbours of the same kind (reduced or kept).
+    let mut dims: Vec<(usize, bool)> = Vec::new();
+    for (a, &n) in shape.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        let reduced = axes.contains(&a);
+        match dims.last_mut() {
+            Some((m, r)) if *r == reduced => *m *= n,
+            _ => dims.push((n, reduced)),
+        }
+    }
+    if dims.is_empty() {
+        dims.push((1, false));
+    }
+    // Output strides of the kept dims (row-major over the kept dims), 0 for reduced ones.
+    let mut ostride = vec![0; dims.len()];
+    let mut s = 1;
+    for d in (0..dims.len()).rev() {
+        if !dims[d].1 {
+            ostride[d] = s;
+            s *= dims[d].0;
+        }
+    }
+    let fold = |acc: f32, v: f32| match op {
+        ReduceOp::Sum => acc + v,
+        ReduceOp::Max if v.is_nan() || v > acc => v,
+        ReduceOp::Max => acc,
+    };
+    let last = dims.len() - 1;
+    let (n, inner_reduced) = dims[last];
+    let mut idx = vec![0usize; last];
+    let mut i = 0;
+    loop {
+        let o: usize = idx.iter().zip(&ostride).map(|(a, b)| a * b).sum();
+        let row = &x[i..i + n];
+        if inner_reduced {
+            y[o] = row.iter().fold(y[o], |acc, &v| fold(acc, v));
+        } else {
+            for (t, &v) in y[o..o + n].iter_mut().zip(row) {
+                *t = fold(*t, v);
+            }
+        }
+        i += n;
+        // Advance the odometer over the outer dims.
+        let mut d = last;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < dims[d].0 {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Evaluate a fallback kernel's one-op graph with the reference interpreter (f32 precision),
+/// reading its operands from the arenas and writing its results back.
+pub(crate) fn fallback(
+    f32s: &mut [f32],
+    i64s: &mut [i64],
+    graph: &Graph,
+    inputs: &[Slot],
+    outputs: &[Slot],
+) -> Result<(), String> {
+    let mut values = HashMap::new();
+    for (i, (s, id)) in inputs.iter().zip(graph.inputs()).enumerate() {
+        let shape = graph.ty(id).shape.clone();
+        let r = s.offset..s.offset + s.len;
+        let v = match s.dtype {
+            DType::F32 => Value::f32(shape, f32s[r].to_vec()),
+            DType::I64 => Value::i64(shape, i64s[r].to_vec()),
+        };
+        values.insert(format!("in{i}"), v);
+    }
+    let mut results = interp::run(graph, &values, Precision::F32).map_err(|e| e.message)?;
+    for (i, s) in outputs.iter().enumerate() {
+        let v = results
+            .remove(&format!("out{i}"))
+            .ok_or("internal: fallback output missing")?;
+        let r = s.offset..s.offset + s.len;
+        match (&v.data, s.dtype) {
+            (interp::Data::F(d), DType::F32) => {
+                for (t, &x) in f32s[r].iter_mut().zip(d) {
+                    *t = x as f32;
+                }
+            }
+            (interp::Data::I(d), DType::I64) => i64s[r].copy_from_slice(d),
+            _ => return Err("internal: fallback result of the wrong type".into()),
+        }
+    }
+    Ok(())
+}
