@@ -80,7 +80,8 @@ impl Jit {
     pub fn new() -> Result<Jit, String> {
         let mut flags = settings::builder();
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
-            f.set(k, v).map_err(|e| format!("cranelift setting {k}: {e}"))
+            f.set(k, v)
+                .map_err(|e| format!("cranelift setting {k}: {e}"))
         };
         set(&mut flags, "opt_level", "speed")?;
         set(
@@ -265,9 +266,7 @@ impl Gen<'_> {
             .b
             .ins()
             .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, next, end as i64);
-        self.b
-            .ins()
-            .brif(ok, body_block, &[], exit, &[i.into()]);
+        self.b.ins().brif(ok, body_block, &[], exit, &[i.into()]);
         self.b.switch_to_block(body_block);
         body(self, i);
         self.b.ins().jump(header, &[next.into()]);
@@ -281,7 +280,9 @@ impl Gen<'_> {
         let last = shape.len() - 1;
         let vector = shape[last] >= 4 && loads.iter().all(|s| s[last] <= 1);
         let mut idx: Vec<Value> = Vec::new();
-        self.outer(0, last, shape, &loads, &offsets, out_offset, &mut idx, vector, expr);
+        self.outer(
+            0, last, shape, &loads, &offsets, out_offset, &mut idx, vector, expr,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -321,7 +322,9 @@ impl Gen<'_> {
             let zero = self.iconst(0);
             let mut j = zero;
             if vector {
-                j = self.counted(zero, n, 4, &mut |g, j| g.element(Mode::Vector, j, loads, expr));
+                j = self.counted(zero, n, 4, &mut |g, j| {
+                    g.element(Mode::Vector, j, loads, expr)
+                });
             }
             self.counted(j, n, 1, &mut |g, j| g.element(Mode::Scalar, j, loads, expr));
             return;
@@ -329,7 +332,17 @@ impl Gen<'_> {
         let zero = self.iconst(0);
         self.counted(zero, shape[d], 1, &mut |g, i| {
             idx.push(i);
-            g.outer(d + 1, last, shape, loads, offsets, out_offset, idx, vector, expr);
+            g.outer(
+                d + 1,
+                last,
+                shape,
+                loads,
+                offsets,
+                out_offset,
+                idx,
+                vector,
+                expr,
+            );
             idx.pop();
         });
     }

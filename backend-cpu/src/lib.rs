@@ -20,6 +20,9 @@ pub mod codegen;
 mod exec;
 pub mod kernel;
 pub mod plan;
+pub mod runner;
+
+pub use runner::Runner;
 
 use std::collections::HashMap;
 

@@ -204,8 +204,8 @@ impl Planner<'_> {
                     coef: vec![vec![0; kdims]; x.len()],
                     kdims,
                 };
-                for k in 0..x.len() {
-                    if x[k] != 1 {
+                for (k, &size) in x.iter().enumerate() {
+                    if size != 1 {
                         m.base[k] = map.base[k + shift];
                         m.coef[k] = map.coef[k + shift].clone();
                     }

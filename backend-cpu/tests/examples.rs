@@ -30,14 +30,26 @@ fn step_inputs(step: &StepGraph, rng: &mut Rng, t: u64) -> HashMap<String, Value
     let mut inputs = random_inputs(g, rng, 1.0);
     for id in g.inputs() {
         let node = g.node(id);
-        let Op::Input { name, role } = &node.op else { continue };
+        let Op::Input { name, role } = &node.op else {
+            continue;
+        };
         match role {
             Role::Param => {
-                inputs.insert(name.clone(), Value::f32(node.ty.shape.clone(), rng.vec(node.ty.numel(), 0.2)));
+                inputs.insert(
+                    name.clone(),
+                    Value::f32(node.ty.shape.clone(), rng.vec(node.ty.numel(), 0.2)),
+                );
             }
             Role::State if node.ty.dtype == netc_compiler::ir::DType::F32 => {
-                let fill = if name.ends_with("running_var") { 1.0 } else { 0.0 };
-                inputs.insert(name.clone(), Value::f32(node.ty.shape.clone(), vec![fill; node.ty.numel()]));
+                let fill = if name.ends_with("running_var") {
+                    1.0
+                } else {
+                    0.0
+                };
+                inputs.insert(
+                    name.clone(),
+                    Value::f32(node.ty.shape.clone(), vec![fill; node.ty.numel()]),
+                );
             }
             _ => {}
         }
@@ -49,7 +61,11 @@ fn step_inputs(step: &StepGraph, rng: &mut Rng, t: u64) -> HashMap<String, Value
 
 fn set_scalars(step: &StepGraph, inputs: &mut HashMap<String, Value>, t: u64) {
     for (optimizer, prefix, _) in &step.optimizers {
-        for (name, value) in optimizer.scalar_names().iter().zip(optimizer.scalars(t, optimizer.base_lr())) {
+        for (name, value) in optimizer
+            .scalar_names()
+            .iter()
+            .zip(optimizer.scalars(t, optimizer.base_lr()))
+        {
             inputs.insert(format!("{prefix}.{name}"), Value::scalar(value));
         }
     }
@@ -78,7 +94,11 @@ fn check(name: &str, step: &StepGraph, steps: u64, tol: f64) {
             // Fresh batch and the scalars of step t; parameters and state stay in place.
             let fresh = step_inputs(step, &mut rng, t);
             for id in step.graph.inputs() {
-                if let Op::Input { name, role: Role::Data | Role::Scalar } = &step.graph.node(id).op {
+                if let Op::Input {
+                    name,
+                    role: Role::Data | Role::Scalar,
+                } = &step.graph.node(id).op
+                {
                     inputs.insert(name.clone(), fresh[name].clone());
                 }
             }
@@ -88,7 +108,10 @@ fn check(name: &str, step: &StepGraph, steps: u64, tol: f64) {
                 .inputs()
                 .into_iter()
                 .filter_map(|id| match &step.graph.node(id).op {
-                    Op::Input { name, role: Role::Data | Role::Scalar } => Some((name.clone(), inputs[name].clone())),
+                    Op::Input {
+                        name,
+                        role: Role::Data | Role::Scalar,
+                    } => Some((name.clone(), inputs[name].clone())),
                     _ => None,
                 })
                 .collect();
@@ -99,21 +122,32 @@ fn check(name: &str, step: &StepGraph, steps: u64, tol: f64) {
         let loss_want = expected["loss"].to_f32_vec().unwrap();
         let loss_got = compiled.output("loss").unwrap();
         let err = rel_l2(&loss_got, &loss_want);
-        assert!(err < tol, "{name} step {t}: loss {loss_got:?} vs {loss_want:?} ({err:e})");
+        assert!(
+            err < tol,
+            "{name} step {t}: loss {loss_got:?} vs {loss_want:?} ({err:e})"
+        );
         let mut worst = (0.0, String::new());
         for o in &step.graph.outputs {
             let Some(target) = &o.updates else { continue };
-            let Some(want) = expected[&o.name].to_f32_vec() else { continue };
+            let Some(want) = expected[&o.name].to_f32_vec() else {
+                continue;
+            };
             // The value now in the input's slot (the update was applied in place).
             let got = compiled.input(target).unwrap();
             let err = rel_l2(&got, &want);
             if err > worst.0 {
                 worst = (err, target.clone());
             }
-            assert!(err < tol, "{name} step {t}: update of {target}: relative error {err:e}");
+            assert!(
+                err < tol,
+                "{name} step {t}: update of {target}: relative error {err:e}"
+            );
             inputs.insert(target.clone(), expected[&o.name].clone());
         }
-        eprintln!("{name} step {t}: loss error {err:e}, worst update {:e} ({})", worst.0, worst.1);
+        eprintln!(
+            "{name} step {t}: loss error {err:e}, worst update {:e} ({})",
+            worst.0, worst.1
+        );
     }
 }
 
@@ -125,7 +159,7 @@ fn mlp_matches_the_interpreter_over_several_steps() {
 
 #[test]
 fn lenet_matches_the_interpreter() {
-    let p = program("lenet", Some(4));
+    let p = program("lenet", Some(2));
     check("lenet", &p.steps[0], 1, 1e-4);
 }
 
@@ -143,7 +177,7 @@ fn transformer_matches_the_interpreter() {
 
 #[test]
 fn dcgan_matches_the_interpreter() {
-    let p = program("dcgan", Some(4));
+    let p = program("dcgan", Some(2));
     for step in &p.steps {
         check("dcgan", step, 1, 1e-4);
     }
@@ -160,6 +194,33 @@ fn mlp_kernels_match_snapshot() {
         std::fs::write(&file, &text).unwrap();
     } else {
         let want = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(want == text, "kernel dump differs from {} (BLESS=1 to accept):\n{text}", file.display());
+        assert!(
+            want == text,
+            "kernel dump differs from {} (BLESS=1 to accept):\n{text}",
+            file.display()
+        );
+    }
+}
+
+/// The interpreter-compatible `Runner` (what the training loop calls) gives the interpreter's
+/// outputs, also on a second call served from its cache.
+#[test]
+fn runner_matches_the_interpreter() {
+    let p = program("mlp", None);
+    let step = &p.steps[0];
+    let mut rng = Rng(9);
+    let inputs = step_inputs(step, &mut rng, 1);
+    let expected = reference(&step.graph, &inputs);
+    let mut runner = netc_backend_cpu::Runner::new();
+    for _ in 0..2 {
+        let got = runner.run(&step.graph, &inputs).unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (name, want) in &expected {
+            let err = rel_l2(
+                &got[name].to_f32_vec().unwrap(),
+                &want.to_f32_vec().unwrap(),
+            );
+            assert!(err < 1e-5, "{name}: {err:e}");
+        }
     }
 }

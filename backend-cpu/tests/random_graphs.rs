@@ -17,12 +17,15 @@ struct Builder {
 
 impl Builder {
     fn add(&mut self, op: Op, operands: &[NodeId], given: Option<Type>) -> NodeId {
-        self.g.add(op, operands, given, Span::default()).unwrap_or_else(|e| panic!("{}", e.message))
+        self.g
+            .add(op, operands, given, Span::default())
+            .unwrap_or_else(|e| panic!("{}", e.message))
     }
     fn input(&mut self, shape: Vec<usize>) -> NodeId {
         self.inputs += 1;
         let name = format!("x{}", self.inputs);
-        self.g.input(&name, Role::Data, Type::f32(shape), Span::default())
+        self.g
+            .input(&name, Role::Data, Type::f32(shape), Span::default())
     }
     fn fill(&mut self, v: f64, shape: &[usize]) -> NodeId {
         self.add(Op::Fill { value: v }, &[], Some(Type::f32(shape.to_vec())))
@@ -47,7 +50,14 @@ impl Builder {
         match self.rng.below(14) {
             0 => {
                 let x = pick(self);
-                let u = [UnaryOp::Neg, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Relu, UnaryOp::Erf, UnaryOp::Abs][self.rng.below(6)];
+                let u = [
+                    UnaryOp::Neg,
+                    UnaryOp::Tanh,
+                    UnaryOp::Sigmoid,
+                    UnaryOp::Relu,
+                    UnaryOp::Erf,
+                    UnaryOp::Abs,
+                ][self.rng.below(6)];
                 self.unary(u, x)
             }
             1 => {
@@ -66,7 +76,13 @@ impl Builder {
             }
             3 | 4 => {
                 let (x, y) = (pick(self), pick(self));
-                let b = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Max, BinaryOp::Min][self.rng.below(5)];
+                let b = [
+                    BinaryOp::Add,
+                    BinaryOp::Sub,
+                    BinaryOp::Mul,
+                    BinaryOp::Max,
+                    BinaryOp::Min,
+                ][self.rng.below(5)];
                 self.binary(b, x, y)
             }
             5 => {
@@ -97,12 +113,26 @@ impl Builder {
             7 => {
                 // Softmax-like: x - max(x, axis 1), reduce sum, divide.
                 let x = pick(self);
-                let m = self.add(Op::Reduce { op: ReduceOp::Max, axes: vec![1] }, &[x], None);
+                let m = self.add(
+                    Op::Reduce {
+                        op: ReduceOp::Max,
+                        axes: vec![1],
+                    },
+                    &[x],
+                    None,
+                );
                 let m = self.reshape(m, &[r, 1]);
                 let m = self.broadcast(m, &s);
                 let d = self.binary(BinaryOp::Sub, x, m);
                 let e = self.unary(UnaryOp::Exp, d);
-                let z = self.add(Op::Reduce { op: ReduceOp::Sum, axes: vec![1] }, &[e], None);
+                let z = self.add(
+                    Op::Reduce {
+                        op: ReduceOp::Sum,
+                        axes: vec![1],
+                    },
+                    &[e],
+                    None,
+                );
                 let z = self.reshape(z, &[r, 1]);
                 let z = self.broadcast(z, &s);
                 self.binary(BinaryOp::Div, e, z)
@@ -110,7 +140,14 @@ impl Builder {
             8 => {
                 // Column sums broadcast back (reduce over axis 0), scaled.
                 let x = pick(self);
-                let m = self.add(Op::Reduce { op: ReduceOp::Sum, axes: vec![0] }, &[x], None);
+                let m = self.add(
+                    Op::Reduce {
+                        op: ReduceOp::Sum,
+                        axes: vec![0],
+                    },
+                    &[x],
+                    None,
+                );
                 let m = self.broadcast(m, &s);
                 let k = self.fill(1.0 / r as f64, &s);
                 let m = self.binary(BinaryOp::Mul, m, k);
@@ -127,10 +164,24 @@ impl Builder {
             10 => {
                 // x^T x (ta) then x @ that: [r, c].
                 let x = pick(self);
-                let xtx = self.add(Op::MatMul { ta: true, tb: false }, &[x, x], None);
+                let xtx = self.add(
+                    Op::MatMul {
+                        ta: true,
+                        tb: false,
+                    },
+                    &[x, x],
+                    None,
+                );
                 let k = self.fill(1.0 / r as f64, &[c, c]);
                 let xtx = self.binary(BinaryOp::Mul, xtx, k);
-                let y = self.add(Op::MatMul { ta: false, tb: false }, &[x, xtx], None);
+                let y = self.add(
+                    Op::MatMul {
+                        ta: false,
+                        tb: false,
+                    },
+                    &[x, xtx],
+                    None,
+                );
                 self.unary(UnaryOp::Tanh, y)
             }
             11 => {
@@ -138,8 +189,24 @@ impl Builder {
                 let t = self.input(vec![c, r]);
                 let t = self.add(Op::Transpose { perm: vec![1, 0] }, &[t], None);
                 let w = self.input(vec![r + 2, c + 3]);
-                let w = self.add(Op::Slice { axis: 1, start: 2, len: c }, &[w], None);
-                let w = self.add(Op::Slice { axis: 0, start: 1, len: r }, &[w], None);
+                let w = self.add(
+                    Op::Slice {
+                        axis: 1,
+                        start: 2,
+                        len: c,
+                    },
+                    &[w],
+                    None,
+                );
+                let w = self.add(
+                    Op::Slice {
+                        axis: 0,
+                        start: 1,
+                        len: r,
+                    },
+                    &[w],
+                    None,
+                );
                 let x = pick(self);
                 let y = self.binary(BinaryOp::Mul, t, w);
                 self.binary(BinaryOp::Add, x, y)
@@ -155,7 +222,14 @@ impl Builder {
                 let x = pick(self);
                 let x3 = self.reshape(x, &[1, r, c]);
                 let w = self.input(vec![1, c, c]);
-                let y = self.add(Op::MatMul { ta: false, tb: false }, &[x3, w], None);
+                let y = self.add(
+                    Op::MatMul {
+                        ta: false,
+                        tb: false,
+                    },
+                    &[x3, w],
+                    None,
+                );
                 let y = self.reshape(y, &[r, c]);
                 self.unary(UnaryOp::Tanh, y)
             }
@@ -164,7 +238,11 @@ impl Builder {
 }
 
 fn random_graph(seed: u64) -> Graph {
-    let mut b = Builder { g: Graph::new(), rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1), inputs: 0 };
+    let mut b = Builder {
+        g: Graph::new(),
+        rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+        inputs: 0,
+    };
     let rows = [1, 2, 3, 5, 7, 9, 16];
     let cols = [1, 3, 4, 5, 7, 11, 13, 17, 37];
     let r = rows[b.rng.below(rows.len())];
@@ -183,7 +261,14 @@ fn random_graph(seed: u64) -> Graph {
     // A sum of squares: a full reduction without cancellation (a plain sum of a centred value
     // is rounding noise around zero, which no relative test can judge).
     let sq = b.binary(BinaryOp::Mul, last, last);
-    let total = b.add(Op::Reduce { op: ReduceOp::Sum, axes: vec![0, 1] }, &[sq], None);
+    let total = b.add(
+        Op::Reduce {
+            op: ReduceOp::Sum,
+            axes: vec![0, 1],
+        },
+        &[sq],
+        None,
+    );
     b.g.set_output("total", total);
     b.g
 }
@@ -220,7 +305,15 @@ fn random_graphs_match_the_interpreter() {
 /// equal to the interpreter's result).
 #[test]
 fn transcendentals_are_accurate() {
-    for u in [UnaryOp::Exp, UnaryOp::Log, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Erf, UnaryOp::Sqrt, UnaryOp::Recip] {
+    for u in [
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Erf,
+        UnaryOp::Sqrt,
+        UnaryOp::Recip,
+    ] {
         let n = 4099; // a tail of 3
         let mut g = Graph::new();
         let x = g.input("x", Role::Data, Type::f32(vec![n]), Span::default());
@@ -263,7 +356,17 @@ fn transcendentals_are_accurate() {
 /// propagate NaN, greater is false on NaN, select treats NaN as true.
 #[test]
 fn special_values_follow_the_ir() {
-    let vals = [f32::NAN, -0.0, 0.0, 1.5, -2.0, f32::INFINITY, f32::NEG_INFINITY, 3.0, f32::NAN];
+    let vals = [
+        f32::NAN,
+        -0.0,
+        0.0,
+        1.5,
+        -2.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        3.0,
+        f32::NAN,
+    ];
     let n = vals.len();
     let mut g = Graph::new();
     let sp = Span::default();
@@ -281,8 +384,14 @@ fn special_values_follow_the_ir() {
     let mut ys = vals;
     ys.reverse();
     let inputs = std::collections::HashMap::from([
-        ("x".to_string(), netc_compiler::ir::interp::Value::f32(vec![n], vals.to_vec())),
-        ("y".to_string(), netc_compiler::ir::interp::Value::f32(vec![n], ys.to_vec())),
+        (
+            "x".to_string(),
+            netc_compiler::ir::interp::Value::f32(vec![n], vals.to_vec()),
+        ),
+        (
+            "y".to_string(),
+            netc_compiler::ir::interp::Value::f32(vec![n], ys.to_vec()),
+        ),
     ]);
     let expected = reference(&g, &inputs);
     let mut step = CompiledStep::compile(&g).unwrap();
@@ -293,7 +402,9 @@ fn special_values_follow_the_ir() {
         let want = expected[&name].to_f32_vec().unwrap();
         let got = step.output(&name).unwrap();
         for (a, b) in got.iter().zip(&want) {
-            let same = (a.is_nan() && b.is_nan()) || (a == b && a.is_sign_negative() == b.is_sign_negative()) || (a == b && *a == 0.0 && i != 0);
+            let same = (a.is_nan() && b.is_nan())
+                || (a == b && a.is_sign_negative() == b.is_sign_negative())
+                || (a == b && *a == 0.0 && i != 0);
             assert!(same, "{name}: got {got:?}, want {want:?}");
         }
     }

@@ -36,7 +36,11 @@ impl Rng {
 /// `||a - b|| / max(||b||, tiny)`.
 pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let num: f64 = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
     let den: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum();
     (num / den.max(1e-30)).sqrt()
 }
@@ -68,13 +72,20 @@ pub fn random_inputs(graph: &Graph, rng: &mut Rng, scale: f32) -> HashMap<String
     let mut inputs = HashMap::new();
     for id in graph.inputs() {
         let node = graph.node(id);
-        let Op::Input { name, .. } = &node.op else { continue };
+        let Op::Input { name, .. } = &node.op else {
+            continue;
+        };
         let ty = &node.ty;
         let v = match ty.dtype {
             DType::F32 => Value::f32(ty.shape.clone(), rng.vec(ty.numel(), scale)),
             DType::I64 => {
                 let bound = id_bound(graph, id) as u64;
-                Value::i64(ty.shape.clone(), (0..ty.numel()).map(|_| (rng.next() % bound) as i64).collect())
+                Value::i64(
+                    ty.shape.clone(),
+                    (0..ty.numel())
+                        .map(|_| (rng.next() % bound) as i64)
+                        .collect(),
+                )
             }
         };
         inputs.insert(name.clone(), v);
@@ -100,12 +111,22 @@ fn id_bound(graph: &Graph, id: netc_compiler::ir::NodeId) -> usize {
                     // Ids fed into a scan: look inside its body for the consumer.
                     let pos = graph.operands(u).iter().position(|&o| o == n).unwrap_or(0);
                     let nc = scan.carries;
-                    let name = if pos < nc { format!("carry{pos}") } else if pos < nc + scan.xs { format!("x{}", pos - nc) } else { format!("const{}", pos - nc - scan.xs) };
+                    let name = if pos < nc {
+                        format!("carry{pos}")
+                    } else if pos < nc + scan.xs {
+                        format!("x{}", pos - nc)
+                    } else {
+                        format!("const{}", pos - nc - scan.xs)
+                    };
                     if let Some(inner) = scan.body.find_input(&name) {
                         return id_bound(&scan.body, inner);
                     }
                 }
-                Op::Reshape | Op::Slice { .. } | Op::Transpose { .. } | Op::Broadcast | Op::Concat { .. } => stack.push(u),
+                Op::Reshape
+                | Op::Slice { .. }
+                | Op::Transpose { .. }
+                | Op::Broadcast
+                | Op::Concat { .. } => stack.push(u),
                 _ => {}
             }
         }

@@ -1,0 +1,76 @@
+//! Throughput of the MLP training step on the interpreter and on this backend, and compile time
+//! of every example's steps. Not a timed assertion: run with
+//! `cargo test --release -p netc-backend-cpu --test speed -- --ignored --nocapture` and read.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{Rng, load, random_inputs};
+use netc_backend_cpu::CompiledStep;
+use netc_compiler::ir::interp::{self, Precision};
+use netc_compiler::lower::program::compile_run;
+
+#[test]
+#[ignore]
+fn report_speed() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for name in ["mlp", "lenet", "sentiment_lstm", "transformer", "dcgan"] {
+        let src = std::fs::read_to_string(root.join(format!("examples/{name}.net"))).unwrap();
+        let p = compile_run(&src, None, None).unwrap();
+        for step in &p.steps {
+            let best = (0..3)
+                .map(|_| CompiledStep::compile(&step.graph).unwrap().compile_ms())
+                .fold(f64::INFINITY, f64::min);
+            let c = CompiledStep::compile(&step.graph).unwrap();
+            let cov = c.program().coverage;
+            let total = cov.fused + cov.library + cov.fallback;
+            println!(
+                "{name} {}: compile {best:.1} ms, {} kernels, fast {}/{} compute nodes ({:.1}%), fallback {} ({} aliases, {} inputs)",
+                step.name,
+                c.program().kernels.len(),
+                cov.fused + cov.library,
+                total,
+                100.0 * (cov.fused + cov.library) as f64 / total as f64,
+                cov.fallback,
+                cov.aliases,
+                cov.inputs
+            );
+        }
+    }
+    let src = std::fs::read_to_string(root.join("examples/mlp.net")).unwrap();
+    let p = compile_run(&src, None, None).unwrap();
+    let graph = &p.steps[0].graph;
+    let mut rng = Rng(42);
+    let mut inputs = random_inputs(graph, &mut rng, 0.1);
+    for (optimizer, prefix, _) in &p.steps[0].optimizers {
+        for (n, v) in optimizer
+            .scalar_names()
+            .iter()
+            .zip(optimizer.scalars(1, optimizer.base_lr()))
+        {
+            inputs.insert(format!("{prefix}.{n}"), interp::Value::scalar(v));
+        }
+    }
+    let n = 200;
+    let t = Instant::now();
+    for _ in 0..n {
+        interp::run(graph, &inputs, Precision::F32).unwrap();
+    }
+    let interp_rate = n as f64 / t.elapsed().as_secs_f64();
+    let mut step = CompiledStep::compile(graph).unwrap();
+    load(&mut step, &inputs);
+    for _ in 0..100 {
+        step.run().unwrap();
+    }
+    let n = 20000;
+    let t = Instant::now();
+    for _ in 0..n {
+        step.run().unwrap();
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "mlp step (batch 32): interpreter {interp_rate:.0} steps/s, cranelift {rate:.0} steps/s ({:.0}x)",
+        rate / interp_rate
+    );
+}
