@@ -82,6 +82,9 @@ enum Command {
         /// When the loss becomes NaN or infinite, name the first op (and layer) that produced it.
         #[arg(long)]
         check_numerics: bool,
+        /// Where steps run: native code, or the reference interpreter.
+        #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
+        backend: BackendArg,
     },
     /// Evaluate a checkpoint on a data split: the loss and the run's metrics.
     Eval {
@@ -97,6 +100,8 @@ enum Command {
         /// Print the metrics as one JSON object.
         #[arg(long)]
         json: bool,
+        #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
+        backend: BackendArg,
     },
     /// Compile a run and write its IR dumps (each stage, text and DOT) to a build folder.
     Build {
@@ -120,6 +125,23 @@ struct Select {
     /// Batch size (the run's `batch` by default).
     #[arg(long)]
     batch: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// Native code compiled with Cranelift, GEMM from the `gemm` crate.
+    Cranelift,
+    /// The reference interpreter: slow, the oracle.
+    Interp,
+}
+
+impl BackendArg {
+    fn backend(self) -> netc_runtime::train::Backend {
+        match self {
+            BackendArg::Cranelift => netc_runtime::train::Backend::Cranelift,
+            BackendArg::Interp => netc_runtime::train::Backend::Interp,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -166,10 +188,10 @@ pub fn run() -> i32 {
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Graph { file, select, stage, dot } => graph(&file, &select, stage.stage(), dot),
         Command::Build { file, select, out } => build(&file, &select, out),
-        Command::Train { file, select, epochs, max_steps, seed, out, resume, init, json, check_numerics } => {
-            train(&file, &select, TrainArgs { epochs, max_steps, seed, out, resume, init, json, check_numerics })
+        Command::Train { file, select, epochs, max_steps, seed, out, resume, init, json, check_numerics, backend } => {
+            train(&file, &select, TrainArgs { epochs, max_steps, seed, out, resume, init, json, check_numerics, backend })
         }
-        Command::Eval { file, select, checkpoint, split, json } => eval(&file, &select, &checkpoint, split, json),
+        Command::Eval { file, select, checkpoint, split, json, backend } => eval(&file, &select, &checkpoint, split, json, backend),
         Command::Lsp => netc_lsp::run_stdio(),
     }
 }
@@ -411,6 +433,7 @@ struct TrainArgs {
     init: Option<PathBuf>,
     json: bool,
     check_numerics: bool,
+    backend: BackendArg,
 }
 
 fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
@@ -449,7 +472,7 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
         resume: args.resume,
         init: args.init,
         progress,
-        backend: netc_runtime::train::Backend::Interp,
+        backend: args.backend.backend(),
         check_numerics: args.check_numerics,
         stop: Some(interrupt_flag()),
     };
@@ -496,7 +519,7 @@ fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     flag
 }
 
-fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: bool) -> i32 {
+fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: bool, backend: BackendArg) -> i32 {
     let Some(src) = read_source(path) else { return 1 };
     let Some(program) = compile(path, select, Stage::Optimized) else { return 1 };
     let Some(info) = program.data.clone() else {
@@ -525,7 +548,10 @@ fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: 
         .then(|| compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized }).ok())
         .flatten();
     let result = netc_runtime::train::load_values(&program, checkpoint)
-        .and_then(|values| netc_runtime::train::evaluate(&program, tail.as_ref().and_then(|p| p.eval.as_ref()), dataset, &values));
+        .and_then(|values| {
+            let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
+            netc_runtime::train::evaluate(&program, tail, dataset, &values, backend.backend())
+        });
     match result {
         Ok(metrics) => {
             if json {

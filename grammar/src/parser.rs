@@ -71,7 +71,17 @@ fn parse_slice(src: &str, slice: &Slice, diags: &mut Vec<Diagnostic>) -> Item {
             // The fast parse failed: parse again with error detail to explain why.
             let err = parse_detailed(Rule::item_only, text).err().unwrap_or(err);
             diags.push(syntax_error::from_pest(src, slice, &err));
-            Item::Error(slice.span)
+            // A complete item followed by stray text keeps its tree, so its body is still checked.
+            match syntax_error::junk_after_item(text, &err) {
+                Some(end) => {
+                    let item = Slice { span: Span::new(slice.span.start, slice.span.start + text[..end].trim_end().len()), ..slice.clone() };
+                    let mut ignored = Vec::new();
+                    let parsed = parse_slice(src, &item, &mut ignored);
+                    diags.extend(ignored);
+                    parsed
+                }
+                None => Item::Error(slice.span),
+            }
         }
     }
 }

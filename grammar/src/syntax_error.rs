@@ -54,7 +54,7 @@ pub(crate) fn from_pest(src: &str, slice: &Slice, err: &pest::error::Error<Rule>
 
 /// Where a complete item is followed, on a later line, by text that is not an item: the
 /// position of that text. The scanner glues such text to the item before it.
-fn junk_after_item(text: &str, err: &pest::error::Error<Rule>) -> Option<usize> {
+pub(crate) fn junk_after_item(text: &str, err: &pest::error::Error<Rule>) -> Option<usize> {
     let pos = error_position(err).min(text.len());
     let before = &text[..pos];
     let at_line_start = before.trim_end_matches([' ', '\t']).ends_with('\n');

@@ -23,8 +23,30 @@ use crate::schedule::Schedule;
 /// Where compiled steps run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// The reference interpreter (float32 semantics).
+    /// Native code: Cranelift-compiled fused kernels and GEMM (`backend-cpu`).
+    Cranelift,
+    /// The reference interpreter (float32 semantics): the oracle, slow.
     Interp,
+}
+
+/// Runs graphs on the chosen backend, keeping each graph's compiled code between steps.
+pub struct Executor {
+    backend: Backend,
+    runner: netc_backend_cpu::Runner,
+}
+
+impl Executor {
+    pub fn new(backend: Backend) -> Self {
+        Executor { backend, runner: netc_backend_cpu::Runner::new() }
+    }
+
+    /// Run `graph` on named inputs, returning its named outputs.
+    pub fn run(&mut self, graph: &Graph, inputs: &HashMap<String, Value>) -> Result<HashMap<String, Value>, String> {
+        match self.backend {
+            Backend::Interp => interp::run(graph, inputs, Precision::F32).map_err(|e| e.message),
+            Backend::Cranelift => self.runner.run(graph, inputs),
+        }
+    }
 }
 
 /// How to run training, beyond what the `.net` file says.
@@ -113,6 +135,7 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
     let mut keeper = Keeper::new(options.run_dir.join("checkpoints"), checkpoint_keep(program));
     let checkpoint_every = checkpoint_every(program);
     let mut summary = Summary { run: run.clone(), ..Summary::default() };
+    let mut exec = Executor::new(options.backend);
     let mut recent_loss = f64::NAN;
     let mut samples = 0u64;
 
@@ -144,7 +167,7 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
                     }
                 }
                 inputs.insert("rng_seed".into(), Value::scalar_i64(seed));
-                let out = run_graph(&step.graph, &inputs, options.backend).map_err(|e| err(format!("step {}: {e}", state.step + 1)))?;
+                let out = exec.run(&step.graph, &inputs).map_err(|e| err(format!("step {}: {e}", state.step + 1)))?;
                 let loss = out.get("loss").and_then(|l| l.as_f64_slice()).map(|l| l[0]).unwrap_or(f64::NAN);
                 if !loss.is_finite() {
                     let mut e = err(format!(
@@ -188,7 +211,7 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
         state.epoch += 1;
         state.batch_in_epoch = 0;
         let validation = match (&program.eval, &data.val) {
-            (Some(eval), Some(val)) => evaluate_with(program, eval, eval_tail, val, &state.values, options.backend)?,
+            (Some(eval), Some(val)) => evaluate_with(program, eval, eval_tail, val, &state.values, &mut exec)?,
             _ => BTreeMap::new(),
         };
         log.epoch(state.epoch, recent_loss, &validation).map_err(err)?;
@@ -196,7 +219,7 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
             && state.epoch % spec.args.int("every").max(1) as u64 == 0
         {
             let dir = options.run_dir.join(spec.args.paths("to").first().map_or("samples", |s| s.as_str()));
-            write_samples(graph, &state, options, &dir.join(format!("epoch-{:04}.png", state.epoch)))?;
+            write_samples(graph, &state, options, &mut exec, &dir.join(format!("epoch-{:04}.png", state.epoch)))?;
         }
         if state.epoch % checkpoint_every == 0 || state.epoch == epochs {
             let manifest = manifest(&state, options.seed, &run);
@@ -236,7 +259,7 @@ fn locate_non_finite(graph: &Graph, inputs: &HashMap<String, Value>, e: &mut Tra
 
 /// Run the `sample` graph (with a fixed seed, so grids are comparable between epochs) and save
 /// its output as an image grid.
-fn write_samples(graph: &Graph, state: &State, options: &Options, path: &std::path::Path) -> Result<(), TrainError> {
+fn write_samples(graph: &Graph, state: &State, options: &Options, exec: &mut Executor, path: &std::path::Path) -> Result<(), TrainError> {
     let mut inputs: HashMap<String, Value> = HashMap::new();
     for input in graph.inputs() {
         if let Op::Input { name, .. } = &graph.node(input).op
@@ -246,17 +269,12 @@ fn write_samples(graph: &Graph, state: &State, options: &Options, path: &std::pa
         }
     }
     inputs.insert("rng_seed".into(), Value::scalar_i64(options.seed as i64));
-    let out = run_graph(graph, &inputs, options.backend).map_err(|e| err(format!("sample: {e}")))?;
+    let out = exec.run(graph, &inputs).map_err(|e| err(format!("sample: {e}")))?;
     let Some(sample) = out.get("sample") else { return Ok(()) };
     std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).map_err(|e| err(e.to_string()))?;
     crate::images::save_grid(path, &sample.to_f32_vec().unwrap_or_default(), &sample.ty.shape).map_err(err)
 }
 
-fn run_graph(graph: &Graph, inputs: &HashMap<String, Value>, backend: Backend) -> Result<HashMap<String, Value>, String> {
-    match backend {
-        Backend::Interp => interp::run(graph, inputs, Precision::F32).map_err(|e| e.message),
-    }
-}
 
 /// Parameters and buffers from their initialisers (or `--init`, or a checkpoint), optimizer
 /// state at zero.
@@ -374,9 +392,10 @@ pub fn evaluate(
     eval_tail: Option<&Graph>,
     data: &Dataset,
     values: &HashMap<String, Value>,
+    backend: Backend,
 ) -> Result<BTreeMap<String, f64>, TrainError> {
     let eval = program.eval.as_ref().ok_or_else(|| err("this run has no single loss to evaluate"))?;
-    evaluate_with(program, eval, eval_tail, data, values, Backend::Interp)
+    evaluate_with(program, eval, eval_tail, data, values, &mut Executor::new(backend))
 }
 
 /// Validation in eval mode: the mean loss over every sample, and the run's metrics.
@@ -386,7 +405,7 @@ fn evaluate_with(
     eval_tail: Option<&Graph>,
     val: &Dataset,
     values: &HashMap<String, Value>,
-    backend: Backend,
+    exec: &mut Executor,
 ) -> Result<BTreeMap<String, f64>, TrainError> {
     let batch = program.batch;
     let mut loss_sum = 0.0;
@@ -405,7 +424,7 @@ fn evaluate_with(
             }
         }
         inputs.insert("rng_seed".into(), Value::scalar_i64(0));
-        let out = run_graph(graph, &inputs, backend).map_err(|e| err(format!("validation: {e}")))?;
+        let out = exec.run(graph, &inputs).map_err(|e| err(format!("validation: {e}")))?;
         let loss = out.get("loss").and_then(|l| l.as_f64_slice()).map_or(f64::NAN, |l| l[0]);
         loss_sum += loss * rows as f64;
         if let (Some(pred), Some(target)) = (out.get("prediction"), out.get("target")) {

@@ -134,3 +134,26 @@ fn an_interrupted_run_saves_a_checkpoint() {
     assert_eq!(checkpoint::load(&dir.join("checkpoints/last.safetensors")).unwrap().1.step, 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn native_backend_trains_like_the_interpreter() {
+    let src = std::fs::read_to_string(example()).unwrap();
+    let program = compile(&src, None);
+    let data = load(&program, &example());
+    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0).map(|r| compile(&src, Some(r)));
+    let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
+    let (a, b) = (temp("native-interp"), temp("native-cranelift"));
+    let one_epoch = |dir: &Path, backend| Options { epochs: Some(1), backend, ..options(dir) };
+    train(&program, &data, tail, &one_epoch(&a, Backend::Interp)).unwrap();
+    train(&program, &data, tail, &one_epoch(&b, Backend::Cranelift)).unwrap();
+    let (wa, _) = checkpoint::load(&a.join("checkpoints/last.safetensors")).unwrap();
+    let (wb, _) = checkpoint::load(&b.join("checkpoints/last.safetensors")).unwrap();
+    for (name, va) in &wa {
+        let (x, y) = (va.as_f64_slice().unwrap(), wb[name].as_f64_slice().unwrap());
+        let diff: f64 = x.iter().zip(y).map(|(p, q)| (p - q).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = x.iter().map(|p| p * p).sum::<f64>().sqrt().max(1e-12);
+        assert!(diff / norm < 1e-4, "`{name}` after one epoch: rel L2 {:e}", diff / norm);
+    }
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+}

@@ -33,6 +33,9 @@ impl Checker<'_> {
         piped: Option<(Value, Span)>,
         env: &mut Env,
     ) -> Value {
+        // `let pos = position_embedding(16, 32)`: a layer without inputs runs where it is written,
+        // so it takes the binding's name here (nested calls in its arguments do not).
+        let let_name = self.let_name.take();
         // Arguments are ordinary expressions whatever the call's position expects.
         let expected = self.expected_kind.take();
         let args: Vec<ArgValue> = call
@@ -111,7 +114,8 @@ impl Checker<'_> {
         if builtin.name == "repeat" {
             return self.repeat(call, args, piped, env);
         }
-        self.call_builtin(builtin, &args, piped, call.span, env)
+        let instance = let_name.filter(|_| builtin.inputs.is_empty());
+        self.call_builtin(builtin, &args, piped, call.span, env, instance.as_deref())
     }
 
     /// Bind arguments to a built-in and run its shape rule.
@@ -122,6 +126,7 @@ impl Checker<'_> {
         piped: Option<(Value, Span)>,
         span: Span,
         env: &mut Env,
+        instance: Option<&str>,
     ) -> Value {
         // Tensor inputs: the piped value, then leading positional tensors.
         let mut inputs: Vec<(Value, Span)> = piped.into_iter().collect();
@@ -206,7 +211,7 @@ impl Checker<'_> {
             );
             return Value::Error;
         }
-        self.run_rule(b, &bound, inputs, span, env, None)
+        self.run_rule(b, &bound, inputs, span, env, instance)
     }
 
     /// Built-ins that make a spec value (optimizers, schedules, ...) run their rule for range
@@ -401,7 +406,11 @@ impl Checker<'_> {
         let mut names = Vec::new();
         for w in weights {
             let relative = prefix.split_once('.').map_or(prefix.as_str(), |(_, rest)| rest);
-            list.push((format!("{relative}.{}", w.name), w.clone()));
+            let name = format!("{relative}.{}", w.name);
+            // A shared layer applied again creates no new weights.
+            if !list.iter().any(|(n, _)| *n == name) {
+                list.push((name, w.clone()));
+            }
             names.push(format!("{prefix}.{}", w.name));
         }
         names

@@ -100,9 +100,9 @@ impl Checker<'_> {
             // A built-in written without arguments: a layer or function with its defaults.
             return match b.kind {
                 Kind::Layer | Kind::Function | Kind::Metric | Kind::Loss | Kind::Transform => {
-                    self.call_builtin(b, &[], None, n.span, env)
+                    self.call_builtin(b, &[], None, n.span, env, None)
                 }
-                _ => self.call_builtin(b, &[], None, n.span, env),
+                _ => self.call_builtin(b, &[], None, n.span, env, None),
             };
         }
         self.unknown_name(n, env);

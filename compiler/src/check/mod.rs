@@ -185,6 +185,9 @@ pub(crate) struct Checker<'f> {
     pub weights: HashMap<String, Vec<(String, Weight)>>,
     /// Set when lowering: every tensor value then also gets an IR node.
     pub emit: Option<crate::lower::Emitter>,
+    /// The name of the `let` whose value is being evaluated, for naming a layer without inputs
+    /// created directly by it.
+    pub let_name: Option<String>,
     /// The kind of built-in expected where a call is being evaluated (after `with`, in
     /// `schedule`, as a `source`), for "unknown optimizer" rather than "unknown layer".
     pub expected_kind: Option<crate::builtins::Kind>,
@@ -258,6 +261,7 @@ impl<'f> Checker<'f> {
             instantiations: Vec::new(),
             weights: HashMap::new(),
             emit: None,
+            let_name: None,
             expected_kind: None,
             shared_weights: HashMap::new(),
         }
@@ -486,7 +490,11 @@ impl<'f> Checker<'f> {
                             .with_help("bindings cannot be reassigned; choose a new name"),
                         );
                     }
+                    if matches!(l.value.kind, ExprKind::Call(_)) {
+                        self.let_name = Some(l.name.name.clone());
+                    }
                     let value = name_layer(self.eval(&l.value, env), &l.name.name);
+                    self.let_name = None;
                     if let Value::Tensor(t) = &value {
                         self.record_shape(
                             l.name.span,
