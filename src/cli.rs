@@ -86,6 +86,20 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
         backend: BackendArg,
     },
+    /// Time a run's training step on synthetic data; prints one JSON object.
+    Bench {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
+        backend: BackendArg,
+        /// Untimed iterations before timing.
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
+        /// Time iterations for at least this long.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Evaluate a checkpoint on a data split: the loss and the run's metrics.
     Eval {
         file: PathBuf,
@@ -191,6 +205,7 @@ pub fn run() -> i32 {
         Command::Train { file, select, epochs, max_steps, seed, out, resume, init, json, check_numerics, backend } => {
             train(&file, &select, TrainArgs { epochs, max_steps, seed, out, resume, init, json, check_numerics, backend })
         }
+        Command::Bench { file, select, backend, warmup, seconds } => bench(&file, &select, backend, warmup, seconds),
         Command::Eval { file, select, checkpoint, split, json, backend } => eval(&file, &select, &checkpoint, split, json, backend),
         Command::Lsp => netc_lsp::run_stdio(),
     }
@@ -562,6 +577,21 @@ fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: 
                     println!("{k:<12} {v:.4}");
                 }
             }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn bench(path: &Path, select: &Select, backend: BackendArg, warmup: u64, seconds: f64) -> i32 {
+    let Some(program) = compile(path, select, Stage::Optimized) else { return 1 };
+    let model = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().to_string());
+    match netc_runtime::bench::bench(&program, &model, backend.backend(), warmup, seconds) {
+        Ok(result) => {
+            println!("{}", result.json());
             0
         }
         Err(e) => {

@@ -222,3 +222,99 @@ pub(crate) fn fallback(
     }
     Ok(())
 }
+
+/// Disjoint views of slots of one arena: shared views of the `ins` (which may overlap each
+/// other) and mutable views of the `outs`, for native kernels that read some slots and write
+/// others. Panics unless every `out` is inside the arena and overlaps no other slot, which is
+/// exactly what makes handing out these references sound. Fixed-size arrays: no allocation.
+pub(crate) fn views<'a, T, const I: usize, const O: usize>(
+    arena: &'a mut [T],
+    ins: [Slot; I],
+    outs: [Slot; O],
+) -> ([&'a [T]; I], [&'a mut [T]; O]) {
+    let end = |s: &Slot| s.offset + s.len;
+    for s in ins.iter().chain(&outs) {
+        assert!(end(s) <= arena.len(), "native kernel slot outside the arena");
+    }
+    for (i, o) in outs.iter().enumerate() {
+        let apart = |s: &Slot| s.len == 0 || o.len == 0 || end(s) <= o.offset || end(o) <= s.offset;
+        assert!(
+            ins.iter().all(apart) && outs.iter().skip(i + 1).all(apart),
+            "native kernel output overlaps another slot"
+        );
+    }
+    let base = arena.as_mut_ptr();
+    // SAFETY: every slot lies inside `arena` (checked above), and each mutable view is disjoint
+    // from every other view, so no element is reachable through a `&mut` and any other
+    // reference at once; all views borrow `arena` for `'a`, so it outlives them.
+    let ins = ins.map(|s| unsafe { std::slice::from_raw_parts(base.add(s.offset), s.len) as &[T] });
+    let outs = outs.map(|s| unsafe { std::slice::from_raw_parts_mut(base.add(s.offset), s.len) });
+    (ins, outs)
+}
+
+/// A strided matrix view for [`gemm`]: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// `dst = lhs x rhs` (or `dst += lhs x rhs` when `accumulate`) for an `m x k` `lhs`, a `k x n`
+/// `rhs` and an `m x n` `dst` with element `(i, j)` at `dst[i * dst_rs + j * dst_cs]`, through
+/// the same `gemm` call as [`matmul`] (one thread). Safe: every extent is checked against its
+/// slice, and the borrows guarantee `dst` aliases neither operand.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(reach(m, n, dst_rs, dst_cs) < dst.len(), "gemm dst out of range");
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * dst_rs + j * dst_cs] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    assert!(
+        reach(m, k, lhs.rs, lhs.cs) < lhs.data.len() && reach(k, n, rhs.rs, rhs.cs) < rhs.data.len(),
+        "gemm operand out of range"
+    );
+    // SAFETY: the asserts keep every element the strides reach inside its slice; `dst` is a
+    // unique borrow, so it overlaps neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}

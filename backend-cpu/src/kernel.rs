@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use netc_compiler::ir::{BinaryOp, DType, Graph, ReduceOp, UnaryOp};
+use netc_compiler::ir::{BinaryOp, DType, Graph, Op, ReduceOp, UnaryOp};
 
 /// Where a value lives: `len` elements at `offset` in the arena of `dtype` (f32 values in the
 /// f32 arena, i64 values — labels, token ids, seeds — in the i64 arena). Slots are planned once
@@ -190,6 +190,25 @@ pub enum Kernel {
         ta: bool,
         tb: bool,
     },
+    /// A convolution, pool, or index/layout op (`gather`, `scatter_add`, `one_hot`, `concat`,
+    /// `cast`) run by a native Rust loop over the arenas ([`crate::native`]), with the
+    /// interpreter's exact semantics. Convolutions lower to im2col + GEMM (the same `gemm` call
+    /// path as [`Kernel::MatMul`]) through `scratch`, one region planned once and shared by every
+    /// convolution of the step, so a run allocates nothing.
+    Native {
+        node: usize,
+        /// The IR op, attributes included (the window of a convolution or pool).
+        op: Op,
+        /// The operands' shapes, in operand order.
+        shapes: Vec<Vec<usize>>,
+        /// The result's shape.
+        out_shape: Vec<usize>,
+        /// The operands' slots (f32 or i64 arena by their dtype).
+        inputs: Vec<Slot>,
+        out: Slot,
+        /// Per-image im2col / col2im buffer (convolutions only).
+        scratch: Option<Slot>,
+    },
     /// Any op without a fast path: `graph` (input nodes `in0..`, outputs `out0..`) evaluated by
     /// the reference interpreter at f32 precision, so every graph runs and agrees exactly.
     Fallback {
@@ -216,6 +235,8 @@ pub struct Coverage {
     pub fused: usize,
     /// Reductions and matmuls on their fast paths.
     pub library: usize,
+    /// Convolutions, pools and index/layout ops on native Rust kernels (see [`Kernel::Native`]).
+    pub native: usize,
     /// Nodes evaluated by the fallback (the interpreter), scans counted with their bodies as one.
     pub fallback: usize,
 }
@@ -314,6 +335,27 @@ impl KernelProgram {
                         slot(o)
                     );
                 }
+                Kernel::Native {
+                    node,
+                    op,
+                    inputs,
+                    out: o,
+                    scratch,
+                    ..
+                } => {
+                    let i: Vec<String> = inputs.iter().map(slot).collect();
+                    let _ = write!(
+                        out,
+                        "native %{node} {}{} ({}) -> {}",
+                        op.name(),
+                        op.attributes(),
+                        i.join(", "),
+                        slot(o)
+                    );
+                    if let Some(s) = scratch {
+                        let _ = write!(out, " scratch {}", slot(s));
+                    }
+                }
                 Kernel::Fallback {
                     node,
                     what,
@@ -345,8 +387,8 @@ impl KernelProgram {
         let c = &self.coverage;
         let _ = writeln!(
             out,
-            "coverage inputs={} aliases={} fused={} library={} fallback={}",
-            c.inputs, c.aliases, c.fused, c.library, c.fallback
+            "coverage inputs={} aliases={} fused={} library={} native={} fallback={}",
+            c.inputs, c.aliases, c.fused, c.library, c.native, c.fallback
         );
         out
     }

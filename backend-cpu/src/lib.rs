@@ -19,6 +19,7 @@
 pub mod codegen;
 mod exec;
 pub mod kernel;
+pub mod native;
 pub mod plan;
 pub mod runner;
 
@@ -193,6 +194,24 @@ impl CompiledStep {
                     tb,
                     ..
                 } => exec::matmul(arena, *a, *b, *out, *batch, (*m, *n, *k), *ta, *tb),
+                Kernel::Native {
+                    op,
+                    shapes,
+                    out_shape,
+                    inputs,
+                    out,
+                    scratch,
+                    ..
+                } => native::run(
+                    arena,
+                    &mut self.i64s,
+                    op,
+                    shapes,
+                    out_shape,
+                    inputs,
+                    *out,
+                    *scratch,
+                )?,
                 Kernel::Fallback {
                     graph,
                     inputs,

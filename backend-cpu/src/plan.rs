@@ -28,6 +28,8 @@ enum Class {
     Elementwise,
     Reduce,
     MatMul,
+    /// A convolution, pool or index/layout op on a native Rust kernel.
+    Native,
     /// A scan: one fallback kernel producing all its projections.
     Scan,
     /// A projection of a scan, produced by the scan's kernel.
@@ -61,6 +63,18 @@ fn classify(graph: &Graph, id: NodeId) -> Class {
         Op::MatMul { .. } => Class::MatMul,
         Op::Scan(_) => Class::Scan,
         Op::Project { .. } => Class::Project,
+        op if crate::native::supports(
+            op,
+            &graph
+                .operands(id)
+                .iter()
+                .map(|&o| graph.ty(o).dtype)
+                .collect::<Vec<_>>(),
+            node.ty.dtype,
+        ) =>
+        {
+            Class::Native
+        }
         _ => Class::Fallback,
     }
 }
@@ -333,6 +347,8 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
     let mut coverage = Coverage::default();
     let mut kernels = Vec::new();
     let mut inputs = Vec::new();
+    // The largest per-image im2col buffer of any convolution: one region serves them all.
+    let mut scratch_len = 0;
     for &id in &order {
         let node = graph.node(id);
         let ops = graph.operands(id);
@@ -405,6 +421,27 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                     tb,
                 });
             }
+            Class::Native => {
+                let out = p.alloc(&node.ty);
+                p.slots.insert(id, out);
+                coverage.native += 1;
+                let shapes: Vec<Vec<usize>> =
+                    ops.iter().map(|&o| graph.ty(o).shape.clone()).collect();
+                scratch_len = scratch_len.max(crate::native::scratch_len(
+                    &node.op,
+                    &shapes,
+                    &node.ty.shape,
+                ));
+                kernels.push(Kernel::Native {
+                    node: id.index(),
+                    op: node.op.clone(),
+                    shapes,
+                    out_shape: node.ty.shape.clone(),
+                    inputs: ops.iter().map(|&o| p.slot_of(o)).collect::<Result<_, _>>()?,
+                    out,
+                    scratch: None,
+                });
+            }
             Class::Project => {}
             Class::Scan | Class::Fallback => {
                 coverage.fallback += 1;
@@ -444,6 +481,19 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                     inputs: in_slots,
                     outputs: out_slots,
                 });
+            }
+        }
+    }
+
+    if scratch_len > 0 {
+        let scratch = p.alloc(&Type::f32(vec![scratch_len]));
+        for k in &mut kernels {
+            if let Kernel::Native {
+                op, shapes, out_shape, scratch: s, ..
+            } = k
+                && crate::native::scratch_len(op, shapes, out_shape) > 0
+            {
+                *s = Some(scratch);
             }
         }
     }

@@ -9,7 +9,70 @@ use std::time::Instant;
 use common::{Rng, load, random_inputs};
 use netc_backend_cpu::CompiledStep;
 use netc_compiler::ir::interp::{self, Precision};
-use netc_compiler::lower::program::compile_run;
+use netc_compiler::ir::interp::Value;
+use netc_compiler::lower::program::{StepGraph, compile_run};
+
+/// Inputs for a step: random data and parameters, the optimizer's scalars of step 1, seed 0.
+fn inputs_for(step: &StepGraph, rng: &mut Rng) -> std::collections::HashMap<String, Value> {
+    let mut inputs = random_inputs(&step.graph, rng, 0.1);
+    for (optimizer, prefix, _) in &step.optimizers {
+        for (n, v) in optimizer
+            .scalar_names()
+            .iter()
+            .zip(optimizer.scalars(1, optimizer.base_lr()))
+        {
+            inputs.insert(format!("{prefix}.{n}"), Value::scalar(v));
+        }
+    }
+    inputs.insert("rng_seed".into(), Value::scalar_i64(0));
+    inputs
+}
+
+/// Steps per second of every step of an example at `batch`, running for about `secs` seconds
+/// (at least one run after a warm-up run), and the fallback kernels left.
+fn report_example(name: &str, batch: usize, secs: f64) {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let src = std::fs::read_to_string(root.join(format!("examples/{name}.net"))).unwrap();
+    let p = compile_run(&src, None, Some(batch)).unwrap();
+    let mut rng = Rng(7);
+    for s in &p.steps {
+        let mut step = CompiledStep::compile(&s.graph).unwrap();
+        let inputs = inputs_for(s, &mut rng);
+        load(&mut step, &inputs);
+        step.run().unwrap();
+        let t = Instant::now();
+        let mut n = 0;
+        while n == 0 || t.elapsed().as_secs_f64() < secs {
+            step.run().unwrap();
+            n += 1;
+        }
+        let rate = f64::from(n) / t.elapsed().as_secs_f64();
+        let mut fallbacks: Vec<String> = step
+            .program()
+            .kernels
+            .iter()
+            .filter_map(|k| match k {
+                netc_backend_cpu::kernel::Kernel::Fallback { what, .. } => Some(what.clone()),
+                _ => None,
+            })
+            .collect();
+        fallbacks.sort();
+        fallbacks.dedup();
+        println!(
+            "{name} {} (batch {batch}): {rate:.2} steps/s ({:.1} ms/step, {n} runs); fallbacks: {fallbacks:?}",
+            s.name,
+            1e3 / rate
+        );
+    }
+}
+
+/// LeNet and DCGAN training steps at batch 64 on this backend: the conv-heavy workloads.
+#[test]
+#[ignore]
+fn report_conv_speed() {
+    report_example("lenet", 64, 3.0);
+    report_example("dcgan", 64, 5.0);
+}
 
 #[test]
 #[ignore]

@@ -4,6 +4,7 @@
 //! produced against real data. Each concern lives in its own module so the training loop, the
 //! CLI and the tests can use them separately.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod images;

@@ -1,0 +1,118 @@
+//! `netc bench`: how fast a compiled training step runs, on synthetic data of the right shapes.
+//! Speed is measured and reported as numbers, never asserted.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use netc_compiler::ir::interp::Value;
+use netc_compiler::ir::{DType, Op, Role};
+use netc_compiler::lower::program::Program;
+
+use crate::init::initial_value;
+use crate::train::{Backend, Executor};
+
+/// One benchmark's numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchResult {
+    pub model: String,
+    pub backend: &'static str,
+    pub threads: usize,
+    pub batch: usize,
+    /// Compiling the step graphs to native code (0 for the interpreter).
+    pub compile_ms: f64,
+    pub steps_per_s: f64,
+    pub samples_per_s: f64,
+    pub peak_rss_mb: f64,
+    pub steps: u64,
+}
+
+impl BenchResult {
+    /// One JSON object, as `netc bench` prints it.
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"model\": \"{}\", \"backend\": \"{}\", \"threads\": {}, \"batch\": {}, \"compile_ms\": {:.2}, \"steps_per_s\": {:.3}, \"samples_per_s\": {:.1}, \"peak_rss_mb\": {:.1}, \"steps\": {}}}",
+            self.model, self.backend, self.threads, self.batch, self.compile_ms, self.steps_per_s, self.samples_per_s, self.peak_rss_mb, self.steps
+        )
+    }
+}
+
+/// Run `warmup` untimed iterations (each runs every step graph of the run once), then time
+/// iterations for at least `seconds` (and at least 3).
+pub fn bench(program: &Program, model: &str, backend: Backend, warmup: u64, seconds: f64) -> Result<BenchResult, String> {
+    let mut values: HashMap<String, Value> = HashMap::new();
+    for (i, spec) in program.params.iter().enumerate() {
+        values.insert(spec.name.clone(), initial_value(spec, 0, i as u64));
+    }
+    let classes = |name: &str| {
+        program.data.as_ref().and_then(|d| d.fields.iter().find(|f| f.name == name)).and_then(|f| f.ty.classes).unwrap_or(1).max(1)
+    };
+    let mut inputs: Vec<HashMap<String, Value>> = Vec::new();
+    for step in &program.steps {
+        let mut map = HashMap::new();
+        for id in step.graph.inputs() {
+            let node = step.graph.node(id);
+            let Op::Input { name, role } = &node.op else { continue };
+            let n = node.ty.numel();
+            let value = match (role, node.ty.dtype) {
+                (Role::Param | Role::State, _) if values.contains_key(name) => values[name].clone(),
+                (_, DType::I64) if node.ty.shape.is_empty() => Value::scalar_i64(7),
+                (_, DType::I64) => Value::i64(node.ty.shape.clone(), (0..n as i64).map(|i| i % classes(name)).collect()),
+                (Role::Scalar, _) => Value::scalar(1e-3),
+                (Role::State, _) => Value::from_f64(node.ty.shape.clone(), vec![0.0; n]),
+                _ => Value::from_f64(node.ty.shape.clone(), (0..n).map(|i| ((i * 7919 % 1000) as f64) / 1000.0 - 0.5).collect()),
+            };
+            map.insert(name.clone(), value);
+        }
+        inputs.push(map);
+    }
+    let mut exec = Executor::new(backend);
+    let compile_started = Instant::now();
+    for (step, map) in program.steps.iter().zip(&inputs) {
+        exec.run(&step.graph, map)?;
+    }
+    // The first run compiles and runs once; count it as compile time minus a warm run below.
+    let first = compile_started.elapsed().as_secs_f64();
+    let iteration = |exec: &mut Executor| -> Result<(), String> {
+        for (step, map) in program.steps.iter().zip(&inputs) {
+            exec.run(&step.graph, map)?;
+        }
+        Ok(())
+    };
+    for _ in 0..warmup {
+        iteration(&mut exec)?;
+    }
+    let warm = Instant::now();
+    iteration(&mut exec)?;
+    let one = warm.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut steps = 0u64;
+    while steps < 3 || started.elapsed().as_secs_f64() < seconds {
+        iteration(&mut exec)?;
+        steps += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let steps_per_s = steps as f64 / elapsed;
+    Ok(BenchResult {
+        model: model.to_string(),
+        backend: match backend {
+            Backend::Cranelift => "cranelift",
+            Backend::Interp => "interp",
+        },
+        threads: 1,
+        batch: program.batch,
+        compile_ms: if backend == Backend::Interp { 0.0 } else { ((first - one).max(0.0)) * 1e3 },
+        steps_per_s,
+        samples_per_s: steps_per_s * program.batch as f64,
+        peak_rss_mb: peak_rss_mb(),
+        steps,
+    })
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), in MiB; 0 where unavailable.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
