@@ -200,13 +200,55 @@ pub fn run() -> i32 {
             message_format,
         } => check(&files, shapes, message_format),
         Command::Fmt { files, check } => fmt(&files, check),
-        Command::Graph { file, select, stage, dot } => graph(&file, &select, stage.stage(), dot),
+        Command::Graph {
+            file,
+            select,
+            stage,
+            dot,
+        } => graph(&file, &select, stage.stage(), dot),
         Command::Build { file, select, out } => build(&file, &select, out),
-        Command::Train { file, select, epochs, max_steps, seed, out, resume, init, json, check_numerics, backend } => {
-            train(&file, &select, TrainArgs { epochs, max_steps, seed, out, resume, init, json, check_numerics, backend })
-        }
-        Command::Bench { file, select, backend, warmup, seconds } => bench(&file, &select, backend, warmup, seconds),
-        Command::Eval { file, select, checkpoint, split, json, backend } => eval(&file, &select, &checkpoint, split, json, backend),
+        Command::Train {
+            file,
+            select,
+            epochs,
+            max_steps,
+            seed,
+            out,
+            resume,
+            init,
+            json,
+            check_numerics,
+            backend,
+        } => train(
+            &file,
+            &select,
+            TrainArgs {
+                epochs,
+                max_steps,
+                seed,
+                out,
+                resume,
+                init,
+                json,
+                check_numerics,
+                backend,
+            },
+        ),
+        Command::Bench {
+            file,
+            select,
+            backend,
+            warmup,
+            seconds,
+        } => bench(&file, &select, backend, warmup, seconds),
+        Command::Eval {
+            file,
+            select,
+            checkpoint,
+            split,
+            json,
+            backend,
+        } => eval(&file, &select, &checkpoint, split, json, backend),
         Command::Lsp => netc_lsp::run_stdio(),
     }
 }
@@ -345,7 +387,10 @@ fn fmt(files: &[PathBuf], check_only: bool) -> i32 {
             continue;
         };
         let Some(formatted) = netc_grammar::format(&src) else {
-            eprintln!("error: {} has syntax errors; run `netc check` on it first", path.display());
+            eprintln!(
+                "error: {} has syntax errors; run `netc check` on it first",
+                path.display()
+            );
             status = 1;
             continue;
         };
@@ -366,7 +411,10 @@ fn fmt(files: &[PathBuf], check_only: bool) -> i32 {
 /// Compile a run, printing diagnostics when the file does not check.
 fn compile(path: &Path, select: &Select, stage: Stage) -> Option<Program> {
     let src = read_source(path)?;
-    let options = CompileOptions { batch: select.batch, stage };
+    let options = CompileOptions {
+        batch: select.batch,
+        stage,
+    };
     match compile_run_with(&src, select.run.as_deref(), options) {
         Ok(program) => Some(program),
         Err(diags) => {
@@ -380,7 +428,9 @@ fn compile(path: &Path, select: &Select, stage: Stage) -> Option<Program> {
 }
 
 fn graph(path: &Path, select: &Select, stage: Stage, dot: bool) -> i32 {
-    let Some(program) = compile(path, select, stage) else { return 1 };
+    let Some(program) = compile(path, select, stage) else {
+        return 1;
+    };
     for step in &program.steps {
         if dot {
             print!("{}", netc_compiler::ir::dot::dot(&step.graph));
@@ -394,7 +444,9 @@ fn graph(path: &Path, select: &Select, stage: Stage, dot: bool) -> i32 {
 
 /// Write each step's graph after each stage, as text and DOT, plus a node-count summary.
 fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
-    let stem = path.file_stem().map_or("program".into(), |s| s.to_string_lossy().to_string());
+    let stem = path
+        .file_stem()
+        .map_or("program".into(), |s| s.to_string_lossy().to_string());
     let dir = out.unwrap_or_else(|| PathBuf::from("build").join(&stem));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("error: cannot create {}: {e}", dir.display());
@@ -402,7 +454,10 @@ fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
     }
     let mut summary = Vec::new();
     let mut write = |name: &str, graph: &netc_compiler::ir::Graph| -> bool {
-        for (extension, contents) in [("ir", netc_compiler::ir::text::dump(graph)), ("dot", netc_compiler::ir::dot::dot(graph))] {
+        for (extension, contents) in [
+            ("ir", netc_compiler::ir::text::dump(graph)),
+            ("dot", netc_compiler::ir::dot::dot(graph)),
+        ] {
             let file = dir.join(format!("{name}.{extension}"));
             if let Err(e) = std::fs::write(&file, contents) {
                 eprintln!("error: cannot write {}: {e}", file.display());
@@ -412,11 +467,17 @@ fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
         summary.push(format!("{name:<40} {:>6} nodes", graph.node_count()));
         true
     };
-    let Some(forward) = compile(path, select, Stage::Forward) else { return 1 };
-    let Some(backward) = compile(path, select, Stage::Backward) else { return 1 };
+    let Some(forward) = compile(path, select, Stage::Forward) else {
+        return 1;
+    };
+    let Some(backward) = compile(path, select, Stage::Backward) else {
+        return 1;
+    };
     for (fwd, step) in forward.steps.iter().zip(backward.steps) {
         let mut graph = step.graph;
-        if !write(&format!("{}.0-forward", fwd.name), &fwd.graph) || !write(&format!("{}.1-backward", step.name), &graph) {
+        if !write(&format!("{}.0-forward", fwd.name), &fwd.graph)
+            || !write(&format!("{}.1-backward", step.name), &graph)
+        {
             return 1;
         }
         // One dump after each pass of the optimisation pipeline, in order.
@@ -452,8 +513,12 @@ struct TrainArgs {
 }
 
 fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
-    let Some(src) = read_source(path) else { return 1 };
-    let Some(program) = compile(path, select, Stage::Optimized) else { return 1 };
+    let Some(src) = read_source(path) else {
+        return 1;
+    };
+    let Some(program) = compile(path, select, Stage::Optimized) else {
+        return 1;
+    };
     let Some(info) = program.data.clone() else {
         eprintln!("error: the run has no data set");
         return 1;
@@ -467,9 +532,21 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
         }
     };
     // The last validation batch is usually partial: compile the eval graph for its size too.
-    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0);
+    let tail = data
+        .val
+        .as_ref()
+        .map(|v| v.len % program.batch)
+        .filter(|&r| r > 0);
     let tail_program = tail.and_then(|rows| {
-        compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized }).ok()
+        compile_run_with(
+            &src,
+            select.run.as_deref(),
+            CompileOptions {
+                batch: Some(rows),
+                stage: Stage::Optimized,
+            },
+        )
+        .ok()
     });
     let run = program.run.clone().unwrap_or_else(|| "train".to_string());
     let progress = if args.json {
@@ -482,7 +559,10 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
     let options = netc_runtime::train::Options {
         epochs: args.epochs,
         max_steps: args.max_steps,
-        seed: args.seed.or(program.info.seed.map(|s| s as u64)).unwrap_or(0),
+        seed: args
+            .seed
+            .or(program.info.seed.map(|s| s as u64))
+            .unwrap_or(0),
         run_dir: args.out.unwrap_or_else(|| PathBuf::from("runs").join(&run)),
         resume: args.resume,
         init: args.init,
@@ -497,8 +577,17 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
             if args.json {
                 println!("{}", netc_runtime::log::summary_json(&summary));
             } else {
-                let mut parts: Vec<String> = summary.final_losses.iter().map(|(step, l)| format!("{step} loss {l:.4}")).collect();
-                parts.extend(summary.validation.iter().map(|(k, v)| format!("val {k} {v:.4}")));
+                let mut parts: Vec<String> = summary
+                    .final_losses
+                    .iter()
+                    .map(|(step, l)| format!("{step} loss {l:.4}"))
+                    .collect();
+                parts.extend(
+                    summary
+                        .validation
+                        .iter()
+                        .map(|(k, v)| format!("val {k} {v:.4}")),
+                );
                 eprintln!(
                     "done: {} steps, {} epochs, {}; {:.1} s ({:.0} samples/s); logs in {}",
                     summary.steps,
@@ -520,7 +609,11 @@ fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
                 }
                 None => eprintln!("error: {e}"),
             }
-            if e.message.starts_with("interrupted") { 130 } else { 1 }
+            if e.message.starts_with("interrupted") {
+                130
+            } else {
+                1
+            }
         }
     }
 }
@@ -530,13 +623,25 @@ fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handler_flag = flag.clone();
     // Failing to install the handler (one already installed) only loses the Ctrl-C checkpoint.
-    let _ = ctrlc::set_handler(move || handler_flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    let _ =
+        ctrlc::set_handler(move || handler_flag.store(true, std::sync::atomic::Ordering::SeqCst));
     flag
 }
 
-fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: bool, backend: BackendArg) -> i32 {
-    let Some(src) = read_source(path) else { return 1 };
-    let Some(program) = compile(path, select, Stage::Optimized) else { return 1 };
+fn eval(
+    path: &Path,
+    select: &Select,
+    checkpoint: &Path,
+    split: SplitArg,
+    json: bool,
+    backend: BackendArg,
+) -> i32 {
+    let Some(src) = read_source(path) else {
+        return 1;
+    };
+    let Some(program) = compile(path, select, Stage::Optimized) else {
+        return 1;
+    };
     let Some(info) = program.data.clone() else {
         eprintln!("error: the run has no data set");
         return 1;
@@ -555,22 +660,36 @@ fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: 
         SplitArg::Train => Some(&data.train),
     };
     let Some(dataset) = dataset else {
-        eprintln!("error: the data set has no such split (add `split val: ...` or a `test` source)");
+        eprintln!(
+            "error: the data set has no such split (add `split val: ...` or a `test` source)"
+        );
         return 1;
     };
     let rows = dataset.len % program.batch;
     let tail = (rows > 0)
-        .then(|| compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized }).ok())
+        .then(|| {
+            compile_run_with(
+                &src,
+                select.run.as_deref(),
+                CompileOptions {
+                    batch: Some(rows),
+                    stage: Stage::Optimized,
+                },
+            )
+            .ok()
+        })
         .flatten();
-    let result = netc_runtime::train::load_values(&program, checkpoint)
-        .and_then(|values| {
-            let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
-            netc_runtime::train::evaluate(&program, tail, dataset, &values, backend.backend())
-        });
+    let result = netc_runtime::train::load_values(&program, checkpoint).and_then(|values| {
+        let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
+        netc_runtime::train::evaluate(&program, tail, dataset, &values, backend.backend())
+    });
     match result {
         Ok(metrics) => {
             if json {
-                let fields: Vec<String> = metrics.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+                let fields: Vec<String> = metrics
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\": {v}"))
+                    .collect();
                 println!("{{{}}}", fields.join(", "));
             } else {
                 for (k, v) in &metrics {
@@ -587,8 +706,12 @@ fn eval(path: &Path, select: &Select, checkpoint: &Path, split: SplitArg, json: 
 }
 
 fn bench(path: &Path, select: &Select, backend: BackendArg, warmup: u64, seconds: f64) -> i32 {
-    let Some(program) = compile(path, select, Stage::Optimized) else { return 1 };
-    let model = path.file_stem().map_or("model".into(), |s| s.to_string_lossy().to_string());
+    let Some(program) = compile(path, select, Stage::Optimized) else {
+        return 1;
+    };
+    let model = path
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().to_string());
     match netc_runtime::bench::bench(&program, &model, backend.backend(), warmup, seconds) {
         Ok(result) => {
             println!("{}", result.json());

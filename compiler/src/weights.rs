@@ -33,12 +33,17 @@ pub type Tensors = (BTreeMap<String, Value>, BTreeMap<String, String>);
 
 /// Parse safetensors bytes into named values and the header's string metadata.
 pub fn from_bytes_with_metadata(bytes: &[u8], origin: &str) -> Result<Tensors, WeightsError> {
-    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| WeightsError { message: format!("{origin}: not a valid safetensors file ({e})") })?;
-    let metadata: BTreeMap<String, String> =
-        header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    let file = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| WeightsError { message: format!("{origin}: not a valid safetensors file ({e})") })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| WeightsError {
+        message: format!("{origin}: not a valid safetensors file ({e})"),
+    })?;
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| WeightsError {
+        message: format!("{origin}: not a valid safetensors file ({e})"),
+    })?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
         let shape = view.shape().to_vec();
@@ -46,23 +51,33 @@ pub fn from_bytes_with_metadata(bytes: &[u8], origin: &str) -> Result<Tensors, W
         let value = match view.dtype() {
             Dtype::F32 => Value::from_f64(
                 shape,
-                data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect(),
+                data.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+                    .collect(),
             ),
             Dtype::F64 => Value::from_f64(
                 shape,
-                data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8"))).collect(),
+                data.chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")))
+                    .collect(),
             ),
             Dtype::I64 => Value::i64(
                 shape,
-                data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8"))).collect(),
+                data.chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8")))
+                    .collect(),
             ),
             Dtype::I32 => Value::i64(
                 shape,
-                data.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
+                data.chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                    .collect(),
             ),
             other => {
                 return Err(WeightsError {
-                    message: format!("{origin}: tensor `{name}` has dtype {other:?}; expected F32, F64, I32 or I64"),
+                    message: format!(
+                        "{origin}: tensor `{name}` has dtype {other:?}; expected F32, F64, I32 or I64"
+                    ),
                 });
             }
         };
@@ -73,7 +88,9 @@ pub fn from_bytes_with_metadata(bytes: &[u8], origin: &str) -> Result<Tensors, W
 
 /// Read a safetensors file.
 pub fn load(path: &Path) -> Result<BTreeMap<String, Value>, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|e| WeightsError { message: format!("{}: {e}", path.display()) })?;
+    let bytes = std::fs::read(path).map_err(|e| WeightsError {
+        message: format!("{}: {e}", path.display()),
+    })?;
     from_bytes(&bytes, &path.display().to_string())
 }
 
@@ -90,8 +107,18 @@ pub fn to_bytes_with_metadata(
     let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, v)| match &v.data {
-            Data::F(xs) => (name.clone(), Dtype::F32, v.ty.shape.clone(), xs.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect()),
-            Data::I(xs) => (name.clone(), Dtype::I64, v.ty.shape.clone(), xs.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Data::F(xs) => (
+                name.clone(),
+                Dtype::F32,
+                v.ty.shape.clone(),
+                xs.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+            ),
+            Data::I(xs) => (
+                name.clone(),
+                Dtype::I64,
+                v.ty.shape.clone(),
+                xs.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
         })
         .collect();
     let views: Vec<(String, TensorView)> = buffers
@@ -99,8 +126,12 @@ pub fn to_bytes_with_metadata(
         .map(|(name, dtype, shape, bytes)| {
             TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| WeightsError { message: format!("tensor `{name}`: {e}") })
+                .map_err(|e| WeightsError {
+                    message: format!("tensor `{name}`: {e}"),
+                })
         })
         .collect::<Result<_, _>>()?;
-    safetensors::tensor::serialize(views, metadata).map_err(|e| WeightsError { message: e.to_string() })
+    safetensors::tensor::serialize(views, metadata).map_err(|e| WeightsError {
+        message: e.to_string(),
+    })
 }

@@ -24,10 +24,18 @@ fn example_ir_matches_snapshots() {
     for path in &examples {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
         let src = std::fs::read_to_string(path).unwrap();
-        let options = CompileOptions { batch: None, stage: Stage::Optimized };
-        let program = compile_run_with(&src, None, options).unwrap_or_else(|d| panic!("{stem}: {d:#?}"));
+        let options = CompileOptions {
+            batch: None,
+            stage: Stage::Optimized,
+        };
+        let program =
+            compile_run_with(&src, None, options).unwrap_or_else(|d| panic!("{stem}: {d:#?}"));
         for step in &program.steps {
-            let sizes: Vec<String> = step.node_counts.iter().map(|(_, n)| n.to_string()).collect();
+            let sizes: Vec<String> = step
+                .node_counts
+                .iter()
+                .map(|(_, n)| n.to_string())
+                .collect();
             let _ = writeln!(counts, "{stem} {}: {}", step.name, sizes.join(" "));
             let file = snapshots.join(format!("{stem}.{}.ir", step.name));
             let text = dump(&step.graph);
@@ -44,5 +52,9 @@ fn example_ir_matches_snapshots() {
     } else if std::fs::read_to_string(&counts_file).unwrap_or_default() != counts {
         failures.push(format!("{}:\n{counts}", counts_file.display()));
     }
-    assert!(failures.is_empty(), "IR snapshots differ (BLESS=1 to accept):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "IR snapshots differ (BLESS=1 to accept):\n{}",
+        failures.join("\n")
+    );
 }

@@ -2,8 +2,16 @@
 
 fn weight_names(src: &str, model: &str) -> Vec<String> {
     let (_, analysis) = netc_compiler::analyze(src);
-    assert!(analysis.diagnostics.iter().all(|d| !d.is_error()), "{:#?}", analysis.diagnostics);
-    analysis.models[model].weights.iter().map(|(n, _)| n.clone()).collect()
+    assert!(
+        analysis.diagnostics.iter().all(|d| !d.is_error()),
+        "{:#?}",
+        analysis.diagnostics
+    );
+    analysis.models[model]
+        .weights
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 #[test]
@@ -20,7 +28,13 @@ model M(x: f32[B, 8]) -> f32[B, 2] {
   h + mean(pos, axis: 0) |> linear(2)
 }
 ";
-    let names = weight_names(&src.replace("h + mean(pos, axis: 0) |> linear(2)", "h + (mean(pos, axis: 0) |> linear(2))"), "M");
+    let names = weight_names(
+        &src.replace(
+            "h + mean(pos, axis: 0) |> linear(2)",
+            "h + (mean(pos, axis: 0) |> linear(2))",
+        ),
+        "M",
+    );
     assert_eq!(
         names,
         [

@@ -74,7 +74,13 @@ fn parse_slice(src: &str, slice: &Slice, diags: &mut Vec<Diagnostic>) -> Item {
             // A complete item followed by stray text keeps its tree, so its body is still checked.
             match syntax_error::junk_after_item(text, &err) {
                 Some(end) => {
-                    let item = Slice { span: Span::new(slice.span.start, slice.span.start + text[..end].trim_end().len()), ..slice.clone() };
+                    let item = Slice {
+                        span: Span::new(
+                            slice.span.start,
+                            slice.span.start + text[..end].trim_end().len(),
+                        ),
+                        ..slice.clone()
+                    };
                     let mut ignored = Vec::new();
                     let parsed = parse_slice(src, &item, &mut ignored);
                     diags.extend(ignored);
@@ -95,7 +101,9 @@ pub(crate) fn parse_detailed(
     text: &str,
 ) -> std::result::Result<pest::iterators::Pairs<'_, Rule>, pest::error::Error<Rule>> {
     static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = DETAIL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = DETAIL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     pest::set_error_detail(true);
     let result = NetParser::parse(rule, text);
     pest::set_error_detail(false);

@@ -5,7 +5,6 @@
 //! `)` or `,`"), say what was found instead, and special-case the mistakes people make most
 //! (unclosed brackets, a dangling `|>`).
 
-
 use pest::error::{ErrorVariant, InputLocation};
 
 use crate::ast::Span;

@@ -31,35 +31,65 @@ impl BenchResult {
     pub fn json(&self) -> String {
         format!(
             "{{\"model\": \"{}\", \"backend\": \"{}\", \"threads\": {}, \"batch\": {}, \"compile_ms\": {:.2}, \"steps_per_s\": {:.3}, \"samples_per_s\": {:.1}, \"peak_rss_mb\": {:.1}, \"steps\": {}}}",
-            self.model, self.backend, self.threads, self.batch, self.compile_ms, self.steps_per_s, self.samples_per_s, self.peak_rss_mb, self.steps
+            self.model,
+            self.backend,
+            self.threads,
+            self.batch,
+            self.compile_ms,
+            self.steps_per_s,
+            self.samples_per_s,
+            self.peak_rss_mb,
+            self.steps
         )
     }
 }
 
 /// Run `warmup` untimed iterations (each runs every step graph of the run once), then time
 /// iterations for at least `seconds` (and at least 3).
-pub fn bench(program: &Program, model: &str, backend: Backend, warmup: u64, seconds: f64) -> Result<BenchResult, String> {
+pub fn bench(
+    program: &Program,
+    model: &str,
+    backend: Backend,
+    warmup: u64,
+    seconds: f64,
+) -> Result<BenchResult, String> {
     let mut values: HashMap<String, Value> = HashMap::new();
     for (i, spec) in program.params.iter().enumerate() {
         values.insert(spec.name.clone(), initial_value(spec, 0, i as u64));
     }
     let classes = |name: &str| {
-        program.data.as_ref().and_then(|d| d.fields.iter().find(|f| f.name == name)).and_then(|f| f.ty.classes).unwrap_or(1).max(1)
+        program
+            .data
+            .as_ref()
+            .and_then(|d| d.fields.iter().find(|f| f.name == name))
+            .and_then(|f| f.ty.classes)
+            .unwrap_or(1)
+            .max(1)
     };
     let mut inputs: Vec<HashMap<String, Value>> = Vec::new();
     for step in &program.steps {
         let mut map = HashMap::new();
         for id in step.graph.inputs() {
             let node = step.graph.node(id);
-            let Op::Input { name, role } = &node.op else { continue };
+            let Op::Input { name, role } = &node.op else {
+                continue;
+            };
             let n = node.ty.numel();
             let value = match (role, node.ty.dtype) {
                 (Role::Param | Role::State, _) if values.contains_key(name) => values[name].clone(),
                 (_, DType::I64) if node.ty.shape.is_empty() => Value::scalar_i64(7),
-                (_, DType::I64) => Value::i64(node.ty.shape.clone(), (0..n as i64).map(|i| i % classes(name)).collect()),
+                (_, DType::I64) => Value::i64(
+                    node.ty.shape.clone(),
+                    (0..n as i64).map(|i| i % classes(name)).collect(),
+                ),
                 (Role::Scalar, _) => Value::scalar(1e-3),
                 (Role::State, _) => Value::from_f64(node.ty.shape.clone(), vec![0.0; n]),
-                _ => Value::from_f64(node.ty.shape.clone(), (0..n).map(|i| ((i * 7919 % 1000) as f64) / 1000.0 - 0.5).collect()),
+                _ => Value::from_f64(
+                    node.ty.shape.clone(),
+                    (0..n)
+                        .map(|i| ((i * 7919 % 1000) as f64) / 1000.0 - 0.5)
+                        .collect(),
+                ),
             };
             map.insert(name.clone(), value);
         }
@@ -100,7 +130,11 @@ pub fn bench(program: &Program, model: &str, backend: Backend, warmup: u64, seco
         },
         threads: 1,
         batch: program.batch,
-        compile_ms: if backend == Backend::Interp { 0.0 } else { ((first - one).max(0.0)) * 1e3 },
+        compile_ms: if backend == Backend::Interp {
+            0.0
+        } else {
+            ((first - one).max(0.0)) * 1e3
+        },
         steps_per_s,
         samples_per_s: steps_per_s * program.batch as f64,
         peak_rss_mb: peak_rss_mb(),
@@ -112,7 +146,15 @@ pub fn bench(program: &Program, model: &str, backend: Backend, warmup: u64, seco
 pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }

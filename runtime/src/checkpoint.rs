@@ -40,10 +40,18 @@ impl Manifest {
     }
 
     fn from_metadata(meta: &BTreeMap<String, String>, origin: &str) -> Result<Manifest, String> {
-        let text = meta.get(MANIFEST_KEY).ok_or_else(|| format!("{origin}: not a netc checkpoint (no `{MANIFEST_KEY}` in its header)"))?;
-        let fields: BTreeMap<&str, &str> = text.split(';').filter_map(|kv| kv.split_once('=')).collect();
+        let text = meta.get(MANIFEST_KEY).ok_or_else(|| {
+            format!("{origin}: not a netc checkpoint (no `{MANIFEST_KEY}` in its header)")
+        })?;
+        let fields: BTreeMap<&str, &str> = text
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
         if fields.get("format") != Some(&FORMAT) {
-            return Err(format!("{origin}: unknown checkpoint format {:?} (expected {FORMAT})", fields.get("format")));
+            return Err(format!(
+                "{origin}: unknown checkpoint format {:?} (expected {FORMAT})",
+                fields.get("format")
+            ));
         }
         let number = |key: &str| -> Result<u64, String> {
             fields
@@ -62,8 +70,13 @@ impl Manifest {
 }
 
 /// Write `tensors` and `manifest` to `path` atomically.
-pub fn save(path: &Path, tensors: &BTreeMap<String, Value>, manifest: &Manifest) -> Result<(), String> {
-    let bytes = weights::to_bytes_with_metadata(tensors, Some(manifest.to_metadata())).map_err(|e| e.to_string())?;
+pub fn save(
+    path: &Path,
+    tensors: &BTreeMap<String, Value>,
+    manifest: &Manifest,
+) -> Result<(), String> {
+    let bytes = weights::to_bytes_with_metadata(tensors, Some(manifest.to_metadata()))
+        .map_err(|e| e.to_string())?;
     write_atomically(path, &bytes)
 }
 
@@ -71,16 +84,23 @@ pub fn save(path: &Path, tensors: &BTreeMap<String, Value>, manifest: &Manifest)
 pub fn load(path: &Path) -> Result<(BTreeMap<String, Value>, Manifest), String> {
     let origin = path.display().to_string();
     let bytes = fs::read(path).map_err(|e| format!("{origin}: {e}"))?;
-    let (tensors, meta) = weights::from_bytes_with_metadata(&bytes, &origin).map_err(|e| e.to_string())?;
+    let (tensors, meta) =
+        weights::from_bytes_with_metadata(&bytes, &origin).map_err(|e| e.to_string())?;
     let manifest = Manifest::from_metadata(&meta, &origin)?;
     Ok((tensors, manifest))
 }
 
 /// Temp file in the same folder, fsync, rename, fsync the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut file = fs::File::create(&temp)?;
@@ -95,7 +115,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&temp);
-        format!("cannot write {}: {e} (checkpoints already saved are unchanged)", path.display())
+        format!(
+            "cannot write {}: {e} (checkpoints already saved are unchanged)",
+            path.display()
+        )
     })
 }
 
@@ -109,15 +132,31 @@ pub struct Keeper {
 
 impl Keeper {
     pub fn new(dir: PathBuf, keep: usize) -> Self {
-        Keeper { dir, keep: keep.max(1), written: Vec::new(), best: None }
+        Keeper {
+            dir,
+            keep: keep.max(1),
+            written: Vec::new(),
+            best: None,
+        }
     }
 
     /// Save a step checkpoint and delete the ones beyond `keep`. Returns its path.
-    pub fn save(&mut self, tensors: &BTreeMap<String, Value>, manifest: &Manifest) -> Result<PathBuf, String> {
-        let path = self.dir.join(format!("step-{:08}.safetensors", manifest.step));
+    pub fn save(
+        &mut self,
+        tensors: &BTreeMap<String, Value>,
+        manifest: &Manifest,
+    ) -> Result<PathBuf, String> {
+        let path = self
+            .dir
+            .join(format!("step-{:08}.safetensors", manifest.step));
         save(&path, tensors, manifest)?;
         fs::copy(&path, self.dir.join("last.safetensors.tmp"))
-            .and_then(|_| fs::rename(self.dir.join("last.safetensors.tmp"), self.dir.join("last.safetensors")))
+            .and_then(|_| {
+                fs::rename(
+                    self.dir.join("last.safetensors.tmp"),
+                    self.dir.join("last.safetensors"),
+                )
+            })
             .map_err(|e| format!("cannot update last.safetensors: {e}"))?;
         self.written.push(path.clone());
         while self.written.len() > self.keep {
@@ -128,7 +167,12 @@ impl Keeper {
     }
 
     /// Save as `best.safetensors` when `score` (higher is better) beats every earlier one.
-    pub fn offer_best(&mut self, score: f64, tensors: &BTreeMap<String, Value>, manifest: &Manifest) -> Result<bool, String> {
+    pub fn offer_best(
+        &mut self,
+        score: f64,
+        tensors: &BTreeMap<String, Value>,
+        manifest: &Manifest,
+    ) -> Result<bool, String> {
         if self.best.is_some_and(|b| b >= score) || score.is_nan() {
             return Ok(false);
         }
@@ -144,13 +188,25 @@ mod tests {
 
     fn tensors() -> BTreeMap<String, Value> {
         BTreeMap::from([
-            ("M.w".to_string(), Value::f32(vec![2, 2], vec![1.0, -2.0, 3.5, 0.25])),
-            ("M.bn.num_batches_tracked".to_string(), Value::i64(vec![], vec![7])),
+            (
+                "M.w".to_string(),
+                Value::f32(vec![2, 2], vec![1.0, -2.0, 3.5, 0.25]),
+            ),
+            (
+                "M.bn.num_batches_tracked".to_string(),
+                Value::i64(vec![], vec![7]),
+            ),
         ])
     }
 
     fn manifest() -> Manifest {
-        Manifest { step: 12, epoch: 1, batch_in_epoch: 3, seed: 42, run: "mlp".into() }
+        Manifest {
+            step: 12,
+            epoch: 1,
+            batch_in_epoch: 3,
+            seed: 42,
+            run: "mlp".into(),
+        }
     }
 
     #[test]
@@ -161,7 +217,10 @@ mod tests {
         let (t, m) = load(&path).unwrap();
         assert_eq!(m, manifest());
         assert_eq!(t["M.w"].as_f64_slice(), tensors()["M.w"].as_f64_slice());
-        assert_eq!(t["M.bn.num_batches_tracked"].as_i64_slice(), Some(&[7i64][..]));
+        assert_eq!(
+            t["M.bn.num_batches_tracked"].as_i64_slice(),
+            Some(&[7i64][..])
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -170,11 +229,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("netc-keep-{}", std::process::id()));
         let mut k = Keeper::new(dir.clone(), 2);
         for step in 1..=4 {
-            k.save(&tensors(), &Manifest { step, ..manifest() }).unwrap();
+            k.save(&tensors(), &Manifest { step, ..manifest() })
+                .unwrap();
         }
-        let mut names: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
         names.sort();
-        assert_eq!(names, ["last.safetensors", "step-00000003.safetensors", "step-00000004.safetensors"]);
+        assert_eq!(
+            names,
+            [
+                "last.safetensors",
+                "step-00000003.safetensors",
+                "step-00000004.safetensors"
+            ]
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -15,7 +15,10 @@ pub fn initial_value(spec: &ParamSpec, seed: i64, index: u64) -> Value {
             .into_iter()
             .map(|u| (2.0 * u - 1.0) * bound)
             .collect(),
-        Init::Normal(std) => random::generate(Distribution::Normal, seed, index, n).into_iter().map(|z| z * std).collect(),
+        Init::Normal(std) => random::generate(Distribution::Normal, seed, index, n)
+            .into_iter()
+            .map(|z| z * std)
+            .collect(),
     };
     Value::from_f64(spec.ty.shape.clone(), data)
 }
@@ -26,7 +29,12 @@ mod tests {
     use netc_compiler::ir::Type;
 
     fn spec(init: Init) -> ParamSpec {
-        ParamSpec { name: "w".into(), ty: Type::f32(vec![100, 50]), init, trainable: true }
+        ParamSpec {
+            name: "w".into(),
+            ty: Type::f32(vec![100, 50]),
+            init,
+            trainable: true,
+        }
     }
 
     #[test]
@@ -36,8 +44,14 @@ mod tests {
         assert!(xs.iter().all(|x| x.abs() <= 0.1));
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         assert!(mean.abs() < 0.01);
-        assert_eq!(a.as_f64_slice(), initial_value(&spec(Init::Uniform(0.1)), 7, 0).as_f64_slice());
-        assert_ne!(a.as_f64_slice(), initial_value(&spec(Init::Uniform(0.1)), 8, 0).as_f64_slice());
+        assert_eq!(
+            a.as_f64_slice(),
+            initial_value(&spec(Init::Uniform(0.1)), 7, 0).as_f64_slice()
+        );
+        assert_ne!(
+            a.as_f64_slice(),
+            initial_value(&spec(Init::Uniform(0.1)), 8, 0).as_f64_slice()
+        );
     }
 
     #[test]

@@ -49,8 +49,10 @@ impl Log {
         let bar = (progress == Progress::Bar).then(|| {
             let bar = ProgressBar::new(total_steps);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  epoch {prefix}  {msg}  [{elapsed} < {eta}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  epoch {prefix}  {msg}  [{elapsed} < {eta}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
@@ -67,23 +69,44 @@ impl Log {
     }
 
     fn write(&mut self, line: String) -> Result<(), String> {
-        writeln!(self.jsonl, "{line}").map_err(|e| format!("cannot write {}: {e}", self.dir.join("metrics.jsonl").display()))
+        writeln!(self.jsonl, "{line}").map_err(|e| {
+            format!(
+                "cannot write {}: {e}",
+                self.dir.join("metrics.jsonl").display()
+            )
+        })
     }
 
     /// After each optimizer step.
-    pub fn step(&mut self, step: u64, epoch: u64, losses: &[(String, f64)], lr_factor: f64, samples_per_s: f64) -> Result<(), String> {
+    pub fn step(
+        &mut self,
+        step: u64,
+        epoch: u64,
+        losses: &[(String, f64)],
+        lr_factor: f64,
+        samples_per_s: f64,
+    ) -> Result<(), String> {
         self.last_step = step;
-        let loss_text: Vec<String> = losses.iter().map(|(n, l)| format!("{n} loss {l:.4}")).collect();
+        let loss_text: Vec<String> = losses
+            .iter()
+            .map(|(n, l)| format!("{n} loss {l:.4}"))
+            .collect();
         if let Some(bar) = &self.bar {
             bar.set_position(step);
             bar.set_prefix(epoch.to_string());
-            bar.set_message(format!("{}  {samples_per_s:.0} samples/s", loss_text.join("  ")));
+            bar.set_message(format!(
+                "{}  {samples_per_s:.0} samples/s",
+                loss_text.join("  ")
+            ));
         }
         if !step.is_multiple_of(self.every) {
             return Ok(());
         }
         self.losses.push((step, losses[0].1));
-        let fields: Vec<String> = losses.iter().map(|(n, l)| format!("\"{n}_loss\": {}", json_number(*l))).collect();
+        let fields: Vec<String> = losses
+            .iter()
+            .map(|(n, l)| format!("\"{n}_loss\": {}", json_number(*l)))
+            .collect();
         self.write(format!(
             "{{\"step\": {step}, \"epoch\": {epoch}, {}, \"lr_factor\": {}, \"samples_per_s\": {}}}",
             fields.join(", "),
@@ -91,14 +114,25 @@ impl Log {
             json_number(samples_per_s)
         ))?;
         if self.progress == Progress::Lines && step.is_multiple_of(self.every * 50) {
-            eprintln!("step {step}  epoch {epoch}  {}  {samples_per_s:.0} samples/s", loss_text.join("  "));
+            eprintln!(
+                "step {step}  epoch {epoch}  {}  {samples_per_s:.0} samples/s",
+                loss_text.join("  ")
+            );
         }
         Ok(())
     }
 
     /// After each epoch, with the validation metrics.
-    pub fn epoch(&mut self, epoch: u64, train_loss: f64, validation: &std::collections::BTreeMap<String, f64>) -> Result<(), String> {
-        let mut fields = vec![format!("\"epoch\": {epoch}"), format!("\"train_loss\": {}", json_number(train_loss))];
+    pub fn epoch(
+        &mut self,
+        epoch: u64,
+        train_loss: f64,
+        validation: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<(), String> {
+        let mut fields = vec![
+            format!("\"epoch\": {epoch}"),
+            format!("\"train_loss\": {}", json_number(train_loss)),
+        ];
         let mut text = vec![format!("epoch {epoch}: train loss {train_loss:.4}")];
         for (name, value) in validation {
             fields.push(format!("\"val_{name}\": {}", json_number(*value)));
@@ -120,7 +154,8 @@ impl Log {
             bar.finish_and_clear();
         }
         let path = self.dir.join("summary.json");
-        fs::write(&path, summary_json(summary)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        fs::write(&path, summary_json(summary))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let svg = crate::plot::curves(&self.losses, &self.epochs);
         let path = self.dir.join("curves.svg");
         fs::write(&path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -129,13 +164,25 @@ impl Log {
 
 /// JSON has no NaN or infinity; write them as `null`.
 fn json_number(x: f64) -> String {
-    if x.is_finite() { format!("{x}") } else { "null".to_string() }
+    if x.is_finite() {
+        format!("{x}")
+    } else {
+        "null".to_string()
+    }
 }
 
 /// The summary as one JSON object (what `netc train --json` prints).
 pub fn summary_json(s: &Summary) -> String {
-    let validation: Vec<String> = s.validation.iter().map(|(k, v)| format!("\"{k}\": {}", json_number(*v))).collect();
-    let losses: Vec<String> = s.final_losses.iter().map(|(k, v)| format!("\"{k}\": {}", json_number(*v))).collect();
+    let validation: Vec<String> = s
+        .validation
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {}", json_number(*v)))
+        .collect();
+    let losses: Vec<String> = s
+        .final_losses
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {}", json_number(*v)))
+        .collect();
     format!(
         "{{\"run\": \"{}\", \"steps\": {}, \"epochs\": {}, \"final_train_loss\": {}, \"final_losses\": {{{}}}, \"validation\": {{{}}}, \"wall_s\": {}, \"samples_per_s\": {}}}",
         s.run.replace('"', "\\\""),

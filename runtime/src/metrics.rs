@@ -16,7 +16,10 @@ pub struct Confusion {
 impl Confusion {
     pub fn new(classes: usize) -> Self {
         let classes = classes.max(2);
-        Confusion { classes, counts: vec![0; classes * classes] }
+        Confusion {
+            classes,
+            counts: vec![0; classes * classes],
+        }
     }
 
     pub fn classes(&self) -> usize {
@@ -37,7 +40,9 @@ impl Confusion {
             let predicted = row
                 .iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
                 .0;
             self.add(t.max(0) as usize, predicted);
         }
@@ -72,7 +77,11 @@ impl Confusion {
         let actual: u64 = (0..self.classes).map(|p| self.count(k, p)).sum();
         let precision = ratio(tp, predicted);
         let recall = ratio(tp, actual);
-        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
         (precision, recall, f1)
     }
 

@@ -10,14 +10,25 @@ pub fn curves(losses: &[(u64, f64)], epochs: &[(u64, String, f64)]) -> String {
         let root = SVGBackend::with_string(&mut svg, (900, 400)).into_drawing_area();
         let _ = root.fill(&WHITE);
         let (left, right) = root.split_horizontally(450);
-        draw(&left, "training loss", &[("loss".to_string(), losses.iter().map(|&(s, l)| (s as f64, l)).collect())]);
+        draw(
+            &left,
+            "training loss",
+            &[(
+                "loss".to_string(),
+                losses.iter().map(|&(s, l)| (s as f64, l)).collect(),
+            )],
+        );
         let mut names: Vec<String> = epochs.iter().map(|(_, n, _)| n.clone()).collect();
         names.sort();
         names.dedup();
         let series: Vec<(String, Vec<(f64, f64)>)> = names
             .into_iter()
             .map(|n| {
-                let points = epochs.iter().filter(|(_, m, _)| *m == n).map(|(s, _, v)| (*s as f64, *v)).collect();
+                let points = epochs
+                    .iter()
+                    .filter(|(_, m, _)| *m == n)
+                    .map(|(s, _, v)| (*s as f64, *v))
+                    .collect();
                 (n, points)
             })
             .collect();
@@ -27,8 +38,15 @@ pub fn curves(losses: &[(u64, f64)], epochs: &[(u64, String, f64)]) -> String {
     svg
 }
 
-fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, title: &str, series: &[(String, Vec<(f64, f64)>)]) {
-    let points = series.iter().flat_map(|(_, p)| p.iter()).filter(|(_, y)| y.is_finite());
+fn draw<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) {
+    let points = series
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .filter(|(_, y)| y.is_finite());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in points {
         x_max = x_max.max(x);
@@ -54,18 +72,30 @@ fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, titl
     let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     for (i, (name, points)) in series.iter().enumerate() {
         let color = colors[i % colors.len()];
-        if let Ok(drawn) = chart.draw_series(LineSeries::new(points.iter().copied().filter(|p| p.1.is_finite()), color)) {
-            drawn.label(name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        if let Ok(drawn) = chart.draw_series(LineSeries::new(
+            points.iter().copied().filter(|p| p.1.is_finite()),
+            color,
+        )) {
+            drawn
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
     }
-    let _ = chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw();
+    let _ = chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw();
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn draws_an_svg_with_both_panels() {
-        let svg = super::curves(&[(1, 2.3), (2, 1.5), (3, 0.9)], &[(3, "accuracy".into(), 0.8), (3, "loss".into(), 0.7)]);
+        let svg = super::curves(
+            &[(1, 2.3), (2, 1.5), (3, 0.9)],
+            &[(3, "accuracy".into(), 0.8), (3, "loss".into(), 0.7)],
+        );
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(100)]);
         assert!(svg.contains("training loss") && svg.contains("accuracy"));
         assert!(svg.contains("<polyline") || svg.contains("<path"));

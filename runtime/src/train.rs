@@ -37,11 +37,18 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(backend: Backend) -> Self {
-        Executor { backend, runner: netc_backend_cpu::Runner::new() }
+        Executor {
+            backend,
+            runner: netc_backend_cpu::Runner::new(),
+        }
     }
 
     /// Run `graph` on named inputs, returning its named outputs.
-    pub fn run(&mut self, graph: &Graph, inputs: &HashMap<String, Value>) -> Result<HashMap<String, Value>, String> {
+    pub fn run(
+        &mut self,
+        graph: &Graph,
+        inputs: &HashMap<String, Value>,
+    ) -> Result<HashMap<String, Value>, String> {
         match self.backend {
             Backend::Interp => interp::run(graph, inputs, Precision::F32).map_err(|e| e.message),
             Backend::Cranelift => self.runner.run(graph, inputs),
@@ -102,7 +109,10 @@ impl std::fmt::Display for TrainError {
 }
 
 fn err(message: impl Into<String>) -> TrainError {
-    TrainError { message: message.into(), span: None }
+    TrainError {
+        message: message.into(),
+        span: None,
+    }
 }
 
 /// The state that persists across steps: every parameter, buffer and optimizer moment.
@@ -115,11 +125,19 @@ struct State {
 
 /// Train `program` on `data`. `eval_tail` is the eval graph compiled for the size of the last,
 /// partial validation batch (so every validation sample counts exactly once).
-pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, options: &Options) -> Result<Summary, TrainError> {
+pub fn train(
+    program: &Program,
+    data: &Splits,
+    eval_tail: Option<&Graph>,
+    options: &Options,
+) -> Result<Summary, TrainError> {
     let started = Instant::now();
     let run = program.run.clone().unwrap_or_else(|| "train".to_string());
     let batch = program.batch;
-    let epochs = options.epochs.or(program.info.epochs.map(|e| e as u64)).unwrap_or(1);
+    let epochs = options
+        .epochs
+        .or(program.info.epochs.map(|e| e as u64))
+        .unwrap_or(1);
     let batches_per_epoch = (data.train.len / batch) as u64;
     if batches_per_epoch == 0 {
         return Err(err(format!(
@@ -127,14 +145,23 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
             data.train.len
         )));
     }
-    let total_steps = options.max_steps.unwrap_or(u64::MAX).min(epochs * batches_per_epoch);
+    let total_steps = options
+        .max_steps
+        .unwrap_or(u64::MAX)
+        .min(epochs * batches_per_epoch);
     let schedule = schedule_of(program);
     let shuffle = program.data.as_ref().and_then(|d| d.shuffle_seed);
     let mut state = initial_state(program, options)?;
     let mut log = Log::open(&options.run_dir, options.progress, total_steps).map_err(err)?;
-    let mut keeper = Keeper::new(options.run_dir.join("checkpoints"), checkpoint_keep(program));
+    let mut keeper = Keeper::new(
+        options.run_dir.join("checkpoints"),
+        checkpoint_keep(program),
+    );
     let checkpoint_every = checkpoint_every(program);
-    let mut summary = Summary { run: run.clone(), ..Summary::default() };
+    let mut summary = Summary {
+        run: run.clone(),
+        ..Summary::default()
+    };
     let mut exec = Executor::new(options.backend);
     let mut recent_loss = f64::NAN;
     let mut samples = 0u64;
@@ -148,8 +175,11 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
             let start = (state.batch_in_epoch as usize) * batch;
             let rows = data.train.select(&order[start..start + batch]);
             let (step_now, epoch_now) = (state.step, state.epoch);
-            let lr_factor = |base: f64| schedule.lr(base, step_now, epoch_now, epochs * batches_per_epoch);
-            let seed = netc_compiler::ir::interp::random::splitmix64(options.seed ^ state.step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64;
+            let lr_factor =
+                |base: f64| schedule.lr(base, step_now, epoch_now, epochs * batches_per_epoch);
+            let seed = netc_compiler::ir::interp::random::splitmix64(
+                options.seed ^ state.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ) as i64;
             let mut losses = Vec::new();
             for step in &program.steps {
                 let mut inputs = batch_inputs(&rows);
@@ -167,8 +197,14 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
                     }
                 }
                 inputs.insert("rng_seed".into(), Value::scalar_i64(seed));
-                let out = exec.run(&step.graph, &inputs).map_err(|e| err(format!("step {}: {e}", state.step + 1)))?;
-                let loss = out.get("loss").and_then(|l| l.as_f64_slice()).map(|l| l[0]).unwrap_or(f64::NAN);
+                let out = exec
+                    .run(&step.graph, &inputs)
+                    .map_err(|e| err(format!("step {}: {e}", state.step + 1)))?;
+                let loss = out
+                    .get("loss")
+                    .and_then(|l| l.as_f64_slice())
+                    .map(|l| l[0])
+                    .unwrap_or(f64::NAN);
                 if !loss.is_finite() {
                     let mut e = err(format!(
                         "the loss of step `{}` became {loss} at step {} (epoch {}); training stopped. \
@@ -180,7 +216,9 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
                     if options.check_numerics {
                         locate_non_finite(&step.graph, &inputs, &mut e);
                     } else {
-                        e.message.push_str(" (run with --check-numerics to find the layer where it starts)");
+                        e.message.push_str(
+                            " (run with --check-numerics to find the layer where it starts)",
+                        );
                     }
                     return Err(e);
                 }
@@ -197,9 +235,16 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
             recent_loss = losses[0].1;
             summary.final_losses.clone_from(&losses);
             let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            log.step(state.step, state.epoch + 1, &losses, lr_factor(1.0), rate).map_err(err)?;
-            if options.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
-                let path = keeper.save(&tensors(&state), &manifest(&state, options.seed, &run)).map_err(err)?;
+            log.step(state.step, state.epoch + 1, &losses, lr_factor(1.0), rate)
+                .map_err(err)?;
+            if options
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                let path = keeper
+                    .save(&tensors(&state), &manifest(&state, options.seed, &run))
+                    .map_err(err)?;
                 return Err(err(format!(
                     "interrupted at step {}; checkpoint saved to {} (continue with --resume {})",
                     state.step,
@@ -211,29 +256,51 @@ pub fn train(program: &Program, data: &Splits, eval_tail: Option<&Graph>, option
         state.epoch += 1;
         state.batch_in_epoch = 0;
         let validation = match (&program.eval, &data.val) {
-            (Some(eval), Some(val)) => evaluate_with(program, eval, eval_tail, val, &state.values, &mut exec)?,
+            (Some(eval), Some(val)) => {
+                evaluate_with(program, eval, eval_tail, val, &state.values, &mut exec)?
+            }
             _ => BTreeMap::new(),
         };
-        log.epoch(state.epoch, recent_loss, &validation).map_err(err)?;
+        log.epoch(state.epoch, recent_loss, &validation)
+            .map_err(err)?;
         if let (Some(graph), Some(spec)) = (&program.sample, &program.info.sample)
             && state.epoch % spec.args.int("every").max(1) as u64 == 0
         {
-            let dir = options.run_dir.join(spec.args.paths("to").first().map_or("samples", |s| s.as_str()));
-            write_samples(graph, &state, options, &mut exec, &dir.join(format!("epoch-{:04}.png", state.epoch)))?;
+            let dir = options.run_dir.join(
+                spec.args
+                    .paths("to")
+                    .first()
+                    .map_or("samples", |s| s.as_str()),
+            );
+            write_samples(
+                graph,
+                &state,
+                options,
+                &mut exec,
+                &dir.join(format!("epoch-{:04}.png", state.epoch)),
+            )?;
         }
         if state.epoch % checkpoint_every == 0 || state.epoch == epochs {
             let manifest = manifest(&state, options.seed, &run);
             keeper.save(&tensors(&state), &manifest).map_err(err)?;
             if let Some(score) = validation.get(&best_metric(program)) {
-                let score = if best_metric(program) == "loss" { -score } else { *score };
-                keeper.offer_best(score, &tensors(&state), &manifest).map_err(err)?;
+                let score = if best_metric(program) == "loss" {
+                    -score
+                } else {
+                    *score
+                };
+                keeper
+                    .offer_best(score, &tensors(&state), &manifest)
+                    .map_err(err)?;
             }
         }
         summary.validation = validation;
     }
     // A run stopped by `max_steps` mid-epoch still leaves a checkpoint to resume from.
     if state.batch_in_epoch != 0 {
-        keeper.save(&tensors(&state), &manifest(&state, options.seed, &run)).map_err(err)?;
+        keeper
+            .save(&tensors(&state), &manifest(&state, options.seed, &run))
+            .map_err(err)?;
     }
     summary.steps = state.step;
     summary.epochs = state.epoch;
@@ -250,7 +317,11 @@ fn locate_non_finite(graph: &Graph, inputs: &HashMap<String, Value>, e: &mut Tra
         let n = graph.node(node);
         let what = match &n.op {
             Op::Input { name, .. } => format!("the input `{name}` already holds a NaN or infinity"),
-            op => format!("the first NaN or infinity comes from `{}` producing {}", op.name(), n.ty),
+            op => format!(
+                "the first NaN or infinity comes from `{}` producing {}",
+                op.name(),
+                n.ty
+            ),
         };
         e.message.push_str(&format!("; {what}"));
         e.span = Some(n.span);
@@ -259,7 +330,13 @@ fn locate_non_finite(graph: &Graph, inputs: &HashMap<String, Value>, e: &mut Tra
 
 /// Run the `sample` graph (with a fixed seed, so grids are comparable between epochs) and save
 /// its output as an image grid.
-fn write_samples(graph: &Graph, state: &State, options: &Options, exec: &mut Executor, path: &std::path::Path) -> Result<(), TrainError> {
+fn write_samples(
+    graph: &Graph,
+    state: &State,
+    options: &Options,
+    exec: &mut Executor,
+    path: &std::path::Path,
+) -> Result<(), TrainError> {
     let mut inputs: HashMap<String, Value> = HashMap::new();
     for input in graph.inputs() {
         if let Op::Input { name, .. } = &graph.node(input).op
@@ -269,38 +346,68 @@ fn write_samples(graph: &Graph, state: &State, options: &Options, exec: &mut Exe
         }
     }
     inputs.insert("rng_seed".into(), Value::scalar_i64(options.seed as i64));
-    let out = exec.run(graph, &inputs).map_err(|e| err(format!("sample: {e}")))?;
-    let Some(sample) = out.get("sample") else { return Ok(()) };
-    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).map_err(|e| err(e.to_string()))?;
-    crate::images::save_grid(path, &sample.to_f32_vec().unwrap_or_default(), &sample.ty.shape).map_err(err)
+    let out = exec
+        .run(graph, &inputs)
+        .map_err(|e| err(format!("sample: {e}")))?;
+    let Some(sample) = out.get("sample") else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))
+        .map_err(|e| err(e.to_string()))?;
+    crate::images::save_grid(
+        path,
+        &sample.to_f32_vec().unwrap_or_default(),
+        &sample.ty.shape,
+    )
+    .map_err(err)
 }
-
 
 /// Parameters and buffers from their initialisers (or `--init`, or a checkpoint), optimizer
 /// state at zero.
 fn initial_state(program: &Program, options: &Options) -> Result<State, TrainError> {
     let mut values: HashMap<String, Value> = HashMap::new();
     for (i, spec) in program.params.iter().enumerate() {
-        values.insert(spec.name.clone(), initial_value(spec, options.seed as i64, i as u64));
+        values.insert(
+            spec.name.clone(),
+            initial_value(spec, options.seed as i64, i as u64),
+        );
     }
     for step in &program.steps {
         for (optimizer, _, params) in &step.optimizers {
             for p in params {
                 for s in optimizer.state_names() {
                     let ty = &values[p].ty;
-                    values.insert(format!("{p}.{s}"), Value::from_f64(ty.shape.clone(), vec![0.0; ty.numel()]));
+                    values.insert(
+                        format!("{p}.{s}"),
+                        Value::from_f64(ty.shape.clone(), vec![0.0; ty.numel()]),
+                    );
                 }
             }
         }
     }
-    let mut state = State { values, step: 0, epoch: 0, batch_in_epoch: 0 };
+    let mut state = State {
+        values,
+        step: 0,
+        epoch: 0,
+        batch_in_epoch: 0,
+    };
     if let Some(path) = &options.init {
         let loaded = netc_compiler::weights::load(path).map_err(|e| err(e.to_string()))?;
-        replace_matching(&mut state.values, loaded, &path.display().to_string(), false)?;
+        replace_matching(
+            &mut state.values,
+            loaded,
+            &path.display().to_string(),
+            false,
+        )?;
     }
     if let Some(path) = &options.resume {
         let (tensors, manifest) = checkpoint::load(path).map_err(err)?;
-        replace_matching(&mut state.values, tensors, &path.display().to_string(), true)?;
+        replace_matching(
+            &mut state.values,
+            tensors,
+            &path.display().to_string(),
+            true,
+        )?;
         state.step = manifest.step;
         state.epoch = manifest.epoch;
         state.batch_in_epoch = manifest.batch_in_epoch;
@@ -318,12 +425,16 @@ fn replace_matching(
     let mut names: Vec<&String> = values.keys().collect();
     names.sort();
     if complete && let Some(missing) = names.iter().find(|n| !loaded.contains_key(n.as_str())) {
-        return Err(err(format!("{origin}: the checkpoint has no tensor `{missing}`; was it written by another program?")));
+        return Err(err(format!(
+            "{origin}: the checkpoint has no tensor `{missing}`; was it written by another program?"
+        )));
     }
     for (name, v) in loaded {
         let Some(current) = values.get(&name) else {
             if complete {
-                return Err(err(format!("{origin}: tensor `{name}` is not part of this program")));
+                return Err(err(format!(
+                    "{origin}: tensor `{name}` is not part of this program"
+                )));
             }
             continue;
         };
@@ -362,27 +473,37 @@ fn batch_inputs(rows: &Dataset) -> HashMap<String, Value> {
 }
 
 /// Parameters and buffers of `program` from a checkpoint or weights file (`netc eval`).
-pub fn load_values(program: &Program, path: &std::path::Path) -> Result<HashMap<String, Value>, TrainError> {
+pub fn load_values(
+    program: &Program,
+    path: &std::path::Path,
+) -> Result<HashMap<String, Value>, TrainError> {
     let loaded = netc_compiler::weights::load(path).map_err(|e| err(e.to_string()))?;
-    if let Some(missing) = program.params.iter().find(|p| !loaded.contains_key(&p.name)) {
+    if let Some(missing) = program
+        .params
+        .iter()
+        .find(|p| !loaded.contains_key(&p.name))
+    {
         return Err(err(format!(
             "{}: no tensor `{}`; evaluating needs every parameter and buffer of the program",
             path.display(),
             missing.name
         )));
     }
-    let mut state = initial_state(program, &Options {
-        epochs: None,
-        max_steps: None,
-        seed: 0,
-        run_dir: std::path::PathBuf::new(),
-        resume: None,
-        init: Some(path.to_path_buf()),
-        progress: Progress::Quiet,
-        backend: Backend::Interp,
-        check_numerics: false,
-        stop: None,
-    })?;
+    let mut state = initial_state(
+        program,
+        &Options {
+            epochs: None,
+            max_steps: None,
+            seed: 0,
+            run_dir: std::path::PathBuf::new(),
+            resume: None,
+            init: Some(path.to_path_buf()),
+            progress: Progress::Quiet,
+            backend: Backend::Interp,
+            check_numerics: false,
+            stop: None,
+        },
+    )?;
     Ok(std::mem::take(&mut state.values))
 }
 
@@ -394,8 +515,18 @@ pub fn evaluate(
     values: &HashMap<String, Value>,
     backend: Backend,
 ) -> Result<BTreeMap<String, f64>, TrainError> {
-    let eval = program.eval.as_ref().ok_or_else(|| err("this run has no single loss to evaluate"))?;
-    evaluate_with(program, eval, eval_tail, data, values, &mut Executor::new(backend))
+    let eval = program
+        .eval
+        .as_ref()
+        .ok_or_else(|| err("this run has no single loss to evaluate"))?;
+    evaluate_with(
+        program,
+        eval,
+        eval_tail,
+        data,
+        values,
+        &mut Executor::new(backend),
+    )
 }
 
 /// Validation in eval mode: the mean loss over every sample, and the run's metrics.
@@ -413,7 +544,11 @@ fn evaluate_with(
     let mut start = 0;
     while start < val.len {
         let rows = (val.len - start).min(batch);
-        let graph = if rows == batch { eval } else { eval_tail.ok_or_else(|| err("no graph for the last validation batch"))? };
+        let graph = if rows == batch {
+            eval
+        } else {
+            eval_tail.ok_or_else(|| err("no graph for the last validation batch"))?
+        };
         let indices: Vec<usize> = (start..start + rows).collect();
         let mut inputs = batch_inputs(&val.select(&indices));
         for input in graph.inputs() {
@@ -424,8 +559,13 @@ fn evaluate_with(
             }
         }
         inputs.insert("rng_seed".into(), Value::scalar_i64(0));
-        let out = exec.run(graph, &inputs).map_err(|e| err(format!("validation: {e}")))?;
-        let loss = out.get("loss").and_then(|l| l.as_f64_slice()).map_or(f64::NAN, |l| l[0]);
+        let out = exec
+            .run(graph, &inputs)
+            .map_err(|e| err(format!("validation: {e}")))?;
+        let loss = out
+            .get("loss")
+            .and_then(|l| l.as_f64_slice())
+            .map_or(f64::NAN, |l| l[0]);
         loss_sum += loss * rows as f64;
         if let (Some(pred), Some(target)) = (out.get("prediction"), out.get("target")) {
             score(&mut confusion, program, pred, target, rows);
@@ -434,7 +574,14 @@ fn evaluate_with(
     }
     let mut metrics = BTreeMap::from([("loss".to_string(), loss_sum / val.len.max(1) as f64)]);
     if let Some(c) = confusion {
-        let average = if c.classes() == 2 && program.info.steps.first().and_then(|s| s.prediction.as_ref()).is_some_and(|p| p.1.dims.last().and_then(|d| d.as_known()) != Some(2)) {
+        let average = if c.classes() == 2
+            && program
+                .info
+                .steps
+                .first()
+                .and_then(|s| s.prediction.as_ref())
+                .is_some_and(|p| p.1.dims.last().and_then(|d| d.as_known()) != Some(2))
+        {
             Average::Binary
         } else {
             Average::Macro
@@ -454,8 +601,20 @@ fn evaluate_with(
 }
 
 /// Add a batch's predictions to the confusion matrix, as the loss reads them.
-fn score(confusion: &mut Option<Confusion>, program: &Program, pred: &Value, target: &Value, rows: usize) {
-    let loss = program.info.steps.first().and_then(|s| s.prediction.as_ref()).map(|p| p.0.as_str()).unwrap_or("");
+fn score(
+    confusion: &mut Option<Confusion>,
+    program: &Program,
+    pred: &Value,
+    target: &Value,
+    rows: usize,
+) {
+    let loss = program
+        .info
+        .steps
+        .first()
+        .and_then(|s| s.prediction.as_ref())
+        .map(|p| p.0.as_str())
+        .unwrap_or("");
     let classes = *pred.ty.shape.last().unwrap_or(&1);
     let preds: Vec<f32> = pred.to_f32_vec().unwrap_or_default();
     if classes >= 2 && loss == "cross_entropy" {
@@ -466,7 +625,12 @@ fn score(confusion: &mut Option<Confusion>, program: &Program, pred: &Value, tar
                 // Probability targets: score against their arg-max.
                 let argmax: Vec<i64> = t
                     .chunks_exact(classes)
-                    .map(|r| r.iter().enumerate().fold((0, f64::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as i64)
+                    .map(|r| {
+                        r.iter()
+                            .enumerate()
+                            .fold((0, f64::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                            .0 as i64
+                    })
                     .collect();
                 c.add_logits(&preds, &argmax, rows);
             }
@@ -477,26 +641,46 @@ fn score(confusion: &mut Option<Confusion>, program: &Program, pred: &Value, tar
             interp::Data::F(t) => t.clone(),
             interp::Data::I(t) => t.iter().map(|&x| x as f64).collect(),
         };
-        confusion.get_or_insert_with(|| Confusion::new(2)).add_binary(&preds, &targets, rows, threshold);
+        confusion
+            .get_or_insert_with(|| Confusion::new(2))
+            .add_binary(&preds, &targets, rows, threshold);
     }
 }
 
 fn schedule_of(program: &Program) -> Schedule {
-    let Some(spec) = &program.info.schedule else { return Schedule::Constant };
+    let Some(spec) = &program.info.schedule else {
+        return Schedule::Constant;
+    };
     match spec.name {
-        "step_decay" => Schedule::StepDecay { every: spec.args.int("every").max(1) as u64, gamma: spec.args.float("gamma") },
-        "cosine" => Schedule::Cosine { warmup: spec.args.int("warmup").max(0) as u64, min_lr: spec.args.float("min_lr") },
-        "warmup" => Schedule::Warmup { steps: spec.args.int("steps").max(0) as u64 },
+        "step_decay" => Schedule::StepDecay {
+            every: spec.args.int("every").max(1) as u64,
+            gamma: spec.args.float("gamma"),
+        },
+        "cosine" => Schedule::Cosine {
+            warmup: spec.args.int("warmup").max(0) as u64,
+            min_lr: spec.args.float("min_lr"),
+        },
+        "warmup" => Schedule::Warmup {
+            steps: spec.args.int("steps").max(0) as u64,
+        },
         _ => Schedule::Constant,
     }
 }
 
 fn checkpoint_every(program: &Program) -> u64 {
-    program.info.checkpoint.as_ref().map_or(1, |c| c.args.int("every").max(1) as u64)
+    program
+        .info
+        .checkpoint
+        .as_ref()
+        .map_or(1, |c| c.args.int("every").max(1) as u64)
 }
 
 fn checkpoint_keep(program: &Program) -> usize {
-    program.info.checkpoint.as_ref().map_or(3, |c| c.args.int("keep").max(1) as usize)
+    program
+        .info
+        .checkpoint
+        .as_ref()
+        .map_or(3, |c| c.args.int("keep").max(1) as usize)
 }
 
 fn best_metric(program: &Program) -> String {
@@ -511,7 +695,13 @@ fn best_metric(program: &Program) -> String {
 }
 
 fn manifest(state: &State, seed: u64, run: &str) -> Manifest {
-    Manifest { step: state.step, epoch: state.epoch, batch_in_epoch: state.batch_in_epoch, seed, run: run.to_string() }
+    Manifest {
+        step: state.step,
+        epoch: state.epoch,
+        batch_in_epoch: state.batch_in_epoch,
+        seed,
+        run: run.to_string(),
+    }
 }
 
 /// Everything to save, with batch norm's counters as int64 as PyTorch stores them.
@@ -521,11 +711,12 @@ fn tensors(state: &State) -> BTreeMap<String, Value> {
         .iter()
         .map(|(k, v)| {
             let v = match v.as_f64_slice() {
-                Some(xs) if k.ends_with("num_batches_tracked") => Value::i64(v.ty.shape.clone(), xs.iter().map(|&x| x as i64).collect()),
+                Some(xs) if k.ends_with("num_batches_tracked") => {
+                    Value::i64(v.ty.shape.clone(), xs.iter().map(|&x| x as i64).collect())
+                }
                 _ => v.clone(),
             };
             (k.clone(), v)
         })
         .collect()
 }
-

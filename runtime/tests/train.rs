@@ -15,7 +15,15 @@ fn example() -> PathBuf {
 }
 
 fn compile(src: &str, batch: Option<usize>) -> Program {
-    compile_run_with(src, None, CompileOptions { batch, stage: Stage::Optimized }).unwrap_or_else(|d| panic!("{d:#?}"))
+    compile_run_with(
+        src,
+        None,
+        CompileOptions {
+            batch,
+            stage: Stage::Optimized,
+        },
+    )
+    .unwrap_or_else(|d| panic!("{d:#?}"))
 }
 
 fn load(program: &Program, file: &Path) -> Splits {
@@ -49,14 +57,37 @@ fn learns_and_writes_its_logs() {
     let src = std::fs::read_to_string(example()).unwrap();
     let program = compile(&src, None);
     let data = load(&program, &example());
-    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0).map(|r| compile(&src, Some(r)));
+    let tail = data
+        .val
+        .as_ref()
+        .map(|v| v.len % program.batch)
+        .filter(|&r| r > 0)
+        .map(|r| compile(&src, Some(r)));
     let dir = temp("learns");
-    let summary = train(&program, &data, tail.as_ref().and_then(|p| p.eval.as_ref()), &options(&dir)).unwrap();
+    let summary = train(
+        &program,
+        &data,
+        tail.as_ref().and_then(|p| p.eval.as_ref()),
+        &options(&dir),
+    )
+    .unwrap();
     assert_eq!(summary.epochs, 2);
-    assert!(summary.final_train_loss < 1.5, "loss {} after 2 epochs", summary.final_train_loss);
+    assert!(
+        summary.final_train_loss < 1.5,
+        "loss {} after 2 epochs",
+        summary.final_train_loss
+    );
     let accuracy = summary.validation["accuracy"];
-    assert!(accuracy > 0.6, "validation accuracy {accuracy} after 2 epochs");
-    for file in ["metrics.jsonl", "summary.json", "curves.svg", "checkpoints/last.safetensors"] {
+    assert!(
+        accuracy > 0.6,
+        "validation accuracy {accuracy} after 2 epochs"
+    );
+    for file in [
+        "metrics.jsonl",
+        "summary.json",
+        "curves.svg",
+        "checkpoints/last.safetensors",
+    ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
     let jsonl = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
@@ -69,7 +100,12 @@ fn resumed_run_ends_with_the_same_weights_bit_for_bit() {
     let src = std::fs::read_to_string(example()).unwrap();
     let program = compile(&src, None);
     let data = load(&program, &example());
-    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0).map(|r| compile(&src, Some(r)));
+    let tail = data
+        .val
+        .as_ref()
+        .map(|v| v.len % program.batch)
+        .filter(|&r| r > 0)
+        .map(|r| compile(&src, Some(r)));
     let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
 
     let whole = temp("whole");
@@ -78,11 +114,20 @@ fn resumed_run_ends_with_the_same_weights_bit_for_bit() {
     // Interrupt in the middle of the second epoch, then resume from the checkpoint it left.
     let parts = temp("parts");
     let per_epoch = (data.train.len / program.batch) as u64;
-    let first = Options { max_steps: Some(per_epoch + 7), ..options(&parts) };
+    let first = Options {
+        max_steps: Some(per_epoch + 7),
+        ..options(&parts)
+    };
     train(&program, &data, tail, &first).unwrap();
     let resume_from = parts.join("checkpoints/last.safetensors");
-    assert_eq!(checkpoint::load(&resume_from).unwrap().1.step, per_epoch + 7);
-    let second = Options { resume: Some(resume_from), ..options(&parts) };
+    assert_eq!(
+        checkpoint::load(&resume_from).unwrap().1.step,
+        per_epoch + 7
+    );
+    let second = Options {
+        resume: Some(resume_from),
+        ..options(&parts)
+    };
     train(&program, &data, tail, &second).unwrap();
 
     let (a, ma) = checkpoint::load(&whole.join("checkpoints/last.safetensors")).unwrap();
@@ -99,26 +144,48 @@ fn resumed_run_ends_with_the_same_weights_bit_for_bit() {
 #[test]
 fn a_nan_loss_stops_training_and_names_the_step() {
     // A learning rate this large makes the logits overflow within a few steps.
-    let src = std::fs::read_to_string(example()).unwrap().replace("adam(lr: 1e-3)", "sgd(lr: 1e30)");
+    let src = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("adam(lr: 1e-3)", "sgd(lr: 1e30)");
     let program = compile(&src, None);
     let data = load(&program, &example());
     let dir = temp("nan");
     let e = train(&program, &data, None, &options(&dir)).unwrap_err();
-    assert!(e.message.starts_with("the loss of step `train` became"), "{}", e.message);
+    assert!(
+        e.message.starts_with("the loss of step `train` became"),
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("at step"), "{}", e.message);
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn check_numerics_names_the_layer() {
-    let src = std::fs::read_to_string(example()).unwrap().replace("adam(lr: 1e-3)", "sgd(lr: 1e30)");
+    let src = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("adam(lr: 1e-3)", "sgd(lr: 1e30)");
     let program = compile(&src, None);
     let data = load(&program, &example());
     let dir = temp("numerics");
-    let e = train(&program, &data, None, &Options { check_numerics: true, ..options(&dir) }).unwrap_err();
+    let e = train(
+        &program,
+        &data,
+        None,
+        &Options {
+            check_numerics: true,
+            ..options(&dir)
+        },
+    )
+    .unwrap_err();
     let span = e.span.expect("the failing op's span");
     assert_eq!(&src[span.start..span.end], "linear(10)", "{}", e.message);
-    assert!(e.message.contains("the first NaN or infinity comes from `matmul`"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("the first NaN or infinity comes from `matmul`"),
+        "{}",
+        e.message
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -129,9 +196,29 @@ fn an_interrupted_run_saves_a_checkpoint() {
     let data = load(&program, &example());
     let dir = temp("interrupt");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let e = train(&program, &data, None, &Options { stop: Some(stop), ..options(&dir) }).unwrap_err();
-    assert!(e.message.starts_with("interrupted at step 1; checkpoint saved to"), "{}", e.message);
-    assert_eq!(checkpoint::load(&dir.join("checkpoints/last.safetensors")).unwrap().1.step, 1);
+    let e = train(
+        &program,
+        &data,
+        None,
+        &Options {
+            stop: Some(stop),
+            ..options(&dir)
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .starts_with("interrupted at step 1; checkpoint saved to"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        checkpoint::load(&dir.join("checkpoints/last.safetensors"))
+            .unwrap()
+            .1
+            .step,
+        1
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -140,19 +227,37 @@ fn native_backend_trains_like_the_interpreter() {
     let src = std::fs::read_to_string(example()).unwrap();
     let program = compile(&src, None);
     let data = load(&program, &example());
-    let tail = data.val.as_ref().map(|v| v.len % program.batch).filter(|&r| r > 0).map(|r| compile(&src, Some(r)));
+    let tail = data
+        .val
+        .as_ref()
+        .map(|v| v.len % program.batch)
+        .filter(|&r| r > 0)
+        .map(|r| compile(&src, Some(r)));
     let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
     let (a, b) = (temp("native-interp"), temp("native-cranelift"));
-    let one_epoch = |dir: &Path, backend| Options { epochs: Some(1), backend, ..options(dir) };
+    let one_epoch = |dir: &Path, backend| Options {
+        epochs: Some(1),
+        backend,
+        ..options(dir)
+    };
     train(&program, &data, tail, &one_epoch(&a, Backend::Interp)).unwrap();
     train(&program, &data, tail, &one_epoch(&b, Backend::Cranelift)).unwrap();
     let (wa, _) = checkpoint::load(&a.join("checkpoints/last.safetensors")).unwrap();
     let (wb, _) = checkpoint::load(&b.join("checkpoints/last.safetensors")).unwrap();
     for (name, va) in &wa {
         let (x, y) = (va.as_f64_slice().unwrap(), wb[name].as_f64_slice().unwrap());
-        let diff: f64 = x.iter().zip(y).map(|(p, q)| (p - q).powi(2)).sum::<f64>().sqrt();
+        let diff: f64 = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let norm: f64 = x.iter().map(|p| p * p).sum::<f64>().sqrt().max(1e-12);
-        assert!(diff / norm < 1e-4, "`{name}` after one epoch: rel L2 {:e}", diff / norm);
+        assert!(
+            diff / norm < 1e-4,
+            "`{name}` after one epoch: rel L2 {:e}",
+            diff / norm
+        );
     }
     let _ = std::fs::remove_dir_all(a);
     let _ = std::fs::remove_dir_all(b);

@@ -85,7 +85,13 @@ impl Checker<'_> {
                     let value = match a.value {
                         // A misspelt data field or binding: say so rather than "not a tensor".
                         Value::Word(w) => {
-                            self.unknown_name(&Ident { name: w, span: a.span }, env);
+                            self.unknown_name(
+                                &Ident {
+                                    name: w,
+                                    span: a.span,
+                                },
+                                env,
+                            );
                             Value::Error
                         }
                         other => other,
@@ -289,7 +295,8 @@ impl Checker<'_> {
         match (b.rule)(&ctx) {
             Ok(out) => {
                 let names = self.add_weights(b.name, &out.weights, env, instance);
-                if instance.is_some() && !self.same_shapes_as_first_use(&names, &out.weights, span) {
+                if instance.is_some() && !self.same_shapes_as_first_use(&names, &out.weights, span)
+                {
                     return Value::Error;
                 }
                 if !out.weights.is_empty()
@@ -305,7 +312,15 @@ impl Checker<'_> {
                             t.depends_on.extend(depends_on);
                         }
                         if self.emit.is_some() {
-                            t.node = self.emit_builtin(b, bound, &inputs, &out.weights, &names, &t.ty, span);
+                            t.node = self.emit_builtin(
+                                b,
+                                bound,
+                                &inputs,
+                                &out.weights,
+                                &names,
+                                &t.ty,
+                                span,
+                            );
                         }
                         Value::Tensor(t)
                     }
@@ -350,12 +365,22 @@ impl Checker<'_> {
 
     /// A shared layer (bound with `let`, applied several times) has one set of weights, so every
     /// use must give them the same shapes.
-    fn same_shapes_as_first_use(&mut self, names: &[String], weights: &[builtins::Weight], span: Span) -> bool {
+    fn same_shapes_as_first_use(
+        &mut self,
+        names: &[String],
+        weights: &[builtins::Weight],
+        span: Span,
+    ) -> bool {
         for (name, w) in names.iter().zip(weights) {
             match self.shared_weights.get(name) {
                 Some((dims, first)) if *dims != w.dims => {
                     let (first, dims) = (*first, dims.clone());
-                    let show = |d: &[Dim]| format!("[{}]", d.iter().map(Dim::to_string).collect::<Vec<_>>().join(", "));
+                    let show = |d: &[Dim]| {
+                        format!(
+                            "[{}]",
+                            d.iter().map(Dim::to_string).collect::<Vec<_>>().join(", ")
+                        )
+                    };
                     self.report(
                         Diagnostic::error(
                             "N3002",
@@ -370,7 +395,8 @@ impl Checker<'_> {
                 }
                 Some(_) => {}
                 None => {
-                    self.shared_weights.insert(name.clone(), (w.dims.clone(), span));
+                    self.shared_weights
+                        .insert(name.clone(), (w.dims.clone(), span));
                 }
             }
         }
@@ -405,7 +431,9 @@ impl Checker<'_> {
         let list = self.weights.entry(owner).or_default();
         let mut names = Vec::new();
         for w in weights {
-            let relative = prefix.split_once('.').map_or(prefix.as_str(), |(_, rest)| rest);
+            let relative = prefix
+                .split_once('.')
+                .map_or(prefix.as_str(), |(_, rest)| rest);
             let name = format!("{relative}.{}", w.name);
             // A shared layer applied again creates no new weights.
             if !list.iter().any(|(n, _)| *n == name) {
@@ -636,7 +664,12 @@ impl Checker<'_> {
                 .unwrap_or((span, format!("found {}", v.describe()))),
             _ => (span, format!("found {}", v.describe())),
         };
-        let mut d = Diagnostic::error("N2008", format!("{subject} must be {expected}"), span, found);
+        let mut d = Diagnostic::error(
+            "N2008",
+            format!("{subject} must be {expected}"),
+            span,
+            found,
+        );
         if let (T::Word(words), Value::Word(w)) = (p.ty, &v)
             && let Some(h) = suggest::closest(w, words.iter().copied())
         {
@@ -721,16 +754,26 @@ impl Checker<'_> {
             }
             Callable::Model(m) => self.call_model(m, inputs, span),
             Callable::Block { name, hparams } => {
-                let instance = layer.name.clone().unwrap_or_else(|| env.next_instance(name));
+                let instance = layer
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| env.next_instance(name));
                 self.instantiate_block(name, hparams.clone(), inputs, span, instance, env)
             }
             Callable::Repeat(n, inner) => {
                 // Copies are named `repeat_<k>.<i>`, as an `nn.Sequential` of copies would be.
-                let group = layer.name.clone().unwrap_or_else(|| env.next_instance("repeat"));
+                let group = layer
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| env.next_instance("repeat"));
                 env.path.push(group);
                 let mut inputs = inputs;
                 for i in 0..*n {
-                    let copy = LayerValue { callable: inner.callable.clone(), span: inner.span, name: Some(i.to_string()) };
+                    let copy = LayerValue {
+                        callable: inner.callable.clone(),
+                        span: inner.span,
+                        name: Some(i.to_string()),
+                    };
                     let out = self.apply_layer(&copy, inputs, span, env);
                     if matches!(out, Value::Error) {
                         env.path.pop();

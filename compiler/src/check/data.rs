@@ -96,10 +96,19 @@ impl Checker<'_> {
     fn duplicate(&mut self, key: &Ident, seen: &mut Vec<(String, Span)>, field: bool) -> bool {
         if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key.name) {
             let first = *first;
-            let (code, what) = if field { ("N2003", "defined") } else { ("N2011", "given") };
+            let (code, what) = if field {
+                ("N2003", "defined")
+            } else {
+                ("N2011", "given")
+            };
             self.report(
-                Diagnostic::error(code, format!("`{}` is {what} twice", key.name), key.span, format!("{what} again here"))
-                    .with_label(first, format!("first {what} here")),
+                Diagnostic::error(
+                    code,
+                    format!("`{}` is {what} twice", key.name),
+                    key.span,
+                    format!("{what} again here"),
+                )
+                .with_label(first, format!("first {what} here")),
             );
             return true;
         }

@@ -43,7 +43,12 @@ impl Checker<'_> {
                 },
                 Value::Int(_) | Value::Float(_) => {
                     let value = v.as_f64().unwrap_or(0.0);
-                    match em.add(Op::Fill { value }, &[], Some(crate::ir::Type::f32(vec![])), span) {
+                    match em.add(
+                        Op::Fill { value },
+                        &[],
+                        Some(crate::ir::Type::f32(vec![])),
+                        span,
+                    ) {
                         Ok(n) => n,
                         Err(e) => return em.fail(e),
                     }
@@ -53,7 +58,10 @@ impl Checker<'_> {
             nodes.push(node);
         }
         let mut params = Vec::with_capacity(weights.len());
-        let fan_in = weights.first().map(|w| known_dims(&w.dims)).map(|d| init::weight_fan_in(&d));
+        let fan_in = weights
+            .first()
+            .map(|w| known_dims(&w.dims))
+            .map(|d| init::weight_fan_in(&d));
         for (w, name) in weights.iter().zip(names) {
             let ty = match em.ir_type(&TensorType::f32(w.dims.clone()), span) {
                 Ok(t) => t,
@@ -70,7 +78,14 @@ impl Checker<'_> {
             Ok(t) => t,
             Err(e) => return em.fail(e),
         };
-        let ctx = layers::LowerCtx { inputs: nodes, args: bound, weights: params, weight_names: names, out, span };
+        let ctx = layers::LowerCtx {
+            inputs: nodes,
+            args: bound,
+            weights: params,
+            weight_names: names,
+            out,
+            span,
+        };
         match layers::lower(em, b.name, &ctx) {
             Ok(n) => Some(n),
             Err(e) => em.fail(e),
@@ -93,8 +108,17 @@ impl Checker<'_> {
         }
         for (sym, d) in bindings {
             if !env.vars.contains_key(sym) {
-                let value = d.as_known().map(Value::Int).unwrap_or(Value::Dim(d.clone()));
-                env.bind(&netc_grammar::Ident { name: sym.clone(), span: m.name.span }, value);
+                let value = d
+                    .as_known()
+                    .map(Value::Int)
+                    .unwrap_or(Value::Dim(d.clone()));
+                env.bind(
+                    &netc_grammar::Ident {
+                        name: sym.clone(),
+                        span: m.name.span,
+                    },
+                    value,
+                );
             }
         }
         match self.check_body(&m.body, &mut env, "model") {
@@ -108,7 +132,14 @@ impl Checker<'_> {
     }
 
     /// `a op b` on tensors of the checked result type `out` (operands are broadcast first).
-    pub(crate) fn emit_binary(&mut self, op: BinOp, a: Option<NodeId>, b: Option<NodeId>, out: &TensorType, span: Span) -> Option<NodeId> {
+    pub(crate) fn emit_binary(
+        &mut self,
+        op: BinOp,
+        a: Option<NodeId>,
+        b: Option<NodeId>,
+        out: &TensorType,
+        span: Span,
+    ) -> Option<NodeId> {
         let em = self.emit.as_mut()?;
         let (a, b) = (a?, b?);
         let ty = match em.ir_type(out, span) {
@@ -122,7 +153,14 @@ impl Checker<'_> {
     }
 
     /// `t op number` (or `number op t` when `number_first`).
-    pub(crate) fn emit_scalar(&mut self, op: BinOp, t: &Tensor, number: f64, number_first: bool, span: Span) -> Option<NodeId> {
+    pub(crate) fn emit_scalar(
+        &mut self,
+        op: BinOp,
+        t: &Tensor,
+        number: f64,
+        number_first: bool,
+        span: Span,
+    ) -> Option<NodeId> {
         let em = self.emit.as_mut()?;
         let x = t.node?;
         let ty = em.graph.ty(x).clone();
@@ -172,5 +210,7 @@ fn binary_op(op: BinOp) -> BinaryOp {
 }
 
 fn known_dims(dims: &[Dim]) -> Vec<usize> {
-    dims.iter().map(|d| d.as_known().unwrap_or(0).max(0) as usize).collect()
+    dims.iter()
+        .map(|d| d.as_known().unwrap_or(0).max(0) as usize)
+        .collect()
 }

@@ -149,9 +149,17 @@ impl Checker<'_> {
         let hint = suggest::closest(&callee.name, names).map(str::to_string);
         let (what, label) = match kind {
             Some(k) => (k.noun(), format!("not a known {}", k.noun())),
-            None => ("layer or function", "not a built-in, block or model".to_string()),
+            None => (
+                "layer or function",
+                "not a built-in, block or model".to_string(),
+            ),
         };
-        let mut d = Diagnostic::error("N2002", format!("unknown {what} `{}`", callee.name), callee.span, label);
+        let mut d = Diagnostic::error(
+            "N2002",
+            format!("unknown {what} `{}`", callee.name),
+            callee.span,
+            label,
+        );
         if let Some(h) = hint {
             d = d.with_help(format!("did you mean `{h}`?"));
         }
@@ -267,7 +275,15 @@ impl Checker<'_> {
     }
 
     /// Elementwise arithmetic between a tensor and a number (`x * 0.5`, `1 - p`).
-    fn tensor_number(&mut self, op: BinOp, t: Tensor, n: &Value, number_first: bool, tensor_span: Span, span: Span) -> Value {
+    fn tensor_number(
+        &mut self,
+        op: BinOp,
+        t: Tensor,
+        n: &Value,
+        number_first: bool,
+        tensor_span: Span,
+        span: Span,
+    ) -> Value {
         if !t.ty.dtype.is_float() {
             return self.float_needed(&t.ty, tensor_span, op);
         }
@@ -281,8 +297,13 @@ impl Checker<'_> {
 
     fn rem_on_tensor(&mut self, span: Span) -> Value {
         self.report(
-            Diagnostic::error("N3004", "`%` is defined for integers, not tensors", span, "remainder of a tensor")
-                .with_help("use `%` on sizes and constants only"),
+            Diagnostic::error(
+                "N3004",
+                "`%` is defined for integers, not tensors",
+                span,
+                "remainder of a tensor",
+            )
+            .with_help("use `%` on sizes and constants only"),
         );
         Value::Error
     }
@@ -381,7 +402,11 @@ impl Checker<'_> {
         depends_on.extend(y.depends_on);
         let ty = TensorType::new(x.ty.dtype, dims);
         let node = self.emit_binary(op, x.node, y.node, &ty, span);
-        Value::Tensor(Tensor { ty, depends_on, node })
+        Value::Tensor(Tensor {
+            ty,
+            depends_on,
+            node,
+        })
     }
 
     fn field(&mut self, base: &Expr, field: &Ident, env: &mut Env) -> Value {
@@ -401,7 +426,13 @@ impl Checker<'_> {
     }
 
     /// One stage of a pipeline: the stage receives `input` as its first tensor argument.
-    fn apply_stage(&mut self, stage: &Expr, input: Value, input_span: Span, env: &mut Env) -> Value {
+    fn apply_stage(
+        &mut self,
+        stage: &Expr,
+        input: Value,
+        input_span: Span,
+        env: &mut Env,
+    ) -> Value {
         match &stage.kind {
             ExprKind::Call(call) => self.call(call, Some((input, input_span)), env),
             ExprKind::Name(n) if !self.name_exists(&n.name, env) => {

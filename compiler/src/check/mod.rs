@@ -87,7 +87,9 @@ pub fn check(file: &File, src: &str) -> Analysis {
         .dedup_by(|a, b| a.code == b.code && a.primary.span == b.primary.span);
     analysis.shapes.sort_by_key(|s| s.span.start);
     // A block used twice with the same shapes would list each of its lines twice.
-    analysis.shapes.dedup_by(|a, b| a.span == b.span && a.ty == b.ty && a.item == b.item);
+    analysis
+        .shapes
+        .dedup_by(|a, b| a.span == b.span && a.ty == b.ty && a.item == b.item);
     analysis
 }
 
@@ -200,11 +202,13 @@ pub(crate) struct Checker<'f> {
 /// every use of the binding shares them.
 fn name_layer(value: Value, name: &str) -> Value {
     match value {
-        Value::Layer(layer) if layer.name.is_none() => Value::Layer(std::rc::Rc::new(crate::types::LayerValue {
-            callable: layer.callable.clone(),
-            span: layer.span,
-            name: Some(name.to_string()),
-        })),
+        Value::Layer(layer) if layer.name.is_none() => {
+            Value::Layer(std::rc::Rc::new(crate::types::LayerValue {
+                callable: layer.callable.clone(),
+                span: layer.span,
+                name: Some(name.to_string()),
+            }))
+        }
         other => other,
     }
 }
@@ -292,7 +296,11 @@ impl<'f> Checker<'f> {
 
     /// A checker that lowers: definitions and constants are resolved, and every tensor the
     /// caller evaluates gets an IR node from `emitter`.
-    pub(crate) fn for_lowering(file: &'f File, src: &'f str, emitter: crate::lower::Emitter) -> Self {
+    pub(crate) fn for_lowering(
+        file: &'f File,
+        src: &'f str,
+        emitter: crate::lower::Emitter,
+    ) -> Self {
         let mut checker = Checker::new(file, src);
         checker.collect_definitions();
         checker.emit = Some(emitter);
@@ -680,15 +688,23 @@ impl<'f> Checker<'f> {
 
     /// Two inputs or hyper-parameters with one name.
     fn check_duplicate_inputs(&mut self, inputs: &[Input], hparams: &[HParam]) {
-        let names = hparams.iter().map(|h| &h.name).chain(inputs.iter().map(|i| &i.name));
+        let names = hparams
+            .iter()
+            .map(|h| &h.name)
+            .chain(inputs.iter().map(|i| &i.name));
         let mut seen: Vec<&Ident> = Vec::new();
         for name in names {
             if let Some(first) = seen.iter().find(|f| f.name == name.name) {
                 let first = first.span;
                 self.report(
-                    Diagnostic::error("N2003", format!("`{}` is declared twice", name.name), name.span, "declared again here")
-                        .with_label(first, "first declared here")
-                        .with_help("every input and hyper-parameter needs its own name"),
+                    Diagnostic::error(
+                        "N2003",
+                        format!("`{}` is declared twice", name.name),
+                        name.span,
+                        "declared again here",
+                    )
+                    .with_label(first, "first declared here")
+                    .with_help("every input and hyper-parameter needs its own name"),
                 );
             } else {
                 seen.push(name);
@@ -707,7 +723,12 @@ impl<'f> Checker<'f> {
                 self.report(
                     Diagnostic::error(
                         "N2008",
-                        format!("the default of `{}` must be {}, found {}", h.name.name, hparam_noun(&h.ty.name), value.describe()),
+                        format!(
+                            "the default of `{}` must be {}, found {}",
+                            h.name.name,
+                            hparam_noun(&h.ty.name),
+                            value.describe()
+                        ),
                         default.span,
                         "wrong type of default",
                     )

@@ -104,12 +104,26 @@ impl Checker<'_> {
             em.record_state = true;
         }
         let (name, stmts, span): (String, Vec<&TrainStmt>, Span) = if steps.is_empty() {
-            (t.name.as_ref().map_or("train".into(), |n| n.name.clone()), top, t.span)
+            (
+                t.name.as_ref().map_or("train".into(), |n| n.name.clone()),
+                top,
+                t.span,
+            )
         } else {
             let step = steps.get(index)?;
-            (step.name.name.clone(), step.stmts.iter().collect(), step.span)
+            (
+                step.name.name.clone(),
+                step.stmts.iter().collect(),
+                step.span,
+            )
         };
-        let mut lowered = LoweredStep { name, loss: None, prediction: None, updates: Vec::new(), span };
+        let mut lowered = LoweredStep {
+            name,
+            loss: None,
+            prediction: None,
+            updates: Vec::new(),
+            span,
+        };
         for stmt in stmts {
             match stmt {
                 TrainStmt::Let(l) => {
@@ -131,13 +145,25 @@ impl Checker<'_> {
                             lowered.prediction = Some((pn, tn));
                         }
                         let mut scratch = env.clone();
-                        let pred_name = netc_grammar::Ident { name: "__prediction".into(), span: call.args[0].value.span };
-                        let target_name = netc_grammar::Ident { name: "__target".into(), span: call.args[1].value.span };
+                        let pred_name = netc_grammar::Ident {
+                            name: "__prediction".into(),
+                            span: call.args[0].value.span,
+                        };
+                        let target_name = netc_grammar::Ident {
+                            name: "__target".into(),
+                            span: call.args[1].value.span,
+                        };
                         scratch.bind(&pred_name, pred);
                         scratch.bind(&target_name, target);
                         let mut rewritten = call.clone();
-                        rewritten.args[0].value = Expr { kind: ExprKind::Name(pred_name), span: call.args[0].value.span };
-                        rewritten.args[1].value = Expr { kind: ExprKind::Name(target_name), span: call.args[1].value.span };
+                        rewritten.args[0].value = Expr {
+                            kind: ExprKind::Name(pred_name),
+                            span: call.args[0].value.span,
+                        };
+                        rewritten.args[1].value = Expr {
+                            kind: ExprKind::Name(target_name),
+                            span: call.args[1].value.span,
+                        };
                         if let Value::Tensor(l) = self.call(&rewritten, None, &mut scratch) {
                             lowered.loss = l.node;
                         }
@@ -166,7 +192,9 @@ impl Checker<'_> {
         let mut run = RunInfo::default();
         for stmt in &t.stmts {
             match stmt {
-                TrainStmt::Setting(s) if s.key.name == "data" => self.train_data(s, &mut env, &mut run),
+                TrainStmt::Setting(s) if s.key.name == "data" => {
+                    self.train_data(s, &mut env, &mut run)
+                }
                 TrainStmt::Let(l) => {
                     let value = self.eval(&l.value, &mut env);
                     env.bind(&l.name, value);
@@ -319,7 +347,14 @@ impl Checker<'_> {
                         t.keyword_span,
                         why,
                     )
-                    .with_help(format!("add {} `{key}` line", if key.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" })),
+                    .with_help(format!(
+                        "add {} `{key}` line",
+                        if key.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                            "an"
+                        } else {
+                            "a"
+                        }
+                    )),
                 );
             }
         }
@@ -553,7 +588,11 @@ impl Checker<'_> {
             }
         };
         for m in &u.models {
-            if u.models.iter().take_while(|o| !std::ptr::eq(*o, m)).any(|o| o.name == m.name) {
+            if u.models
+                .iter()
+                .take_while(|o| !std::ptr::eq(*o, m))
+                .any(|o| o.name == m.name)
+            {
                 self.report(Diagnostic::error(
                     "N2011",
                     format!("`{}` is listed twice", m.name),
@@ -562,15 +601,22 @@ impl Checker<'_> {
                 ));
                 continue;
             }
-            if let Some(super::Def::Data(_) | super::Def::Const(_) | super::Def::Block(_)) = self.defs.get(&m.name) {
+            if let Some(super::Def::Data(_) | super::Def::Const(_) | super::Def::Block(_)) =
+                self.defs.get(&m.name)
+            {
                 let what = match self.defs.get(&m.name) {
                     Some(super::Def::Data(_)) => "a data set",
                     Some(super::Def::Const(_)) => "a constant",
                     _ => "a block (blocks are trained as part of the models that use them)",
                 };
                 self.report(
-                    Diagnostic::error("N2009", format!("`{}` is {what}, not a model", m.name), m.span, "not a model")
-                        .with_help("`update` names the models whose parameters this loss trains"),
+                    Diagnostic::error(
+                        "N2009",
+                        format!("`{}` is {what}, not a model", m.name),
+                        m.span,
+                        "not a model",
+                    )
+                    .with_help("`update` names the models whose parameters this loss trains"),
                 );
                 continue;
             }
@@ -712,9 +758,13 @@ impl Checker<'_> {
                         }
                         Value::Error => {}
                         other => {
-                            let metrics = builtins::all().iter().filter(|b| b.kind == Kind::Metric).map(|b| b.name);
+                            let metrics = builtins::all()
+                                .iter()
+                                .filter(|b| b.kind == Kind::Metric)
+                                .map(|b| b.name);
                             let help = match other {
-                                Value::Word(w) => suggest::closest(w, metrics.clone()).map(|h| format!("did you mean `{h}`?")),
+                                Value::Word(w) => suggest::closest(w, metrics.clone())
+                                    .map(|h| format!("did you mean `{h}`?")),
                                 _ => None,
                             };
                             let names: Vec<String> = metrics.map(|n| format!("`{n}`")).collect();
@@ -723,8 +773,11 @@ impl Checker<'_> {
                                 other => format!("not a metric: {}", other.describe()),
                             };
                             self.report(
-                                Diagnostic::error("N2008", what, a.span, "not a metric")
-                                    .with_help(help.unwrap_or_else(|| format!("metrics: {}", names.join(", ")))),
+                                Diagnostic::error("N2008", what, a.span, "not a metric").with_help(
+                                    help.unwrap_or_else(|| {
+                                        format!("metrics: {}", names.join(", "))
+                                    }),
+                                ),
                             );
                         }
                     }
@@ -766,7 +819,11 @@ impl Checker<'_> {
             "checkpoint" => {
                 let b = builtins::setting("checkpoint").expect("checkpoint has a signature");
                 if let Some(bound) = self.bind_args(b, &args, s.span) {
-                    run.checkpoint = Some(Spec { name: b.name, args: bound, span: s.span });
+                    run.checkpoint = Some(Spec {
+                        name: b.name,
+                        args: bound,
+                        span: s.span,
+                    });
                 }
             }
             "sample" => {
@@ -799,7 +856,11 @@ impl Checker<'_> {
                 }
                 let b = builtins::setting("sample").expect("sample has a signature");
                 if let Some(bound) = self.bind_args(b, &args, s.span) {
-                    run.sample = Some(Spec { name: b.name, args: bound, span: s.span });
+                    run.sample = Some(Spec {
+                        name: b.name,
+                        args: bound,
+                        span: s.span,
+                    });
                 }
             }
             _ => unreachable!("TRAIN_KEYS is matched above"),

@@ -5,9 +5,9 @@
 //! came from, so a failure anywhere later (a missing gradient, a NaN, a kernel error) points at
 //! the user's layer. Edges carry the operand position.
 
-pub mod interp;
 pub mod autodiff;
 pub mod dot;
+pub mod interp;
 pub mod op;
 pub mod passes;
 pub mod text;

@@ -23,8 +23,15 @@ pub enum Init {
 /// - `lstm`, `gru`: every tensor `U(-1/√hidden, 1/√hidden)`.
 /// - `self_attention`, `attention` (`nn.MultiheadAttention`): `in_proj_weight` Xavier-uniform,
 ///   biases 0, `out_proj.weight` Kaiming-uniform as a linear layer.
-pub fn default_init(layer: &str, weight: &str, dims: &[usize], weight_fan_in: Option<usize>) -> Init {
-    let fan_in = |dims: &[usize]| -> f64 { (dims.get(1).copied().unwrap_or(1) * dims.iter().skip(2).product::<usize>()) as f64 };
+pub fn default_init(
+    layer: &str,
+    weight: &str,
+    dims: &[usize],
+    weight_fan_in: Option<usize>,
+) -> Init {
+    let fan_in = |dims: &[usize]| -> f64 {
+        (dims.get(1).copied().unwrap_or(1) * dims.iter().skip(2).product::<usize>()) as f64
+    };
     let kaiming = |fan: f64| Init::Uniform(if fan > 0.0 { 1.0 / fan.sqrt() } else { 0.0 });
     match (layer, weight) {
         ("embedding" | "position_embedding", _) => Init::Normal(1.0),

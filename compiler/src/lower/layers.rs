@@ -6,7 +6,9 @@ use netc_grammar::Span;
 
 use super::{Emitter, Mode};
 use crate::builtins::BoundArgs;
-use crate::ir::{self, BinaryOp, DType, Distribution, IrError, NodeId, Op, ReduceOp, Type, UnaryOp};
+use crate::ir::{
+    self, BinaryOp, DType, Distribution, IrError, NodeId, Op, ReduceOp, Type, UnaryOp,
+};
 
 /// What a built-in's expansion receives.
 pub struct LowerCtx<'a> {
@@ -27,7 +29,12 @@ type R = Result<NodeId, IrError>;
 pub fn lower(em: &mut Emitter, name: &str, c: &LowerCtx) -> R {
     let s = c.span;
     let x = c.inputs.first().copied();
-    let input = || x.ok_or_else(|| IrError { message: format!("`{name}` has no input"), span: s });
+    let input = || {
+        x.ok_or_else(|| IrError {
+            message: format!("`{name}` has no input"),
+            span: s,
+        })
+    };
     match name {
         "linear" => linear(em, input()?, c.weights[0], c.weights.get(1).copied(), s),
         "embedding" => em.add(Op::Gather, &[c.weights[0], input()?], None, s),
@@ -48,7 +55,10 @@ pub fn lower(em: &mut Emitter, name: &str, c: &LowerCtx) -> R {
         "transpose" => {
             let x = input()?;
             let rank = em.graph.ty(x).rank();
-            let (a, b) = (axis(c.args.int("a"), &em.graph.ty(x).clone()), axis(c.args.int("b"), &em.graph.ty(x).clone()));
+            let (a, b) = (
+                axis(c.args.int("a"), &em.graph.ty(x).clone()),
+                axis(c.args.int("b"), &em.graph.ty(x).clone()),
+            );
             let mut perm: Vec<usize> = (0..rank).collect();
             perm.swap(a, b);
             em.add(Op::Transpose { perm }, &[x], None, s)
@@ -57,14 +67,23 @@ pub fn lower(em: &mut Emitter, name: &str, c: &LowerCtx) -> R {
             let x = input()?;
             let ty = em.graph.ty(x).clone();
             let axes: Vec<usize> = if c.args.has("axis") {
-                let mut a: Vec<usize> = c.args.axes("axis").into_iter().map(|a| axis(a, &ty)).collect();
+                let mut a: Vec<usize> = c
+                    .args
+                    .axes("axis")
+                    .into_iter()
+                    .map(|a| axis(a, &ty))
+                    .collect();
                 a.sort_unstable();
                 a.dedup();
                 a
             } else {
                 (0..ty.rank()).collect()
             };
-            let reduced = if ty.dtype == DType::I64 { em.add(Op::Cast { to: DType::F32 }, &[x], None, s)? } else { x };
+            let reduced = if ty.dtype == DType::I64 {
+                em.add(Op::Cast { to: DType::F32 }, &[x], None, s)?
+            } else {
+                x
+            };
             let r = reduce(em, ReduceOp::Sum, reduced, axes.clone(), s)?;
             let r = if name == "mean" {
                 let count: usize = axes.iter().map(|&a| ty.shape[a]).product();
@@ -72,18 +91,43 @@ pub fn lower(em: &mut Emitter, name: &str, c: &LowerCtx) -> R {
             } else {
                 r
             };
-            if em.graph.ty(r).shape == c.out.shape { Ok(r) } else { em.add(Op::Reshape, &[r], Some(c.out.clone()), s) }
+            if em.graph.ty(r).shape == c.out.shape {
+                Ok(r)
+            } else {
+                em.add(Op::Reshape, &[r], Some(c.out.clone()), s)
+            }
         }
         "concat" => {
             let ty = em.graph.ty(c.inputs[0]).clone();
-            em.add(Op::Concat { axis: axis(c.args.int("axis"), &ty) }, &c.inputs, None, s)
+            em.add(
+                Op::Concat {
+                    axis: axis(c.args.int("axis"), &ty),
+                },
+                &c.inputs,
+                None,
+                s,
+            )
         }
         "matmul" => matmul_broadcast(em, c.inputs[0], c.inputs[1], &c.out, s),
         "normal" => {
             let (seed, stream) = em.random_stream(s);
-            em.add(Op::Random { dist: Distribution::Normal, stream }, &[seed], Some(c.out.clone()), s)
+            em.add(
+                Op::Random {
+                    dist: Distribution::Normal,
+                    stream,
+                },
+                &[seed],
+                Some(c.out.clone()),
+                s,
+            )
         }
-        "cross_entropy" => super::loss::cross_entropy(em, c.inputs[0], c.inputs[1], c.args.float("label_smoothing"), s),
+        "cross_entropy" => super::loss::cross_entropy(
+            em,
+            c.inputs[0],
+            c.inputs[1],
+            c.args.float("label_smoothing"),
+            s,
+        ),
         "bce" => super::loss::bce(em, c.inputs[0], c.inputs[1], s),
         "bce_with_logits" => super::loss::bce_with_logits(em, c.inputs[0], c.inputs[1], s),
         "mse" => super::loss::mse(em, c.inputs[0], c.inputs[1], s),
@@ -97,13 +141,20 @@ pub fn lower(em: &mut Emitter, name: &str, c: &LowerCtx) -> R {
         "attention" => super::attention::attention(em, c.inputs[0], c.inputs[1], c),
         "lstm" => super::recurrent::lstm(em, input()?, c),
         "gru" => super::recurrent::gru(em, input()?, c),
-        _ => Err(IrError { message: format!("`{name}` cannot be compiled yet"), span: s }),
+        _ => Err(IrError {
+            message: format!("`{name}` cannot be compiled yet"),
+            span: s,
+        }),
     }
 }
 
 /// A possibly negative axis as an index into `ty`'s dims.
 pub fn axis(a: i64, ty: &Type) -> usize {
-    if a < 0 { (ty.rank() as i64 + a).max(0) as usize } else { a as usize }
+    if a < 0 {
+        (ty.rank() as i64 + a).max(0) as usize
+    } else {
+        a as usize
+    }
 }
 
 pub fn unary(em: &mut Emitter, op: UnaryOp, x: NodeId, s: Span) -> R {
@@ -140,12 +191,27 @@ pub fn reduce_keep(em: &mut Emitter, op: ReduceOp, x: NodeId, axis: usize, s: Sp
     let r = reduce(em, op, x, vec![axis], s)?;
     let mut kept = ty.shape.clone();
     kept[axis] = 1;
-    let r = em.add(Op::Reshape, &[r], Some(Type { dtype: ty.dtype, shape: kept }), s)?;
+    let r = em.add(
+        Op::Reshape,
+        &[r],
+        Some(Type {
+            dtype: ty.dtype,
+            shape: kept,
+        }),
+        s,
+    )?;
     em.add(Op::Broadcast, &[r], Some(ty), s)
 }
 
 /// `a op b` after broadcasting both to `out`.
-pub fn binary(em: &mut Emitter, op: BinaryOp, a: NodeId, b: NodeId, out: &ir::Type, span: Span) -> R {
+pub fn binary(
+    em: &mut Emitter,
+    op: BinaryOp,
+    a: NodeId,
+    b: NodeId,
+    out: &ir::Type,
+    span: Span,
+) -> R {
     let a = broadcast_to(em, a, out, span)?;
     let b = broadcast_to(em, b, out, span)?;
     em.add(Op::Binary(op), &[a, b], None, span)
@@ -157,7 +223,15 @@ pub fn broadcast_to(em: &mut Emitter, x: NodeId, out: &ir::Type, span: Span) -> 
     if ty.shape == out.shape {
         return Ok(x);
     }
-    em.add(Op::Broadcast, &[x], Some(Type { dtype: ty.dtype, shape: out.shape.clone() }), span)
+    em.add(
+        Op::Broadcast,
+        &[x],
+        Some(Type {
+            dtype: ty.dtype,
+            shape: out.shape.clone(),
+        }),
+        span,
+    )
 }
 
 /// `y = x W^T + b` over the last axis: leading axes are flattened into one matmul.
@@ -166,17 +240,43 @@ pub fn linear(em: &mut Emitter, x: NodeId, w: NodeId, b: Option<NodeId>, s: Span
     let out_features = em.graph.ty(w).shape[0];
     let in_features = *xt.shape.last().unwrap_or(&1);
     let rows: usize = xt.shape[..xt.rank().saturating_sub(1)].iter().product();
-    let flat = if xt.rank() == 2 { x } else { em.add(Op::Reshape, &[x], Some(Type::f32(vec![rows, in_features])), s)? };
-    let mut y = em.add(Op::MatMul { ta: false, tb: true }, &[flat, w], None, s)?;
+    let flat = if xt.rank() == 2 {
+        x
+    } else {
+        em.add(
+            Op::Reshape,
+            &[x],
+            Some(Type::f32(vec![rows, in_features])),
+            s,
+        )?
+    };
+    let mut y = em.add(
+        Op::MatMul {
+            ta: false,
+            tb: true,
+        },
+        &[flat, w],
+        None,
+        s,
+    )?;
     if let Some(b) = b {
-        let bb = em.add(Op::Broadcast, &[b], Some(Type::f32(vec![rows, out_features])), s)?;
+        let bb = em.add(
+            Op::Broadcast,
+            &[b],
+            Some(Type::f32(vec![rows, out_features])),
+            s,
+        )?;
         y = bin(em, BinaryOp::Add, y, bb, s)?;
     }
     let mut shape = xt.shape.clone();
     if let Some(last) = shape.last_mut() {
         *last = out_features;
     }
-    if shape.len() == 2 { Ok(y) } else { em.add(Op::Reshape, &[y], Some(Type::f32(shape)), s) }
+    if shape.len() == 2 {
+        Ok(y)
+    } else {
+        em.add(Op::Reshape, &[y], Some(Type::f32(shape)), s)
+    }
 }
 
 /// `matmul(a, b)` with NumPy batch broadcasting: both operands are broadcast to the result's
@@ -187,11 +287,23 @@ fn matmul_broadcast(em: &mut Emitter, a: NodeId, b: NodeId, out: &Type, s: Span)
         let t = em.graph.ty(x).clone();
         let mut shape = batch.to_vec();
         shape.extend_from_slice(&t.shape[t.rank() - 2..]);
-        if shape == t.shape { Ok(x) } else { em.add(Op::Broadcast, &[x], Some(Type::f32(shape)), s) }
+        if shape == t.shape {
+            Ok(x)
+        } else {
+            em.add(Op::Broadcast, &[x], Some(Type::f32(shape)), s)
+        }
     };
     let a = expand(em, a)?;
     let b = expand(em, b)?;
-    em.add(Op::MatMul { ta: false, tb: false }, &[a, b], None, s)
+    em.add(
+        Op::MatMul {
+            ta: false,
+            tb: false,
+        },
+        &[a, b],
+        None,
+        s,
+    )
 }
 
 /// `x if x > 0 else slope * x`.
@@ -245,9 +357,21 @@ pub(super) fn dropout(em: &mut Emitter, x: NodeId, p: f64, s: Span) -> R {
     }
     let ty = em.graph.ty(x).clone();
     let (seed, stream) = em.random_stream(s);
-    let u = em.add(Op::Random { dist: Distribution::Uniform, stream }, &[seed], Some(ty), s)?;
+    let u = em.add(
+        Op::Random {
+            dist: Distribution::Uniform,
+            stream,
+        },
+        &[seed],
+        Some(ty),
+        s,
+    )?;
     let threshold = fill_like(em, p, x, s)?;
     let keep = bin(em, BinaryOp::Greater, u, threshold, s)?;
     let kept = bin(em, BinaryOp::Mul, x, keep, s)?;
-    if p >= 1.0 { Ok(kept) } else { scale(em, kept, 1.0 / (1.0 - p), s) }
+    if p >= 1.0 {
+        Ok(kept)
+    } else {
+        scale(em, kept, 1.0 / (1.0 - p), s)
+    }
 }

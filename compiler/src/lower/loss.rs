@@ -18,7 +18,13 @@ fn mean_all(em: &mut Emitter, x: NodeId, s: Span) -> R {
 /// `cross_entropy(logits [B, C], target)`: the target is integer classes `[B]` or class
 /// probabilities `[B, C]`. With label smoothing ε the target distribution is
 /// `(1 - ε) onehot + ε / C`, as PyTorch's. Uses a stable log-softmax.
-pub fn cross_entropy(em: &mut Emitter, logits: NodeId, target: NodeId, smoothing: f64, s: Span) -> R {
+pub fn cross_entropy(
+    em: &mut Emitter,
+    logits: NodeId,
+    target: NodeId,
+    smoothing: f64,
+    s: Span,
+) -> R {
     let lt = em.graph.ty(logits).clone();
     let classes = *lt.shape.last().unwrap_or(&1);
     let logp = softmax(em, logits, lt.rank() - 1, true, s)?;
@@ -42,7 +48,11 @@ pub fn cross_entropy(em: &mut Emitter, logits: NodeId, target: NodeId, smoothing
 fn target_like(em: &mut Emitter, target: NodeId, pred: NodeId, s: Span) -> R {
     let pt = em.graph.ty(pred).clone();
     let tt = em.graph.ty(target).clone();
-    let t = if tt.dtype == DType::I64 { em.add(Op::Cast { to: DType::F32 }, &[target], None, s)? } else { target };
+    let t = if tt.dtype == DType::I64 {
+        em.add(Op::Cast { to: DType::F32 }, &[target], None, s)?
+    } else {
+        target
+    };
     if tt.shape == pt.shape {
         return Ok(t);
     }

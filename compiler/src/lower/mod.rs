@@ -101,32 +101,53 @@ impl Emitter {
                 Some(n) if n >= 0 => shape.push(n as usize),
                 _ => {
                     return Err(IrError {
-                        message: format!("cannot compile {ty}: every dimension must be known (only `B` is bound)"),
+                        message: format!(
+                            "cannot compile {ty}: every dimension must be known (only `B` is bound)"
+                        ),
                         span,
                     });
                 }
             }
         }
-        let dtype = if ty.dtype.is_float() { DType::F32 } else { DType::I64 };
+        let dtype = if ty.dtype.is_float() {
+            DType::F32
+        } else {
+            DType::I64
+        };
         Ok(ir::Type { dtype, shape })
     }
 
     /// The parameter or buffer with this name, created (with its initialiser) on first use.
     /// Two layer calls that resolve to the same name share the node: that is weight sharing.
-    pub fn param(&mut self, name: &str, ty: ir::Type, init: Init, trainable: bool, span: Span) -> NodeId {
+    pub fn param(
+        &mut self,
+        name: &str,
+        ty: ir::Type,
+        init: Init,
+        trainable: bool,
+        span: Span,
+    ) -> NodeId {
         if let Some(&n) = self.params.get(name) {
             return n;
         }
         let role = if trainable { Role::Param } else { Role::State };
         let node = self.graph.input(name, role, ty.clone(), span);
         self.params.insert(name.to_string(), node);
-        self.specs.push(ParamSpec { name: name.to_string(), ty, init, trainable });
+        self.specs.push(ParamSpec {
+            name: name.to_string(),
+            ty,
+            init,
+            trainable,
+        });
         node
     }
 
     /// Trainable parameters created so far, by name.
     pub fn params(&self) -> impl Iterator<Item = (&String, NodeId)> {
-        self.params.iter().filter(|(n, _)| self.specs.iter().any(|s| &s.name == *n && s.trainable)).map(|(n, &id)| (n, id))
+        self.params
+            .iter()
+            .filter(|(n, _)| self.specs.iter().any(|s| &s.name == *n && s.trainable))
+            .map(|(n, &id)| (n, id))
     }
 
     /// A batch field from the data loader.
@@ -159,7 +180,8 @@ impl Emitter {
     /// The per-step seed input and a fresh stream number for one random op.
     pub fn random_stream(&mut self, span: Span) -> (NodeId, u64) {
         let seed = *self.seed.get_or_insert_with(|| {
-            self.graph.input("rng_seed", Role::Scalar, ir::Type::i64(vec![]), span)
+            self.graph
+                .input("rng_seed", Role::Scalar, ir::Type::i64(vec![]), span)
         });
         let stream = self.next_stream;
         self.next_stream += 1;
@@ -167,7 +189,13 @@ impl Emitter {
     }
 
     /// Shorthand: add a node.
-    pub fn add(&mut self, op: Op, operands: &[NodeId], ty: Option<ir::Type>, span: Span) -> Result<NodeId, IrError> {
+    pub fn add(
+        &mut self,
+        op: Op,
+        operands: &[NodeId],
+        ty: Option<ir::Type>,
+        span: Span,
+    ) -> Result<NodeId, IrError> {
         self.graph.add(op, operands, ty, span)
     }
 }

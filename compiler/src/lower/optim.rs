@@ -14,20 +14,33 @@ use crate::ir::{BinaryOp, Graph, IrError, NodeId, Op, Role, Type, UnaryOp};
 pub enum Optimizer {
     /// `g += wd * p; buf = momentum * buf + g; g = nesterov ? g + momentum * buf : buf;
     /// p -= lr * g` (no momentum: `p -= lr * g`).
-    Sgd { lr: f64, momentum: f64, nesterov: bool, weight_decay: f64 },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        nesterov: bool,
+        weight_decay: f64,
+    },
     /// `m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g²;
     /// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`; with `decoupled` (AdamW)
     /// `p *= 1 - lr * wd` first, otherwise (Adam) `g += wd * p`.
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decoupled: bool },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        decoupled: bool,
+    },
 }
 
 impl Optimizer {
     /// The optimizer a checked spec describes.
     pub fn from_spec(name: &str, args: &BoundArgs) -> Option<Optimizer> {
         let betas = |args: &BoundArgs| match args.get("betas") {
-            crate::types::Value::Tuple(items) if items.len() == 2 => {
-                (items[0].as_f64().unwrap_or(0.9), items[1].as_f64().unwrap_or(0.999))
-            }
+            crate::types::Value::Tuple(items) if items.len() == 2 => (
+                items[0].as_f64().unwrap_or(0.9),
+                items[1].as_f64().unwrap_or(0.999),
+            ),
             _ => (0.9, 0.999),
         };
         match name {
@@ -62,8 +75,12 @@ impl Optimizer {
     pub fn scalar_names(&self) -> &'static [&'static str] {
         match self {
             Optimizer::Sgd { .. } => &["lr"],
-            Optimizer::Adam { decoupled: false, .. } => &["step_size", "inv_sqrt_bc2"],
-            Optimizer::Adam { decoupled: true, .. } => &["step_size", "inv_sqrt_bc2", "decay"],
+            Optimizer::Adam {
+                decoupled: false, ..
+            } => &["step_size", "inv_sqrt_bc2"],
+            Optimizer::Adam {
+                decoupled: true, ..
+            } => &["step_size", "inv_sqrt_bc2", "decay"],
         }
     }
 
@@ -72,7 +89,13 @@ impl Optimizer {
     pub fn scalars(&self, t: u64, lr: f64) -> Vec<f64> {
         match self {
             Optimizer::Sgd { .. } => vec![lr],
-            Optimizer::Adam { beta1, beta2, weight_decay, decoupled, .. } => {
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                weight_decay,
+                decoupled,
+                ..
+            } => {
                 let t = t.min(i32::MAX as u64) as i32;
                 let bc1 = 1.0 - beta1.powi(t);
                 let bc2 = 1.0 - beta2.powi(t);
@@ -114,18 +137,38 @@ pub fn emit_updates(
     let scalars: Vec<NodeId> = optimizer
         .scalar_names()
         .iter()
-        .map(|s| graph.input(&format!("{prefix}.{s}"), Role::Scalar, Type::f32(vec![]), span))
+        .map(|s| {
+            graph.input(
+                &format!("{prefix}.{s}"),
+                Role::Scalar,
+                Type::f32(vec![]),
+                span,
+            )
+        })
         .collect();
     for p in params {
         let ty = graph.ty(p.param).clone();
-        let mut e = Emit { graph: &mut *graph, ty: ty.clone(), span };
-        let splat = |e: &mut Emit, s: NodeId| e.graph.add(Op::Broadcast, &[s], Some(e.ty.clone()), e.span);
+        let mut e = Emit {
+            graph: &mut *graph,
+            ty: ty.clone(),
+            span,
+        };
+        let splat =
+            |e: &mut Emit, s: NodeId| e.graph.add(Op::Broadcast, &[s], Some(e.ty.clone()), e.span);
         let state = |e: &mut Emit, state: &str| {
             let name = format!("{}.{state}", p.name);
-            (e.graph.input(&name, Role::State, e.ty.clone(), e.span), name)
+            (
+                e.graph.input(&name, Role::State, e.ty.clone(), e.span),
+                name,
+            )
         };
         match *optimizer {
-            Optimizer::Sgd { momentum, nesterov, weight_decay, .. } => {
+            Optimizer::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => {
                 let lr = splat(&mut e, scalars[0])?;
                 let mut g = p.grad;
                 if weight_decay != 0.0 {
@@ -148,7 +191,14 @@ pub fn emit_updates(
                 let new = e.bin(BinaryOp::Sub, p.param, step)?;
                 e.graph.set_update(p.name, new, p.name);
             }
-            Optimizer::Adam { beta1, beta2, eps, weight_decay, decoupled, .. } => {
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+                ..
+            } => {
                 let step_size = splat(&mut e, scalars[0])?;
                 let inv_sqrt_bc2 = splat(&mut e, scalars[1])?;
                 let mut param = p.param;
@@ -171,7 +221,9 @@ pub fn emit_updates(
                 let v_old = e.scale(v, beta2)?;
                 let gg_part = e.scale(gg, 1.0 - beta2)?;
                 let v_new = e.bin(BinaryOp::Add, v_old, gg_part)?;
-                let root = e.graph.add(Op::Unary(UnaryOp::Sqrt), &[v_new], None, span)?;
+                let root = e
+                    .graph
+                    .add(Op::Unary(UnaryOp::Sqrt), &[v_new], None, span)?;
                 let corrected = e.bin(BinaryOp::Mul, root, inv_sqrt_bc2)?;
                 let eps = e.constant(eps)?;
                 let denom = e.bin(BinaryOp::Add, corrected, eps)?;
@@ -200,7 +252,8 @@ impl Emit<'_> {
     }
 
     fn constant(&mut self, value: f64) -> Result<NodeId, IrError> {
-        self.graph.add(Op::Fill { value }, &[], Some(self.ty.clone()), self.span)
+        self.graph
+            .add(Op::Fill { value }, &[], Some(self.ty.clone()), self.span)
     }
 
     fn scale(&mut self, x: NodeId, factor: f64) -> Result<NodeId, IrError> {

@@ -68,15 +68,35 @@ pub struct StepGraph {
 
 /// Compile run `run` (the first `train` item when `None`) of a source text for a batch size
 /// (`batch` overrides the run's own). Diagnostics if the program does not check clean.
-pub fn compile_run(src: &str, run: Option<&str>, batch: Option<usize>) -> Result<Program, Vec<Diagnostic>> {
-    compile_run_with(src, run, CompileOptions { batch, stage: Stage::Optimized })
+pub fn compile_run(
+    src: &str,
+    run: Option<&str>,
+    batch: Option<usize>,
+) -> Result<Program, Vec<Diagnostic>> {
+    compile_run_with(
+        src,
+        run,
+        CompileOptions {
+            batch,
+            stage: Stage::Optimized,
+        },
+    )
 }
 
 /// [`compile_run`], stopping at `options.stage`.
-pub fn compile_run_with(src: &str, run: Option<&str>, options: CompileOptions) -> Result<Program, Vec<Diagnostic>> {
+pub fn compile_run_with(
+    src: &str,
+    run: Option<&str>,
+    options: CompileOptions,
+) -> Result<Program, Vec<Diagnostic>> {
     let batch = options.batch;
     let (file, analysis) = crate::analyze(src);
-    let errors: Vec<Diagnostic> = analysis.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+    let errors: Vec<Diagnostic> = analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -93,7 +113,14 @@ pub fn compile_run_with(src: &str, run: Option<&str>, options: CompileOptions) -
     })?;
     let info = &analysis.runs[index];
     let batch = batch.or(info.batch.map(|b| b as usize)).unwrap_or(1);
-    let internal = |e: IrError| vec![Diagnostic::error("N9001", format!("internal compiler error: {}", e.message), e.span, "while compiling this")];
+    let internal = |e: IrError| {
+        vec![Diagnostic::error(
+            "N9001",
+            format!("internal compiler error: {}", e.message),
+            e.span,
+            "while compiling this",
+        )]
+    };
 
     let step_count = info.steps.len().max(1);
     let mut steps = Vec::new();
@@ -108,16 +135,33 @@ pub fn compile_run_with(src: &str, run: Option<&str>, options: CompileOptions) -
         for s in specs {
             params.entry(s.name.clone()).or_insert(s);
         }
-        let name = info.steps.get(k).and_then(|s| s.name.clone()).unwrap_or_else(|| "train".to_string());
-        steps.push(StepGraph { name, graph, node_counts, optimizers });
+        let name = info
+            .steps
+            .get(k)
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| "train".to_string());
+        steps.push(StepGraph {
+            name,
+            graph,
+            node_counts,
+            optimizers,
+        });
     }
     let eval = if step_count == 1 && info.steps.first().is_some_and(|s| s.prediction.is_some()) {
         Some(lower_eval(&file, src, train, batch).map_err(internal)?)
     } else {
         None
     };
-    let sample = if info.sample.is_some() { Some(lower_sample(&file, src, train, batch).map_err(internal)?) } else { None };
-    let data = info.data.as_ref().and_then(|d| analysis.data.get(d)).cloned();
+    let sample = if info.sample.is_some() {
+        Some(lower_sample(&file, src, train, batch).map_err(internal)?)
+    } else {
+        None
+    };
+    let data = info
+        .data
+        .as_ref()
+        .and_then(|d| analysis.data.get(d))
+        .cloned();
     Ok(Program {
         run: train.name.as_ref().map(|n| n.name.clone()),
         batch,
@@ -142,7 +186,12 @@ fn find_run<'f>(file: &'f File, name: Option<&str>) -> Option<(usize, &'f TrainI
         .find(|(_, t)| name.is_none() || t.name.as_ref().map(|n| n.name.as_str()) == name)
 }
 
-type Lowered = (Graph, Vec<ParamSpec>, Vec<(Optimizer, String, Vec<String>)>, Vec<(Stage, usize)>);
+type Lowered = (
+    Graph,
+    Vec<ParamSpec>,
+    Vec<(Optimizer, String, Vec<String>)>,
+    Vec<(Stage, usize)>,
+);
 
 /// The graph of step `k`: forward in train mode, gradients of the updated models' parameters,
 /// optimizer updates, buffer updates.
@@ -156,16 +205,28 @@ fn lower_train_step(
 ) -> Result<Lowered, IrError> {
     let mut checker = Checker::for_lowering(file, src, Emitter::new(Mode::Train, batch as i64));
     let step = checker.lower_step(train, k);
-    let mut em = checker.emit.take().expect("the lowering checker has an emitter");
+    let mut em = checker
+        .emit
+        .take()
+        .expect("the lowering checker has an emitter");
     let leftover = std::mem::take(&mut checker.analysis.diagnostics);
-    let step = step.ok_or_else(|| IrError { message: "the step could not be evaluated".into(), span: train.span })?;
+    let step = step.ok_or_else(|| IrError {
+        message: "the step could not be evaluated".into(),
+        span: train.span,
+    })?;
     if let Some(e) = em.error.take() {
         return Err(e);
     }
     if let Some(d) = leftover.into_iter().find(|d| d.is_error()) {
-        return Err(IrError { message: d.message, span: d.primary.span });
+        return Err(IrError {
+            message: d.message,
+            span: d.primary.span,
+        });
     }
-    let loss = step.loss.ok_or_else(|| IrError { message: "the loss did not lower to a tensor".into(), span: step.span })?;
+    let loss = step.loss.ok_or_else(|| IrError {
+        message: "the loss did not lower to a tensor".into(),
+        span: step.span,
+    })?;
     em.graph.set_output("loss", loss);
     if let Some((prediction, _)) = step.prediction {
         em.graph.set_output("prediction", prediction);
@@ -179,13 +240,27 @@ fn lower_train_step(
     let mut by_optimizer: Vec<(String, crate::types::Spec, Vec<String>)> = Vec::new();
     for (model, spec) in &step.updates {
         let prefix = format!("{model}.");
-        let names: Vec<String> = em.params().filter(|(n, _)| n.starts_with(&prefix)).map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = em
+            .params()
+            .filter(|(n, _)| n.starts_with(&prefix))
+            .map(|(n, _)| n.clone())
+            .collect();
         by_optimizer.push((model.clone(), spec.clone(), names));
     }
     for (model, spec, names) in by_optimizer {
-        let optimizer = Optimizer::from_spec(spec.name, &spec.args)
-            .ok_or_else(|| IrError { message: format!("unknown optimizer `{}`", spec.name), span: spec.span })?;
-        let nodes: Vec<_> = names.iter().map(|n| em.params().find(|(m, _)| *m == n).map(|(_, id)| id).expect("listed above")).collect();
+        let optimizer = Optimizer::from_spec(spec.name, &spec.args).ok_or_else(|| IrError {
+            message: format!("unknown optimizer `{}`", spec.name),
+            span: spec.span,
+        })?;
+        let nodes: Vec<_> = names
+            .iter()
+            .map(|n| {
+                em.params()
+                    .find(|(m, _)| *m == n)
+                    .map(|(_, id)| id)
+                    .expect("listed above")
+            })
+            .collect();
         let grads = autodiff::grad(&mut em.graph, loss, &nodes)?;
         let mut trained = Vec::new();
         for ((name, &param), grad) in names.iter().zip(&nodes).zip(grads) {
@@ -197,7 +272,8 @@ fn lower_train_step(
         emit_updates(&mut em.graph, &optimizer, &prefix, &trained, spec.span)?;
         optimizers.push((optimizer, prefix, names));
     }
-    let updates: Vec<(String, crate::ir::NodeId)> = em.state_updates().map(|(n, &v)| (n.clone(), v)).collect();
+    let updates: Vec<(String, crate::ir::NodeId)> =
+        em.state_updates().map(|(n, &v)| (n.clone(), v)).collect();
     for (name, value) in updates {
         em.graph.set_update(&name, value, &name);
     }
@@ -209,11 +285,17 @@ fn lower_train_step(
 fn lower_sample(file: &File, src: &str, train: &TrainItem, batch: usize) -> Result<Graph, IrError> {
     let mut checker = Checker::for_lowering(file, src, Emitter::new(Mode::Eval, batch as i64));
     let node = checker.lower_sample(train);
-    let mut em = checker.emit.take().expect("the lowering checker has an emitter");
+    let mut em = checker
+        .emit
+        .take()
+        .expect("the lowering checker has an emitter");
     if let Some(e) = em.error.take() {
         return Err(e);
     }
-    let node = node.ok_or_else(|| IrError { message: "the `sample` tensor did not lower".into(), span: train.span })?;
+    let node = node.ok_or_else(|| IrError {
+        message: "the `sample` tensor did not lower".into(),
+        span: train.span,
+    })?;
     em.graph.set_output("sample", node);
     crate::ir::passes::optimize(&mut em.graph);
     Ok(em.graph)
@@ -223,11 +305,17 @@ fn lower_sample(file: &File, src: &str, train: &TrainItem, batch: usize) -> Resu
 fn lower_eval(file: &File, src: &str, train: &TrainItem, batch: usize) -> Result<Graph, IrError> {
     let mut checker = Checker::for_lowering(file, src, Emitter::new(Mode::Eval, batch as i64));
     let step = checker.lower_step(train, 0);
-    let mut em = checker.emit.take().expect("the lowering checker has an emitter");
+    let mut em = checker
+        .emit
+        .take()
+        .expect("the lowering checker has an emitter");
     if let Some(e) = em.error.take() {
         return Err(e);
     }
-    let step = step.ok_or_else(|| IrError { message: "the run could not be evaluated".into(), span: train.span })?;
+    let step = step.ok_or_else(|| IrError {
+        message: "the run could not be evaluated".into(),
+        span: train.span,
+    })?;
     if let Some(loss) = step.loss {
         em.graph.set_output("loss", loss);
     }

@@ -103,7 +103,9 @@ pub fn first_non_finite(
 ) -> Result<Option<NodeId>, InterpError> {
     let mut found = None;
     evaluate(graph, inputs, precision, |id, values| {
-        let bad = values.iter().any(|v| matches!(&v.data, Data::F(xs) if xs.iter().any(|x| !x.is_finite())));
+        let bad = values
+            .iter()
+            .any(|v| matches!(&v.data, Data::F(xs) if xs.iter().any(|x| !x.is_finite())));
         if bad {
             found = Some(id);
         }
