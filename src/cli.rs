@@ -100,6 +100,21 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Predict with a trained checkpoint: one line per sample of an `.npy` (features only) or a
+    /// `.csv` laid out like the training data.
+    Predict {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The samples: `.npy` of features, or `.csv` in the training source's layout.
+        #[arg(long)]
+        input: PathBuf,
+        /// Print one JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate a checkpoint on a data split: the loss and the run's metrics.
     Eval {
         file: PathBuf,
@@ -234,6 +249,9 @@ pub fn run() -> i32 {
                 backend,
             },
         ),
+        Command::Predict { file, select, checkpoint, input, json } => {
+            predict(&file, &select, &checkpoint, &input, json)
+        }
         Command::Bench {
             file,
             select,
@@ -722,4 +740,103 @@ fn bench(path: &Path, select: &Select, backend: BackendArg, warmup: u64, seconds
             1
         }
     }
+}
+
+fn predict(path: &Path, select: &Select, checkpoint: &Path, input: &Path, json: bool) -> i32 {
+    match predictions(path, select, checkpoint, input) {
+        Ok(rows) => {
+            if json {
+                let items: Vec<String> = rows.iter().map(|(class, scores)| format!("{{\"class\": {class}, \"scores\": {scores:?}}}")).collect();
+                println!("[{}]", items.join(", "));
+            } else {
+                for (i, (class, scores)) in rows.iter().enumerate() {
+                    let best = scores.get(*class).copied().unwrap_or(f32::NAN);
+                    println!("{i}\t{class}\t{best:.4}");
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Per sample: the predicted class (arg-max, or score > 0.5 for one output) and the scores
+/// (softmax probabilities for several classes, the raw output otherwise).
+fn predictions(path: &Path, select: &Select, checkpoint: &Path, input: &Path) -> Result<Vec<(usize, Vec<f32>)>, String> {
+    use netc_compiler::builtins::{BoundArg, BoundArgs};
+    use netc_compiler::types::{Spec, Value as CheckValue};
+    let src = read_source(path).ok_or("cannot read the program")?;
+    let program = compile(path, select, Stage::Optimized).ok_or("the program does not compile")?;
+    let mut info = program.data.clone().ok_or("the run has no data set")?;
+    let source = info.source.clone().ok_or("the data set has no source")?;
+    let input_text = input.to_string_lossy().to_string();
+    info.source = Some(match input.extension().and_then(|e| e.to_str()) {
+        Some("npy") => {
+            // Features only: label fields are not read.
+            info.fields.retain(|f| !f.is_label);
+            let args = vec![
+                BoundArg { name: "features", value: CheckValue::Str(input_text), span: None },
+                BoundArg { name: "labels", value: CheckValue::Error, span: None },
+            ];
+            Spec { name: "npy", args: BoundArgs { values: args }, span: source.span }
+        }
+        Some("csv") if source.name == "csv" => {
+            let mut args = source.args.clone();
+            for a in &mut args.values {
+                if a.name == "path" {
+                    a.value = CheckValue::Str(input_text.clone());
+                }
+            }
+            Spec { args, ..source }
+        }
+        _ => return Err(format!("{}: give a .npy file of features, or a .csv laid out like the training data", input.display())),
+    });
+    info.test = None;
+    info.split = None;
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    let data = netc_runtime::data::load(&program.file, &info, &cwd).map_err(|e| e.to_string())?;
+    let rows = data.train.len;
+    if rows == 0 {
+        return Err(format!("{}: no samples", input.display()));
+    }
+    let at_size = compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized })
+        .map_err(|_| "the program does not compile at this batch size".to_string())?;
+    let mut graph = at_size.eval.ok_or("this run has no single loss whose prediction to show")?;
+    graph.outputs.retain(|o| o.name == "prediction");
+    netc_compiler::ir::passes::optimize(&mut graph);
+    let values = netc_runtime::train::load_values(&program, checkpoint).map_err(|e| e.to_string())?;
+    let mut inputs = values;
+    for f in &data.train.fields {
+        let mut shape = vec![rows];
+        shape.extend(&f.dims);
+        let v = match &f.values {
+            netc_runtime::data::FieldValues::F32(v) => netc_compiler::ir::interp::Value::f32(shape, v.clone()),
+            netc_runtime::data::FieldValues::I64(v) => netc_compiler::ir::interp::Value::i64(shape, v.clone()),
+        };
+        inputs.insert(f.name.clone(), v);
+    }
+    inputs.insert("rng_seed".into(), netc_compiler::ir::interp::Value::scalar_i64(0));
+    let mut exec = netc_runtime::train::Executor::new(netc_runtime::train::Backend::Cranelift);
+    let out = exec.run(&graph, &inputs)?;
+    let prediction = out.get("prediction").ok_or("no prediction")?;
+    let width = prediction.ty.shape.iter().skip(1).product::<usize>().max(1);
+    let scores = prediction.to_f32_vec().unwrap_or_default();
+    Ok(scores
+        .chunks(width)
+        .map(|row| {
+            if width == 1 {
+                (usize::from(row[0] > 0.5), row.to_vec())
+            } else {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+                let total: f32 = exp.iter().sum();
+                let probs: Vec<f32> = exp.iter().map(|e| e / total).collect();
+                let class = probs.iter().enumerate().fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b }).0;
+                (class, probs)
+            }
+        })
+        .collect())
 }

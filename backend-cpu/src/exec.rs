@@ -227,14 +227,17 @@ pub(crate) fn fallback(
 /// other) and mutable views of the `outs`, for native kernels that read some slots and write
 /// others. Panics unless every `out` is inside the arena and overlaps no other slot, which is
 /// exactly what makes handing out these references sound. Fixed-size arrays: no allocation.
-pub(crate) fn views<'a, T, const I: usize, const O: usize>(
-    arena: &'a mut [T],
+pub(crate) fn views<T, const I: usize, const O: usize>(
+    arena: &mut [T],
     ins: [Slot; I],
     outs: [Slot; O],
-) -> ([&'a [T]; I], [&'a mut [T]; O]) {
+) -> ([&[T]; I], [&mut [T]; O]) {
     let end = |s: &Slot| s.offset + s.len;
     for s in ins.iter().chain(&outs) {
-        assert!(end(s) <= arena.len(), "native kernel slot outside the arena");
+        assert!(
+            end(s) <= arena.len(),
+            "native kernel slot outside the arena"
+        );
     }
     for (i, o) in outs.iter().enumerate() {
         let apart = |s: &Slot| s.len == 0 || o.len == 0 || end(s) <= o.offset || end(o) <= s.offset;
@@ -246,7 +249,8 @@ pub(crate) fn views<'a, T, const I: usize, const O: usize>(
     let base = arena.as_mut_ptr();
     // SAFETY: every slot lies inside `arena` (checked above), and each mutable view is disjoint
     // from every other view, so no element is reachable through a `&mut` and any other
-    // reference at once; all views borrow `arena` for `'a`, so it outlives them.
+    // reference at once; all views borrow `arena` mutably for their whole lifetime (elided), so it outlives them
+    // and nothing else can touch it meanwhile.
     let ins = ins.map(|s| unsafe { std::slice::from_raw_parts(base.add(s.offset), s.len) as &[T] });
     let outs = outs.map(|s| unsafe { std::slice::from_raw_parts_mut(base.add(s.offset), s.len) });
     (ins, outs)
@@ -255,8 +259,11 @@ pub(crate) fn views<'a, T, const I: usize, const O: usize>(
 /// A strided matrix view for [`gemm`]: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat<'a> {
+    /// The elements the strides reach (checked by [`gemm`]).
     pub data: &'a [f32],
+    /// Row stride, in elements.
     pub rs: usize,
+    /// Column stride, in elements.
     pub cs: usize,
 }
 
@@ -277,7 +284,10 @@ pub(crate) fn gemm(
         return;
     }
     let reach = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(reach(m, n, dst_rs, dst_cs) < dst.len(), "gemm dst out of range");
+    assert!(
+        reach(m, n, dst_rs, dst_cs) < dst.len(),
+        "gemm dst out of range"
+    );
     if k == 0 {
         if !accumulate {
             for i in 0..m {
@@ -289,7 +299,8 @@ pub(crate) fn gemm(
         return;
     }
     assert!(
-        reach(m, k, lhs.rs, lhs.cs) < lhs.data.len() && reach(k, n, rhs.rs, rhs.cs) < rhs.data.len(),
+        reach(m, k, lhs.rs, lhs.cs) < lhs.data.len()
+            && reach(k, n, rhs.rs, rhs.cs) < rhs.data.len(),
         "gemm operand out of range"
     );
     // SAFETY: the asserts keep every element the strides reach inside its slice; `dst` is a

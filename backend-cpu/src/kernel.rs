@@ -196,6 +196,7 @@ pub enum Kernel {
     /// path as [`Kernel::MatMul`]) through `scratch`, one region planned once and shared by every
     /// convolution of the step, so a run allocates nothing.
     Native {
+        /// The IR node computed (`%n`).
         node: usize,
         /// The IR op, attributes included (the window of a convolution or pool).
         op: Op,
@@ -205,6 +206,7 @@ pub enum Kernel {
         out_shape: Vec<usize>,
         /// The operands' slots (f32 or i64 arena by their dtype).
         inputs: Vec<Slot>,
+        /// The result's slot (fresh: it overlaps no operand).
         out: Slot,
         /// Per-image im2col / col2im buffer (convolutions only).
         scratch: Option<Slot>,

@@ -1,7 +1,8 @@
 //! The native CPU backend: a step graph compiled once into a static memory plan and a list of
-//! kernels — Cranelift-compiled fused elementwise loops, GEMM calls, Rust reductions, and an
-//! interpreter fallback for every op without a fast path — then run many times with parameters
-//! and optimizer state kept in place between runs.
+//! kernels — Cranelift-compiled fused elementwise loops, GEMM calls, Rust reductions, native
+//! Rust convolutions (im2col + GEMM), pools and index ops, and an interpreter fallback for every
+//! op without a fast path (random numbers, scans) — then run many times with parameters and
+//! optimizer state kept in place between runs.
 //!
 //! Data layout: one f32 arena (64-byte aligned slots) holds every float value; integer tensors
 //! (class labels, token ids, the random seed) live in a separate i64 arena. Both are allocated

@@ -36,7 +36,9 @@ pub fn supports(op: &Op, operands: &[DType], out: DType) -> bool {
 pub fn scratch_len(op: &Op, shapes: &[Vec<usize>], out: &[usize]) -> usize {
     match op {
         // col[C*kh*kw, H'*W'] of the image.
-        Op::Conv2d { window } => shapes[0][1] * window.kernel[0] * window.kernel[1] * out[2] * out[3],
+        Op::Conv2d { window } => {
+            shapes[0][1] * window.kernel[0] * window.kernel[1] * out[2] * out[3]
+        }
         // col[C*kh*kw, H'*W'] with H', W' those of dy.
         Op::Conv2dWeightGrad { window } => {
             shapes[0][1] * window.kernel[0] * window.kernel[1] * shapes[1][2] * shapes[1][3]
@@ -69,8 +71,7 @@ pub(crate) fn run(
             conv2d(x, w, y, col, dims(&shapes[0]), dims(out_shape), window);
         }
         Op::Conv2dWeightGrad { window } => {
-            let ([x, dy], [dw, col]) =
-                views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
+            let ([x, dy], [dw, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
             conv2d_weight_grad(x, dy, dw, col, dims(&shapes[0]), dims(&shapes[1]), window);
         }
         Op::ConvTranspose2d { window } => {
@@ -202,9 +203,26 @@ fn coord(window: &Window, axis: usize, pos: usize, tap: usize) -> usize {
     (pos * window.stride[axis] + tap * window.dilation[axis]).wrapping_sub(window.padding[axis])
 }
 
+/// The range `j0..j1` of the `ow` window positions whose tap `b` along w lands inside a row of
+/// `iw` elements (they are contiguous: the coordinate grows with `j`).
+#[inline]
+fn valid(win: &Window, b: usize, ow: usize, iw: usize) -> (usize, usize) {
+    let (s, off, p) = (win.stride[1], b * win.dilation[1], win.padding[1]);
+    // First j with j*s + off >= p, and first j with j*s + off >= p + iw.
+    let first_at = |bound: usize| bound.saturating_sub(off).div_ceil(s).min(ow);
+    let j0 = first_at(p);
+    (j0, first_at(p + iw).max(j0))
+}
+
 /// `col[(c, a, b), (i, j)] = img[c, i*s - p + a*d, j*s - p + b*d]` (zero in the padding) for
 /// an image `[c, ih, iw]` and `oh x ow` window positions: the GEMM operand of a convolution.
-fn im2col(img: &[f32], (c, ih, iw): (usize, usize, usize), (oh, ow): (usize, usize), win: &Window, col: &mut [f32]) {
+fn im2col(
+    img: &[f32],
+    (c, ih, iw): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+    win: &Window,
+    col: &mut [f32],
+) {
     let positions = oh * ow;
     let mut rows = col.chunks_exact_mut(positions.max(1));
     for ch in 0..c {
@@ -219,9 +237,17 @@ fn im2col(img: &[f32], (c, ih, iw): (usize, usize, usize), (oh, ow): (usize, usi
                         continue;
                     }
                     let src = &plane[h * iw..(h + 1) * iw];
-                    for (j, t) in line.iter_mut().enumerate() {
-                        let v = coord(win, 1, j, b);
-                        *t = if v < iw { src[v] } else { 0.0 };
+                    let (j0, j1) = valid(win, b, ow, iw);
+                    line[..j0].fill(0.0);
+                    line[j1..].fill(0.0);
+                    let first = coord(win, 1, j0, b);
+                    let s = win.stride[1];
+                    if s == 1 {
+                        line[j0..j1].copy_from_slice(&src[first..first + (j1 - j0)]);
+                    } else {
+                        for (t, &x) in line[j0..j1].iter_mut().zip(src[first..].iter().step_by(s)) {
+                            *t = x;
+                        }
                     }
                 }
             }
@@ -231,7 +257,13 @@ fn im2col(img: &[f32], (c, ih, iw): (usize, usize, usize), (oh, ow): (usize, usi
 
 /// The adjoint of [`im2col`]: `img[c, i*s - p + a*d, j*s - p + b*d] += col[(c, a, b), (i, j)]`
 /// for every in-bounds target (`img` must start zeroed).
-fn col2im(col: &[f32], (c, ih, iw): (usize, usize, usize), (oh, ow): (usize, usize), win: &Window, img: &mut [f32]) {
+fn col2im(
+    col: &[f32],
+    (c, ih, iw): (usize, usize, usize),
+    (oh, ow): (usize, usize),
+    win: &Window,
+    img: &mut [f32],
+) {
     let positions = oh * ow;
     let mut rows = col.chunks_exact(positions.max(1));
     for ch in 0..c {
@@ -245,10 +277,16 @@ fn col2im(col: &[f32], (c, ih, iw): (usize, usize, usize), (oh, ow): (usize, usi
                         continue;
                     }
                     let dst = &mut plane[h * iw..(h + 1) * iw];
-                    for (j, &x) in line.iter().enumerate() {
-                        let v = coord(win, 1, j, b);
-                        if v < iw {
-                            dst[v] += x;
+                    let (j0, j1) = valid(win, b, ow, iw);
+                    let first = coord(win, 1, j0, b);
+                    let s = win.stride[1];
+                    if s == 1 {
+                        for (t, &x) in dst[first..first + (j1 - j0)].iter_mut().zip(&line[j0..j1]) {
+                            *t += x;
+                        }
+                    } else {
+                        for (t, &x) in dst[first..].iter_mut().step_by(s).zip(&line[j0..j1]) {
+                            *t += x;
                         }
                     }
                 }
@@ -259,48 +297,100 @@ fn col2im(col: &[f32], (c, ih, iw): (usize, usize, usize), (oh, ow): (usize, usi
 
 /// `Conv2d`, per image: `y[n] (O x P) = w (O x K) x col (K x P)` with `K = C*kh*kw` and `P`
 /// the output positions.
-fn conv2d(x: &[f32], w: &[f32], y: &mut [f32], col: &mut [f32], xs: [usize; 4], ys: [usize; 4], win: &Window) {
+fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    col: &mut [f32],
+    xs: [usize; 4],
+    ys: [usize; 4],
+    win: &Window,
+) {
     let [n, c, ih, iw] = xs;
     let [_, o, oh, ow] = ys;
     let (k, p) = (c * win.kernel[0] * win.kernel[1], oh * ow);
     let col = &mut col[..k * p];
     for img in 0..n {
-        im2col(&x[img * c * ih * iw..(img + 1) * c * ih * iw], (c, ih, iw), (oh, ow), win, col);
+        im2col(
+            &x[img * c * ih * iw..(img + 1) * c * ih * iw],
+            (c, ih, iw),
+            (oh, ow),
+            win,
+            col,
+        );
         gemm(
             (o, p, k),
             &mut y[img * o * p..(img + 1) * o * p],
             (p, 1),
             false,
-            Mat { data: w, rs: k, cs: 1 },
-            Mat { data: col, rs: p, cs: 1 },
+            Mat {
+                data: w,
+                rs: k,
+                cs: 1,
+            },
+            Mat {
+                data: col,
+                rs: p,
+                cs: 1,
+            },
         );
     }
 }
 
 /// `Conv2dWeightGrad`: `dw (O x K) = sum_n dy[n] (O x P) x col[n]^T (P x K)`, accumulated over
 /// the images by the GEMM.
-fn conv2d_weight_grad(x: &[f32], dy: &[f32], dw: &mut [f32], col: &mut [f32], xs: [usize; 4], ds: [usize; 4], win: &Window) {
+fn conv2d_weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    col: &mut [f32],
+    xs: [usize; 4],
+    ds: [usize; 4],
+    win: &Window,
+) {
     let [n, c, ih, iw] = xs;
     let [_, o, oh, ow] = ds;
     let (k, p) = (c * win.kernel[0] * win.kernel[1], oh * ow);
     let col = &mut col[..k * p];
     dw.fill(0.0);
     for img in 0..n {
-        im2col(&x[img * c * ih * iw..(img + 1) * c * ih * iw], (c, ih, iw), (oh, ow), win, col);
+        im2col(
+            &x[img * c * ih * iw..(img + 1) * c * ih * iw],
+            (c, ih, iw),
+            (oh, ow),
+            win,
+            col,
+        );
         gemm(
             (o, k, p),
             dw,
             (k, 1),
             true,
-            Mat { data: &dy[img * o * p..(img + 1) * o * p], rs: p, cs: 1 },
-            Mat { data: col, rs: 1, cs: p },
+            Mat {
+                data: &dy[img * o * p..(img + 1) * o * p],
+                rs: p,
+                cs: 1,
+            },
+            Mat {
+                data: col,
+                rs: 1,
+                cs: p,
+            },
         );
     }
 }
 
 /// `ConvTranspose2d` with `w [I, O, kh, kw]`, per image: `col (O*kh*kw x H*W) = w^T x x[n]`,
 /// then col2im scatters it into the zeroed output.
-fn conv_transpose2d(x: &[f32], w: &[f32], y: &mut [f32], col: &mut [f32], xs: [usize; 4], ys: [usize; 4], win: &Window) {
+fn conv_transpose2d(
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    col: &mut [f32],
+    xs: [usize; 4],
+    ys: [usize; 4],
+    win: &Window,
+) {
     let [n, ci, h, wd] = xs;
     let [_, o, oh, ow] = ys;
     let (k, p) = (o * win.kernel[0] * win.kernel[1], h * wd);
@@ -312,10 +402,24 @@ fn conv_transpose2d(x: &[f32], w: &[f32], y: &mut [f32], col: &mut [f32], xs: [u
             col,
             (p, 1),
             false,
-            Mat { data: w, rs: 1, cs: k },
-            Mat { data: &x[img * ci * p..(img + 1) * ci * p], rs: p, cs: 1 },
+            Mat {
+                data: w,
+                rs: 1,
+                cs: k,
+            },
+            Mat {
+                data: &x[img * ci * p..(img + 1) * ci * p],
+                rs: p,
+                cs: 1,
+            },
         );
-        col2im(col, (o, oh, ow), (h, wd), win, &mut y[img * o * oh * ow..(img + 1) * o * oh * ow]);
+        col2im(
+            col,
+            (o, oh, ow),
+            (h, wd),
+            win,
+            &mut y[img * o * oh * ow..(img + 1) * o * oh * ow],
+        );
     }
 }
 
@@ -323,7 +427,13 @@ fn conv_transpose2d(x: &[f32], w: &[f32], y: &mut [f32], col: &mut [f32], xs: [u
 /// maximum, as a flat index into the `[ih, iw]` plane, with that maximum; a NaN beats
 /// everything and is never displaced. `None` for a window entirely in the padding.
 #[inline]
-fn window_max(plane: &[f32], (ih, iw): (usize, usize), win: &Window, i: usize, j: usize) -> Option<(usize, f32)> {
+fn window_max(
+    plane: &[f32],
+    (ih, iw): (usize, usize),
+    win: &Window,
+    i: usize,
+    j: usize,
+) -> Option<(usize, f32)> {
     let mut best: Option<(usize, f32)> = None;
     for a in 0..win.kernel[0] {
         let h = coord(win, 0, i, a);
@@ -360,21 +470,33 @@ fn max_pool2d(x: &[f32], y: &mut [f32], xs: [usize; 4], ys: [usize; 4], win: &Wi
     for (plane, out) in x.chunks_exact(ih * iw).zip(y.chunks_exact_mut(oh * ow)) {
         for i in 0..oh {
             for j in 0..ow {
-                out[i * ow + j] = window_max(plane, (ih, iw), win, i, j).map_or(f32::NEG_INFINITY, |(_, m)| m);
+                out[i * ow + j] =
+                    window_max(plane, (ih, iw), win, i, j).map_or(f32::NEG_INFINITY, |(_, m)| m);
             }
         }
     }
 }
 
 /// `MaxPool2dGrad`: each window's `dy` added at its first maximum, windows in row-major order.
-fn max_pool2d_grad(x: &[f32], dy: &[f32], dx: &mut [f32], xs: [usize; 4], ds: [usize; 4], win: &Window) {
+fn max_pool2d_grad(
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    xs: [usize; 4],
+    ds: [usize; 4],
+    win: &Window,
+) {
     let [_, _, ih, iw] = xs;
     let [_, _, oh, ow] = ds;
     dx.fill(0.0);
     if oh * ow == 0 || ih * iw == 0 {
         return;
     }
-    for ((plane, g), d) in x.chunks_exact(ih * iw).zip(dy.chunks_exact(oh * ow)).zip(dx.chunks_exact_mut(ih * iw)) {
+    for ((plane, g), d) in x
+        .chunks_exact(ih * iw)
+        .zip(dy.chunks_exact(oh * ow))
+        .zip(dx.chunks_exact_mut(ih * iw))
+    {
         for i in 0..oh {
             for j in 0..ow {
                 if let Some((at, _)) = window_max(plane, (ih, iw), win, i, j) {

@@ -437,7 +437,10 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                     op: node.op.clone(),
                     shapes,
                     out_shape: node.ty.shape.clone(),
-                    inputs: ops.iter().map(|&o| p.slot_of(o)).collect::<Result<_, _>>()?,
+                    inputs: ops
+                        .iter()
+                        .map(|&o| p.slot_of(o))
+                        .collect::<Result<_, _>>()?,
                     out,
                     scratch: None,
                 });
@@ -489,7 +492,11 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
         let scratch = p.alloc(&Type::f32(vec![scratch_len]));
         for k in &mut kernels {
             if let Kernel::Native {
-                op, shapes, out_shape, scratch: s, ..
+                op,
+                shapes,
+                out_shape,
+                scratch: s,
+                ..
             } = k
                 && crate::native::scratch_len(op, shapes, out_shape) > 0
             {

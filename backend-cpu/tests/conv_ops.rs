@@ -101,7 +101,11 @@ fn convolutions_match_the_interpreter() {
             let what = format!("{window:?} n={n} c={c} o={o} {h}x{w}");
             let mut g = Graph::new();
             let x = input(&mut g, "x", Type::f32(vec![n, c, h, w]));
-            let wt = input(&mut g, "w", Type::f32(vec![o, c, window.kernel[0], window.kernel[1]]));
+            let wt = input(
+                &mut g,
+                "w",
+                Type::f32(vec![o, c, window.kernel[0], window.kernel[1]]),
+            );
             let dy = input(&mut g, "dy", Type::f32(vec![n, o, oh, ow]));
             let y = add(&mut g, Op::Conv2d { window }, &[x, wt], None);
             g.set_output("y", y);
@@ -119,7 +123,10 @@ fn convolutions_match_the_interpreter() {
             let mut inputs = HashMap::new();
             for (name, id) in [("x", x), ("w", wt), ("dy", dy)] {
                 let ty = g.ty(id).clone();
-                inputs.insert(name.to_string(), Value::f32(ty.shape.clone(), rng.vec(ty.numel(), 1.0)));
+                inputs.insert(
+                    name.to_string(),
+                    Value::f32(ty.shape.clone(), rng.vec(ty.numel(), 1.0)),
+                );
             }
             compare(&g, &inputs, false, &what);
         }
@@ -139,8 +146,14 @@ fn conv_transpose_with_output_padding() {
     for n in [1, 3] {
         let (h, w) = (5, 4);
         // Largest output sizes that still pool back to (h, w).
-        let oh = (1..40).filter(|&s| window.output_size(s, 0) == Some(h)).max().unwrap();
-        let ow = (1..40).filter(|&s| window.output_size(s, 1) == Some(w)).max().unwrap();
+        let oh = (1..40)
+            .filter(|&s| window.output_size(s, 0) == Some(h))
+            .max()
+            .unwrap();
+        let ow = (1..40)
+            .filter(|&s| window.output_size(s, 1) == Some(w))
+            .max()
+            .unwrap();
         let mut g = Graph::new();
         let x = input(&mut g, "x", Type::f32(vec![n, 4, h, w]));
         let wt = input(&mut g, "w", Type::f32(vec![4, 2, 4, 3]));
@@ -152,7 +165,10 @@ fn conv_transpose_with_output_padding() {
         );
         g.set_output("y", y);
         let mut inputs = HashMap::new();
-        inputs.insert("x".into(), Value::f32(vec![n, 4, h, w], rng.vec(n * 4 * h * w, 1.0)));
+        inputs.insert(
+            "x".into(),
+            Value::f32(vec![n, 4, h, w], rng.vec(n * 4 * h * w, 1.0)),
+        );
         inputs.insert("w".into(), Value::f32(vec![4, 2, 4, 3], rng.vec(96, 1.0)));
         compare(&g, &inputs, false, "conv_transpose2d output padding");
     }
@@ -221,7 +237,12 @@ fn index_and_layout_ops_match_the_interpreter_exactly() {
         let fl = input(&mut g, "f", Type::f32(vec![batch, 4]));
         let gathered = add(&mut g, Op::Gather, &[table, ids], None);
         g.set_output("gather", gathered);
-        let scattered = add(&mut g, Op::ScatterAdd, &[ids, dy], Some(Type::f32(vec![v, d])));
+        let scattered = add(
+            &mut g,
+            Op::ScatterAdd,
+            &[ids, dy],
+            Some(Type::f32(vec![v, d])),
+        );
         g.set_output("scatter", scattered);
         let oh = add(&mut g, Op::OneHot { classes: v }, &[ids], None);
         g.set_output("one_hot", oh);
@@ -241,11 +262,17 @@ fn index_and_layout_ops_match_the_interpreter_exactly() {
         inputs.insert(
             "ids".into(),
             // Few distinct ids, so scatter_add accumulates into repeated rows.
-            Value::i64(vec![batch, 4], (0..batch * 4).map(|_| rng.below(3) as i64 * 2).collect()),
+            Value::i64(
+                vec![batch, 4],
+                (0..batch * 4).map(|_| rng.below(3) as i64 * 2).collect(),
+            ),
         );
         for (name, id) in [("table", table), ("dy", dy), ("a", a), ("b", b)] {
             let ty = g.ty(id).clone();
-            inputs.insert(name.into(), Value::f32(ty.shape.clone(), rng.vec(ty.numel(), 1.0)));
+            inputs.insert(
+                name.into(),
+                Value::f32(ty.shape.clone(), rng.vec(ty.numel(), 1.0)),
+            );
         }
         let mut fs = rng.vec(batch * 4, 300.0);
         fs[0] = f32::NAN;

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use common::{Rng, load, random_inputs};
 use netc_backend_cpu::CompiledStep;
-use netc_compiler::ir::interp::{self, Precision};
 use netc_compiler::ir::interp::Value;
+use netc_compiler::ir::interp::{self, Precision};
 use netc_compiler::lower::program::{StepGraph, compile_run};
 
 /// Inputs for a step: random data and parameters, the optimizer's scalars of step 1, seed 0.
