@@ -78,7 +78,7 @@ fn check(name: &str, step: &StepGraph, steps: u64, tol: f64) {
     let mut compiled = CompiledStep::compile(&step.graph).unwrap_or_else(|e| panic!("{name}: {e}"));
     let c = compiled.program().coverage;
     eprintln!(
-        "{name} {}: compile {:.1} ms, {} kernels; nodes: {} inputs, {} aliases, {} fused, {} library, {} fallback",
+        "{name} {}: compile {:.1} ms, {} kernels; nodes: {} inputs, {} aliases, {} fused, {} library, {} native, {} fallback",
         step.name,
         compiled.compile_ms(),
         compiled.program().kernels.len(),
@@ -86,6 +86,7 @@ fn check(name: &str, step: &StepGraph, steps: u64, tol: f64) {
         c.aliases,
         c.fused,
         c.library,
+        c.native,
         c.fallback
     );
     load(&mut compiled, &inputs);

@@ -87,14 +87,16 @@ fn report_speed() {
                 .fold(f64::INFINITY, f64::min);
             let c = CompiledStep::compile(&step.graph).unwrap();
             let cov = c.program().coverage;
-            let total = cov.fused + cov.library + cov.fallback;
+            let fast = cov.fused + cov.library + cov.native;
+            let total = fast + cov.fallback;
             println!(
-                "{name} {}: compile {best:.1} ms, {} kernels, fast {}/{} compute nodes ({:.1}%), fallback {} ({} aliases, {} inputs)",
+                "{name} {}: compile {best:.1} ms, {} kernels, fast {}/{} compute nodes ({:.1}%; {} native), fallback {} ({} aliases, {} inputs)",
                 step.name,
                 c.program().kernels.len(),
-                cov.fused + cov.library,
+                fast,
                 total,
-                100.0 * (cov.fused + cov.library) as f64 / total as f64,
+                100.0 * fast as f64 / total as f64,
+                cov.native,
                 cov.fallback,
                 cov.aliases,
                 cov.inputs
