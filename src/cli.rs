@@ -249,9 +249,13 @@ pub fn run() -> i32 {
                 backend,
             },
         ),
-        Command::Predict { file, select, checkpoint, input, json } => {
-            predict(&file, &select, &checkpoint, &input, json)
-        }
+        Command::Predict {
+            file,
+            select,
+            checkpoint,
+            input,
+            json,
+        } => predict(&file, &select, &checkpoint, &input, json),
         Command::Bench {
             file,
             select,
@@ -746,7 +750,12 @@ fn predict(path: &Path, select: &Select, checkpoint: &Path, input: &Path, json: 
     match predictions(path, select, checkpoint, input) {
         Ok(rows) => {
             if json {
-                let items: Vec<String> = rows.iter().map(|(class, scores)| format!("{{\"class\": {class}, \"scores\": {scores:?}}}")).collect();
+                let items: Vec<String> = rows
+                    .iter()
+                    .map(|(class, scores)| {
+                        format!("{{\"class\": {class}, \"scores\": {scores:?}}}")
+                    })
+                    .collect();
                 println!("[{}]", items.join(", "));
             } else {
                 for (i, (class, scores)) in rows.iter().enumerate() {
@@ -765,7 +774,12 @@ fn predict(path: &Path, select: &Select, checkpoint: &Path, input: &Path, json: 
 
 /// Per sample: the predicted class (arg-max, or score > 0.5 for one output) and the scores
 /// (softmax probabilities for several classes, the raw output otherwise).
-fn predictions(path: &Path, select: &Select, checkpoint: &Path, input: &Path) -> Result<Vec<(usize, Vec<f32>)>, String> {
+fn predictions(
+    path: &Path,
+    select: &Select,
+    checkpoint: &Path,
+    input: &Path,
+) -> Result<Vec<(usize, Vec<f32>)>, String> {
     use netc_compiler::builtins::{BoundArg, BoundArgs};
     use netc_compiler::types::{Spec, Value as CheckValue};
     let src = read_source(path).ok_or("cannot read the program")?;
@@ -778,10 +792,22 @@ fn predictions(path: &Path, select: &Select, checkpoint: &Path, input: &Path) ->
             // Features only: label fields are not read.
             info.fields.retain(|f| !f.is_label);
             let args = vec![
-                BoundArg { name: "features", value: CheckValue::Str(input_text), span: None },
-                BoundArg { name: "labels", value: CheckValue::Error, span: None },
+                BoundArg {
+                    name: "features",
+                    value: CheckValue::Str(input_text),
+                    span: None,
+                },
+                BoundArg {
+                    name: "labels",
+                    value: CheckValue::Error,
+                    span: None,
+                },
             ];
-            Spec { name: "npy", args: BoundArgs { values: args }, span: source.span }
+            Spec {
+                name: "npy",
+                args: BoundArgs { values: args },
+                span: source.span,
+            }
         }
         Some("csv") if source.name == "csv" => {
             let mut args = source.args.clone();
@@ -792,7 +818,12 @@ fn predictions(path: &Path, select: &Select, checkpoint: &Path, input: &Path) ->
             }
             Spec { args, ..source }
         }
-        _ => return Err(format!("{}: give a .npy file of features, or a .csv laid out like the training data", input.display())),
+        _ => {
+            return Err(format!(
+                "{}: give a .npy file of features, or a .csv laid out like the training data",
+                input.display()
+            ));
+        }
     });
     info.test = None;
     info.split = None;
@@ -802,23 +833,40 @@ fn predictions(path: &Path, select: &Select, checkpoint: &Path, input: &Path) ->
     if rows == 0 {
         return Err(format!("{}: no samples", input.display()));
     }
-    let at_size = compile_run_with(&src, select.run.as_deref(), CompileOptions { batch: Some(rows), stage: Stage::Optimized })
-        .map_err(|_| "the program does not compile at this batch size".to_string())?;
-    let mut graph = at_size.eval.ok_or("this run has no single loss whose prediction to show")?;
+    let at_size = compile_run_with(
+        &src,
+        select.run.as_deref(),
+        CompileOptions {
+            batch: Some(rows),
+            stage: Stage::Optimized,
+        },
+    )
+    .map_err(|_| "the program does not compile at this batch size".to_string())?;
+    let mut graph = at_size
+        .eval
+        .ok_or("this run has no single loss whose prediction to show")?;
     graph.outputs.retain(|o| o.name == "prediction");
     netc_compiler::ir::passes::optimize(&mut graph);
-    let values = netc_runtime::train::load_values(&program, checkpoint).map_err(|e| e.to_string())?;
+    let values =
+        netc_runtime::train::load_values(&program, checkpoint).map_err(|e| e.to_string())?;
     let mut inputs = values;
     for f in &data.train.fields {
         let mut shape = vec![rows];
         shape.extend(&f.dims);
         let v = match &f.values {
-            netc_runtime::data::FieldValues::F32(v) => netc_compiler::ir::interp::Value::f32(shape, v.clone()),
-            netc_runtime::data::FieldValues::I64(v) => netc_compiler::ir::interp::Value::i64(shape, v.clone()),
+            netc_runtime::data::FieldValues::F32(v) => {
+                netc_compiler::ir::interp::Value::f32(shape, v.clone())
+            }
+            netc_runtime::data::FieldValues::I64(v) => {
+                netc_compiler::ir::interp::Value::i64(shape, v.clone())
+            }
         };
         inputs.insert(f.name.clone(), v);
     }
-    inputs.insert("rng_seed".into(), netc_compiler::ir::interp::Value::scalar_i64(0));
+    inputs.insert(
+        "rng_seed".into(),
+        netc_compiler::ir::interp::Value::scalar_i64(0),
+    );
     let mut exec = netc_runtime::train::Executor::new(netc_runtime::train::Backend::Cranelift);
     let out = exec.run(&graph, &inputs)?;
     let prediction = out.get("prediction").ok_or("no prediction")?;
@@ -834,7 +882,11 @@ fn predictions(path: &Path, select: &Select, checkpoint: &Path, input: &Path) ->
                 let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
                 let total: f32 = exp.iter().sum();
                 let probs: Vec<f32> = exp.iter().map(|e| e / total).collect();
-                let class = probs.iter().enumerate().fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b }).0;
+                let class = probs
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
+                    .0;
                 (class, probs)
             }
         })

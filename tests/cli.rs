@@ -14,13 +14,30 @@ fn root() -> PathBuf {
 
 #[test]
 fn check_exit_codes() {
-    let ok = netc().arg("check").arg(root().join("examples/mlp.net")).output().unwrap();
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
-    let bad = netc().arg("check").arg(root().join("tests/ui/syntax_dangling_pipe.net")).output().unwrap();
+    let ok = netc()
+        .arg("check")
+        .arg(root().join("examples/mlp.net"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = netc()
+        .arg("check")
+        .arg(root().join("tests/ui/syntax_dangling_pipe.net"))
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let usage = netc().arg("check").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
-    let missing = netc().arg("check").arg("/nonexistent/file.net").output().unwrap();
+    let missing = netc()
+        .arg("check")
+        .arg("/nonexistent/file.net")
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
@@ -54,9 +71,25 @@ fn invalid_utf8_is_an_error_not_a_crash() {
 
 #[test]
 fn fmt_check_accepts_the_examples() {
-    for example in ["mlp", "lenet", "dcgan", "transformer", "sentiment_lstm", "mnist_mlp"] {
-        let out = netc().args(["fmt", "--check"]).arg(root().join(format!("examples/{example}.net"))).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{example}: {}", String::from_utf8_lossy(&out.stdout));
+    for example in [
+        "mlp",
+        "lenet",
+        "dcgan",
+        "transformer",
+        "sentiment_lstm",
+        "mnist_mlp",
+    ] {
+        let out = netc()
+            .args(["fmt", "--check"])
+            .arg(root().join(format!("examples/{example}.net")))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -69,22 +102,54 @@ fn train_eval_and_predict() {
         .arg(root().join("examples/mlp.net"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["epochs"], 2);
     assert!(summary["validation"]["accuracy"].as_f64().unwrap() > 0.6);
 
     let checkpoint = dir.join("checkpoints/last.safetensors");
-    let eval = netc().args(["eval", "--json", "--checkpoint"]).arg(&checkpoint).arg(root().join("examples/mlp.net")).output().unwrap();
-    assert_eq!(eval.status.code(), Some(0), "{}", String::from_utf8_lossy(&eval.stderr));
+    let eval = netc()
+        .args(["eval", "--json", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg(root().join("examples/mlp.net"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        eval.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let metrics: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(metrics["accuracy"].as_f64().unwrap() > 0.6);
 
-    let rows: String = std::fs::read_to_string(root().join("examples/data/digits.csv")).unwrap().lines().take(4).map(|l| format!("{l}\n")).collect();
+    let rows: String = std::fs::read_to_string(root().join("examples/data/digits.csv"))
+        .unwrap()
+        .lines()
+        .take(4)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let input = dir.join("four.csv");
     std::fs::write(&input, rows).unwrap();
-    let predict = netc().args(["predict", "--json", "--checkpoint"]).arg(&checkpoint).arg("--input").arg(&input).arg(root().join("examples/mlp.net")).output().unwrap();
-    assert_eq!(predict.status.code(), Some(0), "{}", String::from_utf8_lossy(&predict.stderr));
+    let predict = netc()
+        .args(["predict", "--json", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--input")
+        .arg(&input)
+        .arg(root().join("examples/mlp.net"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        predict.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&predict.stderr)
+    );
     let predictions: serde_json::Value = serde_json::from_slice(&predict.stdout).unwrap();
     assert_eq!(predictions.as_array().unwrap().len(), 4);
     std::fs::remove_dir_all(dir).unwrap();
