@@ -31,6 +31,16 @@ fn load(program: &Program, file: &Path) -> Splits {
     data::load(&program.file, &info, file.parent().unwrap()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The program compiled for the size of the last, partial validation batch.
+fn tail_program(src: &str, program: &Program, data: &Splits) -> Option<Program> {
+    let rows = data
+        .val
+        .as_ref()
+        .map(|v| v.len % program.batch)
+        .filter(|&r| r > 0)?;
+    Some(compile(src, Some(rows)))
+}
+
 fn options(dir: &Path) -> Options {
     Options {
         epochs: Some(2),
@@ -57,12 +67,7 @@ fn learns_and_writes_its_logs() {
     let src = std::fs::read_to_string(example()).unwrap();
     let program = compile(&src, None);
     let data = load(&program, &example());
-    let tail = data
-        .val
-        .as_ref()
-        .map(|v| v.len % program.batch)
-        .filter(|&r| r > 0)
-        .map(|r| compile(&src, Some(r)));
+    let tail = tail_program(&src, &program, &data);
     let dir = temp("learns");
     let summary = train(
         &program,
@@ -100,12 +105,7 @@ fn resumed_run_ends_with_the_same_weights_bit_for_bit() {
     let src = std::fs::read_to_string(example()).unwrap();
     let program = compile(&src, None);
     let data = load(&program, &example());
-    let tail = data
-        .val
-        .as_ref()
-        .map(|v| v.len % program.batch)
-        .filter(|&r| r > 0)
-        .map(|r| compile(&src, Some(r)));
+    let tail = tail_program(&src, &program, &data);
     let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
 
     let whole = temp("whole");
@@ -227,12 +227,7 @@ fn native_backend_trains_like_the_interpreter() {
     let src = std::fs::read_to_string(example()).unwrap();
     let program = compile(&src, None);
     let data = load(&program, &example());
-    let tail = data
-        .val
-        .as_ref()
-        .map(|v| v.len % program.batch)
-        .filter(|&r| r > 0)
-        .map(|r| compile(&src, Some(r)));
+    let tail = tail_program(&src, &program, &data);
     let tail = tail.as_ref().and_then(|p| p.eval.as_ref());
     let (a, b) = (temp("native-interp"), temp("native-cranelift"));
     let one_epoch = |dir: &Path, backend| Options {
