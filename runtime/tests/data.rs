@@ -990,7 +990,12 @@ fn real_sentiment_sentences() {
     assert_eq!(labels.iter().filter(|&&v| v == 1.0).count(), 1500);
     assert_eq!(labels.iter().filter(|&&v| v == 0.0).count(), 1500);
     // Without a split, all three files in order: IMDb first.
-    let all = load_ok(&src.replace("split   val: 0.2, seed: 1", ""), &examples);
+    let without_split = src.replace("split val: 0.2, seed: 1", "");
+    assert_ne!(
+        without_split, src,
+        "the example's `split` line changed; update this test"
+    );
+    let all = load_ok(&without_split, &examples);
     assert_eq!(all.train.len, 3000);
 }
 
