@@ -430,6 +430,27 @@ fn fmt(files: &[PathBuf], check_only: bool) -> i32 {
     status
 }
 
+/// Compile a run and load its data set (paths relative to the file); errors are printed.
+fn compile_with_data(
+    path: &Path,
+    select: &Select,
+) -> Option<(String, Program, netc_runtime::data::Splits)> {
+    let src = read_source(path)?;
+    let program = compile(path, select, Stage::Optimized)?;
+    let Some(info) = program.data.clone() else {
+        eprintln!("error: the run has no data set");
+        return None;
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match netc_runtime::data::load(&program.file, &info, &base) {
+        Ok(data) => Some((src, program, data)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
 /// Compile a run, printing diagnostics when the file does not check.
 fn compile(path: &Path, select: &Select, stage: Stage) -> Option<Program> {
     let src = read_source(path)?;
@@ -535,23 +556,8 @@ struct TrainArgs {
 }
 
 fn train(path: &Path, select: &Select, args: TrainArgs) -> i32 {
-    let Some(src) = read_source(path) else {
+    let Some((src, program, data)) = compile_with_data(path, select) else {
         return 1;
-    };
-    let Some(program) = compile(path, select, Stage::Optimized) else {
-        return 1;
-    };
-    let Some(info) = program.data.clone() else {
-        eprintln!("error: the run has no data set");
-        return 1;
-    };
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let data = match netc_runtime::data::load(&program.file, &info, &base) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
     };
     // The last validation batch is usually partial: compile the eval graph for its size too.
     let tail = data
@@ -658,23 +664,8 @@ fn eval(
     json: bool,
     backend: BackendArg,
 ) -> i32 {
-    let Some(src) = read_source(path) else {
+    let Some((src, program, data)) = compile_with_data(path, select) else {
         return 1;
-    };
-    let Some(program) = compile(path, select, Stage::Optimized) else {
-        return 1;
-    };
-    let Some(info) = program.data.clone() else {
-        eprintln!("error: the run has no data set");
-        return 1;
-    };
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let data = match netc_runtime::data::load(&program.file, &info, &base) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
     };
     let dataset = match split {
         SplitArg::Val => data.val.as_ref(),

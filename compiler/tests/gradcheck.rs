@@ -11,27 +11,8 @@ use netc_compiler::ir::{
 };
 use netc_grammar::Span;
 
-/// A small deterministic generator (xorshift) for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [-1, 1], kept away from 0 so kinks (relu, abs, max) are not hit.
-    fn value(&mut self) -> f64 {
-        let v = self.next() * 2.0 - 1.0;
-        if v.abs() < 0.05 {
-            v + 0.1_f64.copysign(v)
-        } else {
-            v
-        }
-    }
-}
+mod common;
+use common::Rng;
 
 const S: Span = Span { start: 0, end: 0 };
 

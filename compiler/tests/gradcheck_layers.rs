@@ -14,31 +14,8 @@ use netc_compiler::ir::interp::{self, Precision, Value};
 use netc_compiler::ir::{DType, NodeId, autodiff};
 use netc_compiler::lower::program::compile_run;
 
-/// A small deterministic generator (xorshift) for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [-1, 1], kept away from 0 so kinks and exact zeros are not hit.
-    fn value(&mut self) -> f64 {
-        let v = self.next() * 2.0 - 1.0;
-        if v.abs() < 0.05 {
-            v + 0.1_f64.copysign(v)
-        } else {
-            v
-        }
-    }
-
-    fn values(&mut self, n: usize) -> Vec<f64> {
-        (0..n).map(|_| self.value()).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 fn dims(shape: &[usize]) -> String {
     shape
