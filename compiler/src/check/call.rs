@@ -969,8 +969,7 @@ impl Checker<'_> {
         let mut benv = Env::new(format!("block {name}"), env.owner.clone());
         benv.path = env.path.clone();
         benv.path.push(instance);
-        for (h, (hname, value)) in block.hparams.iter().zip(&hparams) {
-            let _ = hname;
+        for (h, (_, value)) in block.hparams.iter().zip(&hparams) {
             benv.bind(&h.name, value.clone());
             benv.vars.get_mut(&h.name.name).expect("just bound").used = true;
         }
@@ -1040,12 +1039,7 @@ impl Checker<'_> {
             Some((Value::Tensor(t), _)) => t.node,
             _ => None,
         };
-        let out = self.check_output(
-            result,
-            declared_out.as_ref(),
-            block.output.as_ref(),
-            &block.body,
-        );
+        let out = self.check_output(result, declared_out.as_ref(), block.output.as_ref());
         self.instantiations.pop();
         match out {
             Some(ty) => {

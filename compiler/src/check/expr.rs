@@ -4,7 +4,7 @@ use netc_grammar::Diagnostic;
 use netc_grammar::ast::*;
 
 use super::{Checker, Def, Env};
-use crate::builtins::{self, Kind};
+use crate::builtins;
 use crate::dim::{Dim, DimError};
 use crate::suggest;
 use crate::types::{Callable, LayerValue, Tensor, TensorType, Value};
@@ -97,13 +97,8 @@ impl Checker<'_> {
             None => {}
         }
         if let Some(b) = builtins::lookup(&n.name) {
-            // A built-in written without arguments: a layer or function with its defaults.
-            return match b.kind {
-                Kind::Layer | Kind::Function | Kind::Metric | Kind::Loss | Kind::Transform => {
-                    self.call_builtin(b, &[], None, n.span, env, None)
-                }
-                _ => self.call_builtin(b, &[], None, n.span, env, None),
-            };
+            // A built-in written without arguments: a layer, function or spec with its defaults.
+            return self.call_builtin(b, &[], None, n.span, env, None);
         }
         self.unknown_name(n, env);
         Value::Error

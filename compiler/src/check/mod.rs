@@ -462,7 +462,7 @@ impl<'f> Checker<'f> {
         self.weights.insert(name.to_string(), Vec::new());
         let result = self.check_body(&m.body, &mut env, "model");
         let returned = matches!(result, Some((Value::Tensor(_), _)));
-        let output = self.check_output(result, declared.as_ref(), m.output.as_ref(), &m.body);
+        let output = self.check_output(result, declared.as_ref(), m.output.as_ref());
         if returned {
             self.warn_unused(&env, &m.inputs);
         }
@@ -581,7 +581,6 @@ impl<'f> Checker<'f> {
         result: Option<(Value, Span)>,
         declared: Option<&TensorType>,
         declared_ast: Option<&netc_grammar::TensorType>,
-        body: &Body,
     ) -> Option<TensorType> {
         let (value, span) = result?;
         let ty = match value {
@@ -610,7 +609,6 @@ impl<'f> Checker<'f> {
                 .with_label(ast.span, format!("declared as {want}")),
             );
         }
-        let _ = body;
         Some(ty)
     }
 
