@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod native;
 pub mod plan;
 pub mod runner;
+mod scan;
 
 pub use runner::Runner;
 
@@ -39,6 +40,8 @@ pub struct CompiledStep {
     _jit: codegen::Jit,
     /// Code address per kernel (elementwise kernels only).
     code: Vec<Option<*const u8>>,
+    /// Per kernel: the natively compiled scan of a fallback kernel that is one.
+    scans: Vec<Option<scan::ScanExec>>,
     f32s: Vec<f32>,
     /// Elements skipped at the start of `f32s` so that the arena starts 64-byte aligned.
     align: usize,
@@ -101,10 +104,24 @@ impl CompiledStep {
             .map(|(n, s, d)| (n.clone(), (*s, d.clone())))
             .collect();
         let i64s = vec![0; program.i64_len];
+        let scans = program
+            .kernels
+            .iter()
+            .map(|k| match k {
+                Kernel::Fallback {
+                    graph,
+                    inputs,
+                    outputs,
+                    ..
+                } => scan::ScanExec::compile(graph, inputs, outputs),
+                _ => None,
+            })
+            .collect();
         Ok(CompiledStep {
             program,
             _jit: jit,
             code,
+            scans,
             f32s,
             align,
             i64s,
@@ -169,7 +186,8 @@ impl CompiledStep {
         let n = self.program.f32_len;
         let align = self.align;
         let arena = &mut self.f32s[align..align + n];
-        for (k, code) in self.program.kernels.iter().zip(&self.code) {
+        let kernels = self.program.kernels.iter().zip(&self.code);
+        for ((k, code), scan) in kernels.zip(&mut self.scans) {
             match k {
                 Kernel::Elementwise { .. } => {
                     let code = code.ok_or("internal: elementwise kernel without code")?;
@@ -218,7 +236,10 @@ impl CompiledStep {
                     inputs,
                     outputs,
                     ..
-                } => exec::fallback(arena, &mut self.i64s, graph, inputs, outputs)?,
+                } => match scan {
+                    Some(scan) => scan.run(arena, &mut self.i64s, inputs, outputs)?,
+                    None => exec::fallback(arena, &mut self.i64s, graph, inputs, outputs)?,
+                },
                 Kernel::Copy { from, to } => copy(arena, &mut self.i64s, *from, *to),
             }
         }

@@ -217,7 +217,9 @@ impl CompiledStep {
     fn copy_out(&mut self, f32s: &mut [f32], i64s: &mut [i64], from: Slot, to: Slot, at: usize) {
         let r = to.offset + at..to.offset + at + from.len;
         match from.dtype {
-            DType::F32 => f32s[r].copy_from_slice(&self.arena()[from.offset..from.offset + from.len]),
+            DType::F32 => {
+                f32s[r].copy_from_slice(&self.arena()[from.offset..from.offset + from.len])
+            }
             DType::I64 => i64s[r].copy_from_slice(&self.i64s[from.offset..from.offset + from.len]),
         }
     }
