@@ -10,11 +10,19 @@
     reason = "rules return the framework's `RuleError` by value; see `Rule`"
 )]
 
-use super::{Builtin, Default, Kind, ParamType, param, spec_rule};
+use super::{Builtin, Default, Kind, Param, ParamType, param, spec_rule};
 
 const AVERAGES: &[&str] = &["macro", "binary"];
 
 /// The metric family, in reference order.
+/// `precision`, `recall` and `f1` all choose how classes are averaged.
+const AVERAGE_PARAMS: &[Param] = &[param(
+    "average",
+    ParamType::Word(AVERAGES),
+    Default::Word("macro"),
+    "`macro`: mean over classes; `binary`: the positive class only",
+)];
+
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "accuracy",
@@ -30,12 +38,7 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Metric,
         summary: "Of the samples predicted as a class, the fraction that belong to it.",
         inputs: &[],
-        params: &[param(
-            "average",
-            ParamType::Word(AVERAGES),
-            Default::Word("macro"),
-            "`macro`: mean over classes; `binary`: the positive class only",
-        )],
+        params: AVERAGE_PARAMS,
         shape_rule: "",
         rule: spec_rule,
     },
@@ -44,12 +47,7 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Metric,
         summary: "Of the samples of a class, the fraction predicted as it.",
         inputs: &[],
-        params: &[param(
-            "average",
-            ParamType::Word(AVERAGES),
-            Default::Word("macro"),
-            "`macro`: mean over classes; `binary`: the positive class only",
-        )],
+        params: AVERAGE_PARAMS,
         shape_rule: "",
         rule: spec_rule,
     },
@@ -58,12 +56,7 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Metric,
         summary: "Harmonic mean of precision and recall.",
         inputs: &[],
-        params: &[param(
-            "average",
-            ParamType::Word(AVERAGES),
-            Default::Word("macro"),
-            "`macro`: mean over classes; `binary`: the positive class only",
-        )],
+        params: AVERAGE_PARAMS,
         shape_rule: "",
         rule: spec_rule,
     },

@@ -11,9 +11,29 @@
     reason = "rules return the framework's `RuleError` by value; see `Rule`"
 )]
 
-use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, param};
+use super::{Blame, Builtin, Default, Kind, Output, Param, ParamType, RuleCtx, RuleError, param};
 
 /// The optimizer family, in reference order.
+/// The arguments `adam` and `adamw` share (they differ only in how weight decay applies).
+const ADAM_LR: Param = param(
+    "lr",
+    ParamType::Positive,
+    Default::Float(1e-3),
+    "learning rate",
+);
+const ADAM_BETAS: Param = param(
+    "betas",
+    ParamType::Betas,
+    Default::Pair(0.9, 0.999),
+    "decay rates of the first and second moments",
+);
+const ADAM_EPS: Param = param(
+    "eps",
+    ParamType::Positive,
+    Default::Float(1e-8),
+    "added to the denominator for stability",
+);
+
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "sgd",
@@ -55,24 +75,9 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Adam: per-parameter steps from running moments of the gradient (PyTorch `torch.optim.Adam`).",
         inputs: &[],
         params: &[
-            param(
-                "lr",
-                ParamType::Positive,
-                Default::Float(1e-3),
-                "learning rate",
-            ),
-            param(
-                "betas",
-                ParamType::Betas,
-                Default::Pair(0.9, 0.999),
-                "decay rates of the first and second moments",
-            ),
-            param(
-                "eps",
-                ParamType::Positive,
-                Default::Float(1e-8),
-                "added to the denominator for stability",
-            ),
+            ADAM_LR,
+            ADAM_BETAS,
+            ADAM_EPS,
             param(
                 "weight_decay",
                 ParamType::Float,
@@ -89,24 +94,9 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Adam with decoupled weight decay, applied to the weights directly (PyTorch `torch.optim.AdamW`).",
         inputs: &[],
         params: &[
-            param(
-                "lr",
-                ParamType::Positive,
-                Default::Float(1e-3),
-                "learning rate",
-            ),
-            param(
-                "betas",
-                ParamType::Betas,
-                Default::Pair(0.9, 0.999),
-                "decay rates of the first and second moments",
-            ),
-            param(
-                "eps",
-                ParamType::Positive,
-                Default::Float(1e-8),
-                "added to the denominator for stability",
-            ),
+            ADAM_LR,
+            ADAM_BETAS,
+            ADAM_EPS,
             param(
                 "weight_decay",
                 ParamType::Float,

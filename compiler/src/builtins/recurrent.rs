@@ -10,7 +10,9 @@
     reason = "rules return the framework's `RuleError` by value; see `Rule`"
 )]
 
-use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, Weight, param};
+use super::{
+    Blame, Builtin, Default, Kind, Output, Param, ParamType, RuleCtx, RuleError, Weight, param,
+};
 use super::{require_float, require_rank};
 use crate::dim::Dim;
 
@@ -20,44 +22,47 @@ const OUTPUTS: &[&str] = &["sequence", "final"];
 const MAX_LAYERS: i64 = 1024;
 
 /// The recurrent family, in reference order.
+/// `lstm` and `gru` take the same arguments, as PyTorch's `nn.LSTM` and `nn.GRU` do.
+const RECURRENT_PARAMS: &[Param] = &[
+    param(
+        "hidden",
+        ParamType::Size,
+        Default::Required,
+        "hidden state width H",
+    ),
+    param(
+        "layers",
+        ParamType::Size,
+        Default::Int(1),
+        "stacked layers; each reads the previous one's outputs",
+    ),
+    param(
+        "bidirectional",
+        ParamType::Bool,
+        Default::Bool(false),
+        "also run each layer backwards in time",
+    ),
+    param(
+        "output",
+        ParamType::Word(OUTPUTS),
+        Default::Word("sequence"),
+        "`sequence`: every step's hidden state; `final`: the last layer's final hidden state",
+    ),
+    param(
+        "dropout",
+        ParamType::Probability,
+        Default::Float(0.0),
+        "dropout between stacked layers",
+    ),
+];
+
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "lstm",
         kind: Kind::Layer,
         summary: "Long short-term memory over a [B, T, F] sequence (PyTorch `nn.LSTM`, batch first); gates i, f, g, o.",
         inputs: &["x"],
-        params: &[
-            param(
-                "hidden",
-                ParamType::Size,
-                Default::Required,
-                "hidden state width H",
-            ),
-            param(
-                "layers",
-                ParamType::Size,
-                Default::Int(1),
-                "stacked layers; each reads the previous one's outputs",
-            ),
-            param(
-                "bidirectional",
-                ParamType::Bool,
-                Default::Bool(false),
-                "also run each layer backwards in time",
-            ),
-            param(
-                "output",
-                ParamType::Word(OUTPUTS),
-                Default::Word("sequence"),
-                "`sequence`: every step's hidden state; `final`: the last layer's final hidden state",
-            ),
-            param(
-                "dropout",
-                ParamType::Probability,
-                Default::Float(0.0),
-                "dropout between stacked layers",
-            ),
-        ],
+        params: RECURRENT_PARAMS,
         shape_rule: "[B, T, F] -> [B, T, H*dirs] (sequence) or [B, H*dirs] (final), dirs = 2 if bidirectional else 1; per layer k: weight_ih_l{k} [4H, in], weight_hh_l{k} [4H, H], bias_ih_l{k} [4H], bias_hh_l{k} [4H], plus _reverse copies; in = F for k = 0, else H*dirs",
         rule: lstm,
     },
@@ -66,38 +71,7 @@ pub const BUILTINS: &[Builtin] = &[
         kind: Kind::Layer,
         summary: "Gated recurrent unit over a [B, T, F] sequence (PyTorch `nn.GRU`, batch first); gates r, z, n.",
         inputs: &["x"],
-        params: &[
-            param(
-                "hidden",
-                ParamType::Size,
-                Default::Required,
-                "hidden state width H",
-            ),
-            param(
-                "layers",
-                ParamType::Size,
-                Default::Int(1),
-                "stacked layers; each reads the previous one's outputs",
-            ),
-            param(
-                "bidirectional",
-                ParamType::Bool,
-                Default::Bool(false),
-                "also run each layer backwards in time",
-            ),
-            param(
-                "output",
-                ParamType::Word(OUTPUTS),
-                Default::Word("sequence"),
-                "`sequence`: every step's hidden state; `final`: the last layer's final hidden state",
-            ),
-            param(
-                "dropout",
-                ParamType::Probability,
-                Default::Float(0.0),
-                "dropout between stacked layers",
-            ),
-        ],
+        params: RECURRENT_PARAMS,
         shape_rule: "[B, T, F] -> [B, T, H*dirs] (sequence) or [B, H*dirs] (final), dirs = 2 if bidirectional else 1; per layer k: weight_ih_l{k} [3H, in], weight_hh_l{k} [3H, H], bias_ih_l{k} [3H], bias_hh_l{k} [3H], plus _reverse copies; in = F for k = 0, else H*dirs",
         rule: gru,
     },
