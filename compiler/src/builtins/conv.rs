@@ -10,9 +10,37 @@
     reason = "rules return the framework's `RuleError` by value; see `Rule`"
 )]
 
-use super::{Blame, Builtin, Default, Kind, Output, ParamType, RuleCtx, RuleError, Weight, param};
+use super::{
+    Blame, Builtin, Default, Kind, Output, Param, ParamType, RuleCtx, RuleError, Weight, param,
+};
 use super::{require_float, require_rank};
 use crate::dim::Dim;
+
+/// Arguments both convolutions (`CONV_*`) or both pools (`POOL_*`) take.
+const CONV_KERNEL: Param = param(
+    "kernel",
+    ParamType::SizeOrPair,
+    Default::Required,
+    "kernel size `k` or `(kh, kw)`",
+);
+const CONV_BIAS: Param = param(
+    "bias",
+    ParamType::Bool,
+    Default::Bool(true),
+    "add a learned bias per output channel",
+);
+const POOL_KERNEL: Param = param(
+    "kernel",
+    ParamType::SizeOrPair,
+    Default::Required,
+    "window size `k` or `(kh, kw)`",
+);
+const POOL_STRIDE: Param = param(
+    "stride",
+    ParamType::SizeOrPair,
+    Default::Absent,
+    "step between windows; defaults to `kernel`",
+);
 
 /// The convolution family, in reference order.
 pub const BUILTINS: &[Builtin] = &[
@@ -23,12 +51,7 @@ pub const BUILTINS: &[Builtin] = &[
         inputs: &["x"],
         params: &[
             param("out", ParamType::Size, Default::Required, "output channels"),
-            param(
-                "kernel",
-                ParamType::SizeOrPair,
-                Default::Required,
-                "kernel size `k` or `(kh, kw)`",
-            ),
+            CONV_KERNEL,
             param(
                 "stride",
                 ParamType::SizeOrPair,
@@ -47,12 +70,7 @@ pub const BUILTINS: &[Builtin] = &[
                 Default::Int(1),
                 "spacing between kernel taps",
             ),
-            param(
-                "bias",
-                ParamType::Bool,
-                Default::Bool(true),
-                "add a learned bias per output channel",
-            ),
+            CONV_BIAS,
         ],
         shape_rule: "[B, C, H, W] -> [B, out, H', W']; H' = (H + 2p - d(k-1) - 1)/s + 1; weight [out, C, kh, kw], bias [out]",
         rule: conv2d,
@@ -64,12 +82,7 @@ pub const BUILTINS: &[Builtin] = &[
         inputs: &["x"],
         params: &[
             param("out", ParamType::Size, Default::Required, "output channels"),
-            param(
-                "kernel",
-                ParamType::SizeOrPair,
-                Default::Required,
-                "kernel size `k` or `(kh, kw)`",
-            ),
+            CONV_KERNEL,
             param(
                 "stride",
                 ParamType::SizeOrPair,
@@ -88,12 +101,7 @@ pub const BUILTINS: &[Builtin] = &[
                 Default::Int(0),
                 "extra rows and columns on one side, to pick among output sizes; smaller than stride",
             ),
-            param(
-                "bias",
-                ParamType::Bool,
-                Default::Bool(true),
-                "add a learned bias per output channel",
-            ),
+            CONV_BIAS,
         ],
         shape_rule: "[B, C, H, W] -> [B, out, H', W']; H' = (H-1)s - 2p + (k-1) + output_padding + 1; weight [C, out, kh, kw], bias [out]",
         rule: conv_transpose2d,
@@ -104,18 +112,8 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Largest value in each window (PyTorch `F.max_pool2d`); the stride defaults to the kernel size.",
         inputs: &["x"],
         params: &[
-            param(
-                "kernel",
-                ParamType::SizeOrPair,
-                Default::Required,
-                "window size `k` or `(kh, kw)`",
-            ),
-            param(
-                "stride",
-                ParamType::SizeOrPair,
-                Default::Absent,
-                "step between windows; defaults to `kernel`",
-            ),
+            POOL_KERNEL,
+            POOL_STRIDE,
             param(
                 "padding",
                 ParamType::NonNegOrPair,
@@ -132,18 +130,8 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "Mean of each window (PyTorch `F.avg_pool2d`, padding counted as zeros); the stride defaults to the kernel size.",
         inputs: &["x"],
         params: &[
-            param(
-                "kernel",
-                ParamType::SizeOrPair,
-                Default::Required,
-                "window size `k` or `(kh, kw)`",
-            ),
-            param(
-                "stride",
-                ParamType::SizeOrPair,
-                Default::Absent,
-                "step between windows; defaults to `kernel`",
-            ),
+            POOL_KERNEL,
+            POOL_STRIDE,
             param(
                 "padding",
                 ParamType::NonNegOrPair,
