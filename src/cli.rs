@@ -1,5 +1,7 @@
 //! Command-line interface: argument parsing and the subcommands.
 
+mod sample;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -108,9 +110,10 @@ enum Command {
         select: Select,
         #[arg(long)]
         checkpoint: PathBuf,
-        /// The samples: `.npy` of features, or `.csv` in the training source's layout.
-        #[arg(long)]
-        input: PathBuf,
+        /// The samples: `.npy` of features, `.csv` in the training source's layout, or image
+        /// files (`.png`, one sample each; repeat `--input` for several).
+        #[arg(long, required = true)]
+        input: Vec<PathBuf>,
         /// Print one JSON array instead of lines.
         #[arg(long)]
         json: bool,
@@ -129,6 +132,35 @@ enum Command {
         /// Print the metrics as one JSON object.
         #[arg(long)]
         json: bool,
+        #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
+        backend: BackendArg,
+    },
+    /// Generate from a checkpoint: text from a character-level language model (continuing
+    /// `--prompt`), or an image grid from a GAN run's `sample` tensor.
+    Sample {
+        file: PathBuf,
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Text to continue.
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// Characters to generate.
+        #[arg(long, default_value_t = 500)]
+        length: usize,
+        /// Softmax temperature; 0 always takes the most likely character.
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        /// Draw among the k most likely characters only (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Seed of the draws (or of a GAN's noise).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where a GAN's image grid is written.
+        #[arg(long, default_value = "samples.png")]
+        out: PathBuf,
         #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
         backend: BackendArg,
     },
@@ -271,6 +303,33 @@ pub fn run() -> i32 {
             json,
             backend,
         } => eval(&file, &select, &checkpoint, split, json, backend),
+        Command::Sample {
+            file,
+            select,
+            checkpoint,
+            prompt,
+            length,
+            temperature,
+            top_k,
+            seed,
+            out,
+            backend,
+        } => sample::sample(
+            &file,
+            &select,
+            sample::SampleArgs {
+                checkpoint,
+                text: netc_runtime::generate::SampleOptions {
+                    prompt,
+                    length,
+                    temperature,
+                    top_k,
+                    seed,
+                },
+                out,
+                backend,
+            },
+        ),
         Command::Lsp => netc_lsp::run_stdio(),
     }
 }
@@ -437,18 +496,20 @@ fn compile_with_data(
 ) -> Option<(String, Program, netc_runtime::data::Splits)> {
     let src = read_source(path)?;
     let program = compile(path, select, Stage::Optimized)?;
-    let Some(info) = program.data.clone() else {
-        eprintln!("error: the run has no data set");
-        return None;
-    };
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    match netc_runtime::data::load(&program.file, &info, &base) {
+    match load_data(path, &program) {
         Ok(data) => Some((src, program, data)),
         Err(e) => {
             eprintln!("error: {e}");
             None
         }
     }
+}
+
+/// The run's data set, its paths relative to the `.net` file.
+fn load_data(path: &Path, program: &Program) -> Result<netc_runtime::data::Splits, String> {
+    let info = program.data.as_ref().ok_or("the run has no data set")?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    netc_runtime::data::load(&program.file, info, &base).map_err(|e| e.to_string())
 }
 
 /// Compile a run, printing diagnostics when the file does not check.
@@ -737,7 +798,7 @@ fn bench(path: &Path, select: &Select, backend: BackendArg, warmup: u64, seconds
     }
 }
 
-fn predict(path: &Path, select: &Select, checkpoint: &Path, input: &Path, json: bool) -> i32 {
+fn predict(path: &Path, select: &Select, checkpoint: &Path, input: &[PathBuf], json: bool) -> i32 {
     match predictions(path, select, checkpoint, input) {
         Ok(rows) => {
             if json {
@@ -769,7 +830,7 @@ fn predictions(
     path: &Path,
     select: &Select,
     checkpoint: &Path,
-    input: &Path,
+    inputs: &[PathBuf],
 ) -> Result<Vec<(usize, Vec<f32>)>, String> {
     use netc_compiler::builtins::{BoundArg, BoundArgs};
     use netc_compiler::types::{Spec, Value as CheckValue};
@@ -777,8 +838,33 @@ fn predictions(
     let program = compile(path, select, Stage::Optimized).ok_or("the program does not compile")?;
     let mut info = program.data.clone().ok_or("the run has no data set")?;
     let source = info.source.clone().ok_or("the data set has no source")?;
+    let images = inputs
+        .iter()
+        .all(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")));
+    let input = match inputs {
+        [one] => one,
+        _ if images => &inputs[0],
+        _ => return Err("several inputs must all be .png images".to_string()),
+    };
     let input_text = input.to_string_lossy().to_string();
     info.source = Some(match input.extension().and_then(|e| e.to_str()) {
+        _ if images => {
+            info.fields.retain(|f| !f.is_label);
+            let paths = inputs
+                .iter()
+                .map(|p| CheckValue::Str(p.to_string_lossy().to_string()))
+                .collect();
+            let args = vec![BoundArg {
+                name: "path",
+                value: CheckValue::List(paths),
+                span: None,
+            }];
+            Spec {
+                name: "image_files",
+                args: BoundArgs { values: args },
+                span: source.span,
+            }
+        }
         Some("npy") => {
             // Features only: label fields are not read.
             info.fields.retain(|f| !f.is_label);
@@ -811,7 +897,7 @@ fn predictions(
         }
         _ => {
             return Err(format!(
-                "{}: give a .npy file of features, or a .csv laid out like the training data",
+                "{}: give a .npy file of features, a .csv laid out like the training data, or .png images",
                 input.display()
             ));
         }

@@ -135,7 +135,7 @@ fn train_eval_and_predict() {
         .map(|l| format!("{l}\n"))
         .collect();
     let input = dir.join("four.csv");
-    std::fs::write(&input, rows).unwrap();
+    std::fs::write(&input, &rows).unwrap();
     let predict = netc()
         .args(["predict", "--json", "--checkpoint"])
         .arg(&checkpoint)
@@ -152,5 +152,256 @@ fn train_eval_and_predict() {
     );
     let predictions: serde_json::Value = serde_json::from_slice(&predict.stdout).unwrap();
     assert_eq!(predictions.as_array().unwrap().len(), 4);
+
+    // The same four digits as 8x8 greyscale PNGs predict exactly as the CSV rows do.
+    let pngs: Vec<PathBuf> = rows
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let pixels: Vec<u8> = line
+                .split(',')
+                .take(64)
+                .map(|v| v.parse().unwrap())
+                .collect();
+            let path = dir.join(format!("digit-{i}.png"));
+            let mut encoder = png::Encoder::new(std::fs::File::create(&path).unwrap(), 8, 8);
+            encoder.set_color(png::ColorType::Grayscale);
+            let mut writer = encoder.write_header().unwrap();
+            writer.write_image_data(&pixels).unwrap();
+            writer.finish().unwrap();
+            path
+        })
+        .collect();
+    let from_images = netc()
+        .args(["predict", "--json", "--checkpoint"])
+        .arg(&checkpoint)
+        .args(
+            pngs.iter()
+                .flat_map(|p| [std::ffi::OsStr::new("--input"), p.as_os_str()]),
+        )
+        .arg(root().join("examples/mlp.net"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        from_images.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_images.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&from_images.stdout).unwrap(),
+        predictions
+    );
+    // A file that is not a PNG is named, with what was expected.
+    let fake = dir.join("fake.png");
+    std::fs::write(&fake, b"GIF89a").unwrap();
+    let bad = netc()
+        .args(["predict", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--input")
+        .arg(&fake)
+        .arg(root().join("examples/mlp.net"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr),
+        format!(
+            "error: {}: not a PNG file (expected the PNG signature at byte 0); give a .png, .npy or .csv\n",
+            fake.display()
+        )
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A tiny character-level model on the shipped Shakespeare slice: `netc sample` continues a
+/// prompt with characters of the corpus, deterministically per seed, and refuses a model that
+/// looks ahead.
+#[test]
+fn sample_text_from_a_language_model() {
+    let dir = std::env::temp_dir().join(format!("netc-cli-sample-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let corpus = root().join("runtime/tests/fixtures/shakespeare-2000.txt");
+    let program = |causal: bool| {
+        format!(
+            r#"
+data corpus {{
+  source text("{}", length: 16)
+  chars: i32[16]
+  target: i64[16]
+  split val: 0.1, seed: 0
+}}
+
+model Lm(chars: i32[B, 16]) -> f32[B, 16, 60] {{
+  let x = embedding(chars, 60, 16) + position_embedding(16, 16)
+  let h = x + (x |> layer_norm |> self_attention(2, causal: {causal}))
+  h |> layer_norm |> linear(60)
+}}
+
+train lm {{
+  data corpus
+  loss cross_entropy(Lm(chars), target)
+  update Lm with adam(lr: 1e-2)
+  epochs 3
+  batch 8
+  metrics accuracy
+}}
+"#,
+            corpus.display()
+        )
+    };
+    let vocab: std::collections::BTreeSet<char> =
+        std::fs::read_to_string(&corpus).unwrap().chars().collect();
+    assert!(
+        vocab.len() <= 60,
+        "the fixture has {} characters",
+        vocab.len()
+    );
+    for causal in [true, false] {
+        let file = dir.join(format!("lm-{causal}.net"));
+        std::fs::write(&file, program(causal)).unwrap();
+        let run_dir = dir.join(format!("run-{causal}"));
+        let train = netc()
+            .args(["train", "--json", "--out"])
+            .arg(&run_dir)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            train.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&train.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&train.stdout).unwrap();
+        // Loss and accuracy over every position of every validation window.
+        let loss = summary["validation"]["loss"].as_f64().unwrap();
+        assert!(loss.is_finite() && loss < (60f64).ln(), "{loss}");
+        assert!(summary["validation"]["accuracy"].as_f64().unwrap() > 0.0);
+        let sample = |seed: &str| {
+            netc()
+                .args([
+                    "sample", "--prompt", "First", "--length", "40", "--seed", seed,
+                ])
+                .arg("--checkpoint")
+                .arg(run_dir.join("checkpoints/last.safetensors"))
+                .arg(&file)
+                .output()
+                .unwrap()
+        };
+        let first = sample("1");
+        if !causal {
+            assert_eq!(first.status.code(), Some(1));
+            assert_eq!(
+                String::from_utf8_lossy(&first.stderr),
+                "error: the model is not causal: its output at a position depends on later \
+                 positions (use `self_attention(..., causal: true)` or a one-directional \
+                 `lstm`/`gru`), so it cannot generate text one character at a time\n"
+            );
+            continue;
+        }
+        assert_eq!(
+            first.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&first.stderr)
+        );
+        let text = String::from_utf8(first.stdout.clone()).unwrap();
+        let generated = text
+            .strip_prefix("First")
+            .unwrap()
+            .strip_suffix('\n')
+            .unwrap();
+        assert_eq!(generated.chars().count(), 40, "{text:?}");
+        assert!(generated.chars().all(|c| vocab.contains(&c)), "{text:?}");
+        assert_eq!(sample("1").stdout, first.stdout, "same seed, same text");
+        let unknown = netc()
+            .args(["sample", "--prompt", "\u{e9}", "--checkpoint"])
+            .arg(run_dir.join("checkpoints/last.safetensors"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&unknown.stderr),
+            "error: the prompt's character '\u{e9}' does not occur in the training text\n"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `netc sample` on a GAN run writes the image grid of its `sample` line from a checkpoint.
+#[test]
+fn sample_grid_from_a_gan() {
+    let dir = std::env::temp_dir().join(format!("netc-cli-gan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gan.net");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+data digits {{
+  source csv("{}", label: 64)
+  pixels: f32[64] |> scale(1 / 8) |> shift(-1)
+}}
+
+model Generator(z: f32[B, 8]) -> f32[B, 1, 8, 8] {{
+  z |> linear(64) |> tanh |> reshape([B, 1, 8, 8])
+}}
+
+model Discriminator(x: f32[B, 1, 8, 8]) -> f32[B, 1] {{
+  x |> flatten |> linear(16) |> leaky_relu(0.2) |> linear(1) |> sigmoid
+}}
+
+train gan {{
+  data digits
+  let z = normal([B, 8])
+  let fake = Generator(z)
+  step discriminator {{
+    loss bce(Discriminator(reshape(pixels, [B, 1, 8, 8])), 1) + bce(Discriminator(stop_gradient(fake)), 0)
+    update Discriminator with adam(lr: 2e-4)
+  }}
+  step generator {{
+    loss bce(Discriminator(fake), 1)
+    update Generator with adam(lr: 2e-4)
+  }}
+  epochs 1
+  batch 16
+  sample Generator(z), every: 1, to: "samples"
+}}
+"#,
+            root().join("examples/data/digits.csv").display()
+        ),
+    )
+    .unwrap();
+    let run_dir = dir.join("run");
+    let train = netc()
+        .args(["train", "--json", "--out"])
+        .arg(&run_dir)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        train.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let grid = dir.join("grid.png");
+    let sample = netc()
+        .args(["sample", "--seed", "3", "--checkpoint"])
+        .arg(run_dir.join("checkpoints/last.safetensors"))
+        .arg("--out")
+        .arg(&grid)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        sample.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&sample.stderr)
+    );
+    let png = std::fs::read(&grid).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
     std::fs::remove_dir_all(dir).unwrap();
 }

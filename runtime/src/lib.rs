@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod generate;
 pub mod images;
 pub mod init;
 pub mod log;

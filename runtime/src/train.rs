@@ -272,13 +272,15 @@ pub fn train(
                     .first()
                     .map_or("samples", |s| s.as_str()),
             );
-            write_samples(
+            // A fixed seed, so grids are comparable between epochs.
+            crate::generate::save_sample_grid(
                 graph,
-                &state,
-                options,
+                &state.values,
+                options.seed,
                 &mut exec,
                 &dir.join(format!("epoch-{:04}.png", state.epoch)),
-            )?;
+            )
+            .map_err(err)?;
         }
         if state.epoch % checkpoint_every == 0 || state.epoch == epochs {
             let manifest = manifest(&state, options.seed, &run);
@@ -326,40 +328,6 @@ fn locate_non_finite(graph: &Graph, inputs: &HashMap<String, Value>, e: &mut Tra
         e.message.push_str(&format!("; {what}"));
         e.span = Some(n.span);
     }
-}
-
-/// Run the `sample` graph (with a fixed seed, so grids are comparable between epochs) and save
-/// its output as an image grid.
-fn write_samples(
-    graph: &Graph,
-    state: &State,
-    options: &Options,
-    exec: &mut Executor,
-    path: &std::path::Path,
-) -> Result<(), TrainError> {
-    let mut inputs: HashMap<String, Value> = HashMap::new();
-    for input in graph.inputs() {
-        if let Op::Input { name, .. } = &graph.node(input).op
-            && let Some(v) = state.values.get(name)
-        {
-            inputs.insert(name.clone(), v.clone());
-        }
-    }
-    inputs.insert("rng_seed".into(), Value::scalar_i64(options.seed as i64));
-    let out = exec
-        .run(graph, &inputs)
-        .map_err(|e| err(format!("sample: {e}")))?;
-    let Some(sample) = out.get("sample") else {
-        return Ok(());
-    };
-    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))
-        .map_err(|e| err(e.to_string()))?;
-    crate::images::save_grid(
-        path,
-        &sample.to_f32_vec().unwrap_or_default(),
-        &sample.ty.shape,
-    )
-    .map_err(err)
 }
 
 /// Parameters and buffers from their initialisers (or `--init`, or a checkpoint), optimizer
@@ -617,7 +585,10 @@ fn score(
         .unwrap_or("");
     let classes = *pred.ty.shape.last().unwrap_or(&1);
     let preds: Vec<f32> = pred.to_f32_vec().unwrap_or_default();
+    // Scores per sample: 1 for a classifier, T for a sequence model (every position is scored).
+    let per_sample: usize = pred.ty.shape.iter().skip(1).product();
     if classes >= 2 && loss == "cross_entropy" {
+        let rows = rows * (per_sample / classes);
         let c = confusion.get_or_insert_with(|| Confusion::new(classes));
         match &target.data {
             interp::Data::I(t) => c.add_logits(&preds, t, rows),
@@ -643,7 +614,7 @@ fn score(
         };
         confusion
             .get_or_insert_with(|| Confusion::new(2))
-            .add_binary(&preds, &targets, rows, threshold);
+            .add_binary(&preds, &targets, rows * per_sample, threshold);
     }
 }
 

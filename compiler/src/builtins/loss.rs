@@ -21,7 +21,7 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "cross_entropy",
         kind: Kind::Loss,
-        summary: "Softmax cross-entropy of logits against class indices or class probabilities (PyTorch `F.cross_entropy`).",
+        summary: "Softmax cross-entropy of logits against class indices or class probabilities (PyTorch `F.cross_entropy`), classes on the last axis, averaged over every position.",
         inputs: INPUTS,
         params: &[param(
             "label_smoothing",
@@ -29,7 +29,7 @@ pub const BUILTINS: &[Builtin] = &[
             Default::Float(0.0),
             "mix this much of the uniform distribution into the target",
         )],
-        shape_rule: "f32[B, C] , int [B] (class(C)) or f32[B, C] -> f32[]; also [B, C, d..] with [B, d..]",
+        shape_rule: "f32[B, C] , int [B] (class(C)) or f32[B, C] -> f32[]; also f32[B, T.., C] with int [B, T..] (a language model's next-token loss)",
         rule: cross_entropy,
     },
     Builtin {
@@ -80,7 +80,9 @@ fn cross_entropy(ctx: &RuleCtx) -> Result<Output, RuleError> {
     require_rank_at_least(ctx, 0, 2, "[B, C] logits")?;
     require_float(ctx, 0)?;
     let (logits, target) = (&ctx.inputs[0], &ctx.inputs[1]);
-    let classes = &logits.dims[1];
+    // Classes are the last axis (as in JAX and Keras): `[B, C]` logits, or `[B, T, C]` for a
+    // sequence, where netc's layers already put features last.
+    let classes = logits.dims.last().expect("rank checked above");
     if target.dtype.is_float() {
         // Class probabilities: the logits' shape exactly.
         if target.dims != logits.dims {
@@ -111,7 +113,7 @@ fn cross_entropy(ctx: &RuleCtx) -> Result<Output, RuleError> {
     }
     // Class indices: the logits' shape without the class axis.
     let mut expected = logits.dims.clone();
-    expected.remove(1);
+    expected.pop();
     if target.rank() != expected.len() {
         let want = target.with_dims(expected);
         return Err(mismatch(
@@ -123,12 +125,16 @@ fn cross_entropy(ctx: &RuleCtx) -> Result<Output, RuleError> {
         .help("declare the label field as `class(C)`: one integer per sample, without a trailing axis"));
     }
     if target.dims != expected {
-        return Err(mismatch(
-            "N3002",
-            format!("the batch of the target does not match the logits: {logits} vs {target}"),
-            logits,
-            target,
-        ));
+        let message = if expected.len() == 1 {
+            format!("the batch of the target does not match the logits: {logits} vs {target}")
+        } else {
+            let want = target.with_dims(expected);
+            format!(
+                "class indices for logits {logits} must be {}, found {target}",
+                want.shape_text()
+            )
+        };
+        return Err(mismatch("N3002", message, logits, target));
     }
     if let (Some(declared), Some(width)) = (target.classes, classes.as_known())
         && declared != width
@@ -220,7 +226,7 @@ mod tests {
             "f32[]"
         );
         assert_eq!(
-            run("cross_entropy", f32("B, 5, T"), labels("B, T", Some(5))).unwrap(),
+            run("cross_entropy", f32("B, T, 65"), labels("B, T", Some(65))).unwrap(),
             "f32[]"
         );
         assert_eq!(
@@ -262,6 +268,12 @@ mod tests {
                 .unwrap_err()
                 .code,
             "N3002"
+        );
+        let err = run("cross_entropy", f32("B, 16, 65"), labels("B, 15", None)).unwrap_err();
+        assert_eq!(err.code, "N3002");
+        assert_eq!(
+            err.message,
+            "class indices for logits f32[B, 16, 65] must be [B, 16], found i64[B, 15]"
         );
         assert_eq!(
             run("cross_entropy", f32("B, 10"), f32("B, 9"))

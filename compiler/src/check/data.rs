@@ -277,6 +277,11 @@ impl Checker<'_> {
                 )
                 .with_label(fields[0].span, format!("the {what} field"))
                 .with_label(source_span, "the source")
+                .with_help(if what == "feature" {
+                    "a label field is one named `label` or `target`, or declared `class(C)`"
+                } else {
+                    "declare one label field"
+                })
             })
         };
         if let Some(d) = too_many("feature", &features) {

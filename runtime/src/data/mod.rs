@@ -30,6 +30,7 @@ mod batch;
 mod cifar;
 mod csv;
 mod idx;
+mod image_files;
 mod npy;
 pub mod rng;
 mod sentences;
@@ -307,6 +308,14 @@ fn read_source(spec: &Spec, base_dir: &Path) -> Result<Loaded, DataError> {
             let labels = args.has("labels").then(|| path("labels"));
             npy::load(&path("features"), labels.as_deref())
         }
+        "image_files" => {
+            let paths: Vec<PathBuf> = args
+                .paths("path")
+                .iter()
+                .map(|p| base_dir.join(p))
+                .collect();
+            image_files::load(&paths)
+        }
         other => Err(DataError::new(format!("`{other}` is not a data format"))),
     }
 }
@@ -431,6 +440,8 @@ pub(crate) enum Locator {
         inner: Box<Locator>,
         indices: Vec<usize>,
     },
+    /// One file per sample (image files given to `netc predict`).
+    Files(Vec<PathBuf>),
     /// `text` windows: sample `i` covers characters `start + i * length ..` of the corpus.
     Windows {
         path: PathBuf,
@@ -466,6 +477,7 @@ impl Locator {
                 )
             }
             Locator::Selected { inner, indices } => inner.describe(indices[i]),
+            Locator::Files(files) => (files[i].clone(), format!("sample {i}")),
             Locator::Windows {
                 path,
                 start,

@@ -5,8 +5,7 @@
 //! windows of `length` characters (`ids[i·L .. i·L + L]`), and each sample's target is the same
 //! window shifted by one character (`ids[i·L + 1 .. i·L + L + 1]`), the next-character
 //! prediction char-rnn and nanoGPT train on. The input window goes to the data item's feature
-//! field, the targets to its label field (a field named `target` or `label`), or, failing that,
-//! to a second non-label field.
+//! field, the targets to its label field (a field named `target` or `label`).
 //!
 //! `split val: F` holds out the **last** `round(F·N)` characters of the corpus (its seed is not
 //! used): neighbouring windows overlap in content, so a random split would leak validation text
