@@ -22,6 +22,7 @@ mod exec;
 pub mod kernel;
 pub mod native;
 pub mod plan;
+mod reuse;
 pub mod runner;
 mod scan;
 

@@ -117,10 +117,19 @@ struct Planner<'g> {
     slots: HashMap<NodeId, Slot>,
     f32_len: usize,
     i64_len: usize,
+    /// Every buffer handed out, in order (for [`crate::reuse::pack`]).
+    allocations: Vec<Slot>,
 }
 
 impl Planner<'_> {
     fn alloc(&mut self, ty: &Type) -> Slot {
+        let slot = self.bump(ty);
+        self.allocations.push(slot);
+        slot
+    }
+
+    /// A fresh buffer after every earlier one; [`crate::reuse::pack`] packs them afterwards.
+    fn bump(&mut self, ty: &Type) -> Slot {
         let len = ty.numel();
         match ty.dtype {
             DType::F32 => {
@@ -300,6 +309,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
         slots: HashMap::new(),
         f32_len: 0,
         i64_len: 0,
+        allocations: Vec::new(),
     };
     for &id in &order {
         p.class.insert(id, classify(graph, id));
@@ -529,7 +539,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
         }
         outs.push((o.name.clone(), s, ty.shape));
     }
-    Ok(KernelProgram {
+    let mut program = KernelProgram {
         f32_len: p.f32_len.next_multiple_of(16),
         i64_len: p.i64_len,
         inputs,
@@ -537,5 +547,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
         kernels,
         updates,
         coverage,
-    })
+    };
+    crate::reuse::pack(&mut program, &p.allocations);
+    Ok(program)
 }
