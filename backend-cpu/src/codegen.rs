@@ -8,14 +8,13 @@
 //!
 //! Semantics follow the IR exactly: relu is a compare+select that keeps NaN (one `maxps`-like
 //! sequence, much faster than the IEEE `fmax`), `max`/`min` are the NaN-propagating `fmax`/`fmin`,
-//! `greater` and `select` are compare+select. Transcendentals call back into Rust per lane,
-//! computing in f64 and rounding once, which is exactly what the interpreter does.
+//! `greater` and `select` are compare+select. Transcendentals (exp, log, tanh, sigmoid, erf) are
+//! inlined polynomial code ([`math`]) within a few ulp of the interpreter's correctly rounded
+//! results.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
-use cranelift_codegen::ir::{
-    AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, Value,
-};
+use cranelift_codegen::ir::{AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, Value};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -24,14 +23,7 @@ use netc_compiler::ir::{BinaryOp, UnaryOp};
 
 use crate::kernel::Expr;
 
-/// The host functions JIT code may call, by the symbol name it imports them under.
-const HOST: [(&str, UnaryOp); 5] = [
-    ("netc_exp", UnaryOp::Exp),
-    ("netc_log", UnaryOp::Log),
-    ("netc_tanh", UnaryOp::Tanh),
-    ("netc_sigmoid", UnaryOp::Sigmoid),
-    ("netc_erf", UnaryOp::Erf),
-];
+mod math;
 
 /// `exp` as the interpreter computes it: in f64, rounded once to f32.
 extern "C" fn host_exp(x: f32) -> f32 {
@@ -50,7 +42,9 @@ extern "C" fn host_erf(x: f32) -> f32 {
     netc_compiler::ir::interp::erf(f64::from(x)) as f32
 }
 
-/// The host implementation of a transcendental, for tests of the JIT path against it.
+/// A transcendental exactly as the interpreter computes it (in f64, rounded once to f32), for
+/// emulators and tests. Generated code does not call these: it inlines the few-ulp
+/// approximations of [`math`].
 pub fn host_unary(op: UnaryOp) -> Option<extern "C" fn(f32) -> f32> {
     Some(match op {
         UnaryOp::Exp => host_exp,
@@ -66,7 +60,6 @@ pub fn host_unary(op: UnaryOp) -> Option<extern "C" fn(f32) -> f32> {
 /// every function pointer taken from it.
 pub struct Jit {
     module: JITModule,
-    host: Vec<(UnaryOp, FuncId)>,
     ctx: cranelift_codegen::Context,
     fctx: FunctionBuilderContext,
     fma: bool,
@@ -98,26 +91,13 @@ impl Jit {
             .finish(settings::Flags::new(flags))
             .map_err(|e| e.to_string())?;
         let fma = has_fma();
-        let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-        for (name, op) in HOST {
-            let f = host_unary(op).expect("listed host functions exist");
-            jb.symbol(name, f as *const u8);
-        }
-        let mut module = JITModule::new(jb);
-        let mut sig = module.make_signature();
-        sig.params.push(AbiParam::new(F32));
-        sig.returns.push(AbiParam::new(F32));
-        let mut host = Vec::new();
-        for (name, op) in HOST {
-            let id = module
-                .declare_function(name, Linkage::Import, &sig)
-                .map_err(|e| e.to_string())?;
-            host.push((op, id));
-        }
+        let module = JITModule::new(JITBuilder::with_isa(
+            isa,
+            cranelift_module::default_libcall_names(),
+        ));
         let ctx = module.make_context();
         Ok(Jit {
             module,
-            host,
             ctx,
             fctx: FunctionBuilderContext::new(),
             fma,
@@ -147,11 +127,6 @@ impl Jit {
         let frontend = self.module.target_config();
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-            let host: Vec<(UnaryOp, FuncRef)> = self
-                .host
-                .iter()
-                .map(|&(op, id)| (op, self.module.declare_func_in_func(id, b.func)))
-                .collect();
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -159,7 +134,6 @@ impl Jit {
             let mut g = Gen {
                 b,
                 base,
-                host,
                 fma: self.fma,
                 row_bases: Vec::new(),
                 out_row: base,
@@ -223,7 +197,6 @@ enum Mode {
 struct Gen<'a> {
     b: FunctionBuilder<'a>,
     base: Value,
-    host: Vec<(UnaryOp, FuncRef)>,
     fma: bool,
     /// Per load (in `Expr::loads` order): its address at the start of the current row, in bytes
     /// from the arena base, as an i64.
@@ -436,12 +409,7 @@ impl Gen<'_> {
                 let x = self.eval(mode, j, loads, a, next);
                 let y = self.eval(mode, j, loads, c, next);
                 let z = self.eval(mode, j, loads, d, next);
-                if self.fma {
-                    self.b.ins().fma(x, y, z)
-                } else {
-                    let p = self.b.ins().fmul(x, y);
-                    self.b.ins().fadd(p, z)
-                }
+                self.mul_add(x, y, z)
             }
             Expr::Select(c, a, d) => {
                 let cv = self.eval(mode, j, loads, c, next);
@@ -469,30 +437,11 @@ impl Gen<'_> {
                 let keep = self.b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, x, zero);
                 self.choose(mode, keep, x, zero)
             }
-            UnaryOp::Exp | UnaryOp::Log | UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Erf => {
-                let f = self
-                    .host
-                    .iter()
-                    .find(|(o, _)| *o == op)
-                    .map(|(_, f)| *f)
-                    .expect("every transcendental has a host function");
-                match mode {
-                    Mode::Scalar => {
-                        let call = self.b.ins().call(f, &[x]);
-                        self.b.inst_results(call)[0]
-                    }
-                    Mode::Vector => {
-                        let mut out = x;
-                        for lane in 0..4u8 {
-                            let e = self.b.ins().extractlane(x, lane);
-                            let call = self.b.ins().call(f, &[e]);
-                            let r = self.b.inst_results(call)[0];
-                            out = self.b.ins().insertlane(out, r, lane);
-                        }
-                        out
-                    }
-                }
-            }
+            UnaryOp::Exp => self.exp(mode, x),
+            UnaryOp::Log => self.log(mode, x),
+            UnaryOp::Tanh => self.tanh(mode, x),
+            UnaryOp::Sigmoid => self.sigmoid(mode, x),
+            UnaryOp::Erf => self.erf(mode, x),
         }
     }
 }

@@ -300,58 +300,6 @@ fn random_graphs_match_the_interpreter() {
     eprintln!("worst relative L2 error: {worst:e}");
 }
 
-/// Transcendentals on the JIT path (vector lanes and scalar tail) against f64 references: the
-/// host callbacks compute in f64 and round once, so they must be within half an ulp (in fact
-/// equal to the interpreter's result).
-#[test]
-fn transcendentals_are_accurate() {
-    for u in [
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Tanh,
-        UnaryOp::Sigmoid,
-        UnaryOp::Erf,
-        UnaryOp::Sqrt,
-        UnaryOp::Recip,
-    ] {
-        let n = 4099; // a tail of 3
-        let mut g = Graph::new();
-        let x = g.input("x", Role::Data, Type::f32(vec![n]), Span::default());
-        let y = g.add(Op::Unary(u), &[x], None, Span::default()).unwrap();
-        g.set_output("y", y);
-        let xs: Vec<f32> = (0..n)
-            .map(|i| {
-                let t = i as f32 / n as f32;
-                match u {
-                    UnaryOp::Log | UnaryOp::Sqrt => 1e-3 + t * 100.0,
-                    _ => -12.0 + 24.0 * t,
-                }
-            })
-            .collect();
-        let mut step = CompiledStep::compile(&g).unwrap();
-        step.set_input("x", &xs).unwrap();
-        step.run().unwrap();
-        let got = step.output("y").unwrap();
-        for (&x, &y) in xs.iter().zip(&got) {
-            let x = f64::from(x);
-            let want = match u {
-                UnaryOp::Exp => x.exp(),
-                UnaryOp::Log => x.ln(),
-                UnaryOp::Tanh => x.tanh(),
-                UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-                UnaryOp::Erf => netc_compiler::ir::interp::erf(x),
-                UnaryOp::Sqrt => x.sqrt(),
-                _ => 1.0 / x,
-            };
-            let ulp = f64::from((want as f32).abs()).max(1e-30) * f64::from(f32::EPSILON);
-            assert!(
-                (f64::from(y) - want).abs() <= 0.5 * ulp + 1e-45,
-                "{u:?}({x}) = {y}, want {want}"
-            );
-        }
-    }
-}
-
 /// Special values keep the IR's semantics: relu keeps NaN and maps -0 to +0, max/min
 /// propagate NaN, greater is false on NaN, select treats NaN as true.
 #[test]
