@@ -12,19 +12,21 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn check_exit_codes() {
-    let ok = netc()
-        .arg("check")
-        .arg(root().join("examples/mlp.net"))
-        .output()
-        .unwrap();
+/// Run `command`, asserting it exits 0 (a failure shows its stderr).
+fn succeed(command: &mut Command) -> std::process::Output {
+    let out = command.output().unwrap();
     assert_eq!(
-        ok.status.code(),
+        out.status.code(),
         Some(0),
         "{}",
-        String::from_utf8_lossy(&ok.stderr)
+        String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn check_exit_codes() {
+    let ok = succeed(netc().arg("check").arg(root().join("examples/mlp.net")));
     let bad = netc()
         .arg("check")
         .arg(root().join("tests/ui/syntax_dangling_pipe.net"))
@@ -96,34 +98,22 @@ fn fmt_check_accepts_the_examples() {
 #[test]
 fn train_eval_and_predict() {
     let dir = std::env::temp_dir().join(format!("netc-cli-train-{}", std::process::id()));
-    let out = netc()
-        .args(["train", "--epochs", "2", "--json", "--out"])
-        .arg(&dir)
-        .arg(root().join("examples/mlp.net"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        netc()
+            .args(["train", "--epochs", "2", "--json", "--out"])
+            .arg(&dir)
+            .arg(root().join("examples/mlp.net")),
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["epochs"], 2);
     assert!(summary["validation"]["accuracy"].as_f64().unwrap() > 0.6);
 
     let checkpoint = dir.join("checkpoints/last.safetensors");
-    let eval = netc()
-        .args(["eval", "--json", "--checkpoint"])
-        .arg(&checkpoint)
-        .arg(root().join("examples/mlp.net"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        eval.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
+    let eval = succeed(
+        netc()
+            .args(["eval", "--json", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg(root().join("examples/mlp.net")),
     );
     let metrics: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(metrics["accuracy"].as_f64().unwrap() > 0.6);
@@ -136,19 +126,13 @@ fn train_eval_and_predict() {
         .collect();
     let input = dir.join("four.csv");
     std::fs::write(&input, &rows).unwrap();
-    let predict = netc()
-        .args(["predict", "--json", "--checkpoint"])
-        .arg(&checkpoint)
-        .arg("--input")
-        .arg(&input)
-        .arg(root().join("examples/mlp.net"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        predict.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&predict.stderr)
+    let predict = succeed(
+        netc()
+            .args(["predict", "--json", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--input")
+            .arg(&input)
+            .arg(root().join("examples/mlp.net")),
     );
     let predictions: serde_json::Value = serde_json::from_slice(&predict.stdout).unwrap();
     assert_eq!(predictions.as_array().unwrap().len(), 4);
@@ -261,17 +245,11 @@ train lm {{
         let file = dir.join(format!("lm-{causal}.net"));
         std::fs::write(&file, program(causal)).unwrap();
         let run_dir = dir.join(format!("run-{causal}"));
-        let train = netc()
-            .args(["train", "--json", "--out"])
-            .arg(&run_dir)
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_eq!(
-            train.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&train.stderr)
+        let train = succeed(
+            netc()
+                .args(["train", "--json", "--out"])
+                .arg(&run_dir)
+                .arg(&file),
         );
         let summary: serde_json::Value = serde_json::from_slice(&train.stdout).unwrap();
         // Loss and accuracy over every position of every validation window.
@@ -374,32 +352,20 @@ train gan {{
     )
     .unwrap();
     let run_dir = dir.join("run");
-    let train = netc()
-        .args(["train", "--json", "--out"])
-        .arg(&run_dir)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(
-        train.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&train.stderr)
+    let train = succeed(
+        netc()
+            .args(["train", "--json", "--out"])
+            .arg(&run_dir)
+            .arg(&file),
     );
     let grid = dir.join("grid.png");
-    let sample = netc()
-        .args(["sample", "--seed", "3", "--checkpoint"])
-        .arg(run_dir.join("checkpoints/last.safetensors"))
-        .arg("--out")
-        .arg(&grid)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(
-        sample.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&sample.stderr)
+    let sample = succeed(
+        netc()
+            .args(["sample", "--seed", "3", "--checkpoint"])
+            .arg(run_dir.join("checkpoints/last.safetensors"))
+            .arg("--out")
+            .arg(&grid)
+            .arg(&file),
     );
     let png = std::fs::read(&grid).unwrap();
     assert_eq!(&png[1..4], b"PNG");
