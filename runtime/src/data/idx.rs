@@ -80,7 +80,7 @@ pub(crate) fn load(images: &Path, labels: &Path) -> Result<Loaded, DataError> {
 pub(crate) fn read_maybe_gzip(path: &Path) -> Result<(Vec<u8>, bool), DataError> {
     let bytes = read_file(path)?;
     if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok((bytes, false));
+        return Ok((bytes.into_vec(), false));
     }
     // The gzip trailer holds the uncompressed size mod 2^32: a capacity hint only.
     let hint = bytes

@@ -62,7 +62,7 @@ fn decode(path: &Path) -> Result<(Vec<u8>, Vec<usize>), DataError> {
             "not a PNG file (expected the PNG signature at byte 0); give a .png, .npy or .csv",
         ));
     }
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(&bytes[..]));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let bad = |e: png::DecodingError| DataError::at(path, format!("a damaged PNG file: {e}"));
     let mut reader = decoder.read_info().map_err(bad)?;

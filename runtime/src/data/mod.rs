@@ -28,6 +28,7 @@
 
 mod batch;
 mod cifar;
+mod files;
 mod csv;
 mod idx;
 mod image_files;
@@ -45,6 +46,7 @@ use netc_compiler::types::Spec;
 use netc_grammar::ast::File;
 
 pub use batch::{Batch, Batches, PaddedBatches, epoch_order};
+pub(crate) use files::{read_file, read_text};
 pub use transform::{Transform, field_transforms};
 
 /// One data set loaded in memory, each field as a dense array over samples, so a batch is a
@@ -318,31 +320,6 @@ fn read_source(spec: &Spec, base_dir: &Path) -> Result<Loaded, DataError> {
         }
         other => Err(DataError::new(format!("`{other}` is not a data format"))),
     }
-}
-
-/// Read a whole file; a missing file names the path as resolved from the `.net` file.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => DataError::at(
-            path,
-            "no such file (paths in a `.net` file are relative to its directory)",
-        ),
-        std::io::ErrorKind::IsADirectory => DataError::at(path, "is a directory, not a file"),
-        _ => DataError::at(path, format!("cannot read: {e}")),
-    })
-}
-
-/// Read a text file, which must be UTF-8.
-pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
-    let bytes = read_file(path)?;
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        DataError::at(
-            path,
-            format!("line {line}: not UTF-8 text (invalid byte at offset {at})"),
-        )
-    })
 }
 
 /// Values of one column as read from a file, in the file's own element type (MNIST stays one
