@@ -19,6 +19,12 @@ use netc_grammar::line_index::{ColumnUnit, LineIndex};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Threads the native backend splits large kernels over (convolutions by image, big GEMMs
+    /// and elementwise kernels in chunks), for the commands that run steps (train, eval, bench,
+    /// predict, sample). 1 by default. Runs are deterministic for a given N and equal to one
+    /// thread's except convolution weight gradients and single large GEMMs (split sums).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -240,6 +246,7 @@ enum MessageFormat {
 /// Exit codes: 0 success, 1 errors found, 2 usage error (clap's own).
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    netc_runtime::set_threads(cli.threads);
     match cli.command {
         Command::Check {
             files,

@@ -1,7 +1,8 @@
 //! Cranelift code generation for fused elementwise kernels.
 //!
-//! Each [`Kernel::Elementwise`] becomes one function `fn(arena: *mut f32)` with every offset,
-//! stride and trip count baked in as constants. Loop nest: one counted loop per collapsed outer
+//! Each [`Kernel::Elementwise`] becomes one function `fn(arena: *mut f32, lo: i64, hi: i64)`
+//! computing the part `lo..hi` of the outermost (collapsed) dimension, so a large kernel can be
+//! split over threads; every offset, stride and inner trip count is baked in as a constant. Loop nest: one counted loop per collapsed outer
 //! dimension, then the innermost dimension in `f32x4` steps when every load there is contiguous
 //! or a scalar broadcast, and a scalar loop for the tail (or for the whole row otherwise).
 //! Cranelift's x64 backend has 128-bit vectors only (toolchain.md §1b), so `f32x4` it is.
@@ -117,6 +118,8 @@ impl Jit {
         let ptr = self.module.target_config().pointer_type();
         let mut sig = Signature::new(self.module.isa().default_call_conv());
         sig.params.push(AbiParam::new(ptr));
+        sig.params.push(AbiParam::new(I64));
+        sig.params.push(AbiParam::new(I64));
         let name = format!("k{}", self.count);
         self.count += 1;
         let id = self
@@ -130,7 +133,10 @@ impl Jit {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
-            let base = b.block_params(entry)[0];
+            let (base, lo, hi) = {
+                let p = b.block_params(entry);
+                (p[0], p[1], p[2])
+            };
             let mut g = Gen {
                 b,
                 base,
@@ -138,6 +144,7 @@ impl Jit {
                 row_bases: Vec::new(),
                 out_row: base,
                 strides_out: row_major(shape),
+                split: (lo, hi),
             };
             g.body(out_offset, shape, expr);
             g.b.ins().return_(&[]);
@@ -204,6 +211,8 @@ struct Gen<'a> {
     /// The output's row address (absolute).
     out_row: Value,
     strides_out: Vec<usize>,
+    /// The range of the outermost dimension this call computes (the function's arguments).
+    split: (Value, Value),
 }
 
 fn flags() -> MemFlagsData {
@@ -221,7 +230,7 @@ impl Gen<'_> {
     fn counted(
         &mut self,
         start: Value,
-        end: usize,
+        end: Value,
         step: usize,
         body: &mut dyn FnMut(&mut Self, Value),
     ) -> Value {
@@ -235,10 +244,7 @@ impl Gen<'_> {
         let i = self.b.block_params(header)[0];
         // Continue while i + step <= end.
         let next = self.b.ins().iadd_imm_s(i, step as i64);
-        let ok = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, next, end as i64);
+        let ok = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, next, end);
         self.b.ins().brif(ok, body_block, &[], exit, &[i.into()]);
         self.b.switch_to_block(body_block);
         body(self, i);
@@ -247,6 +253,7 @@ impl Gen<'_> {
         self.b.block_params(exit)[0]
     }
 
+    /// The loop nest of `out = expr` over `shape`, the outermost dimension over `self.split`.
     fn body(&mut self, out_offset: usize, shape: &[usize], expr: &Expr) {
         let loads: Vec<Vec<usize>> = expr.loads().iter().map(|s| s.to_vec()).collect();
         let offsets = load_offsets(expr);
@@ -291,19 +298,20 @@ impl Gen<'_> {
             }
             self.row_bases = bases;
             self.out_row = self.b.ins().iadd(self.base, o);
-            let n = shape[last];
-            let zero = self.iconst(0);
-            let mut j = zero;
+            let (start, end) = self.bounds(d, shape);
+            let mut j = start;
             if vector {
-                j = self.counted(zero, n, 4, &mut |g, j| {
+                j = self.counted(start, end, 4, &mut |g, j| {
                     g.element(Mode::Vector, j, loads, expr)
                 });
             }
-            self.counted(j, n, 1, &mut |g, j| g.element(Mode::Scalar, j, loads, expr));
+            self.counted(j, end, 1, &mut |g, j| {
+                g.element(Mode::Scalar, j, loads, expr)
+            });
             return;
         }
-        let zero = self.iconst(0);
-        self.counted(zero, shape[d], 1, &mut |g, i| {
+        let (start, end) = self.bounds(d, shape);
+        self.counted(start, end, 1, &mut |g, i| {
             idx.push(i);
             g.outer(
                 d + 1,
@@ -318,6 +326,15 @@ impl Gen<'_> {
             );
             idx.pop();
         });
+    }
+
+    /// The loop bounds of dimension `d`: the caller's part for the outermost, else all of it.
+    fn bounds(&mut self, d: usize, shape: &[usize]) -> (Value, Value) {
+        if d == 0 {
+            self.split
+        } else {
+            (self.iconst(0), self.iconst(shape[d]))
+        }
     }
 
     /// Compute and store the element(s) at inner index `j`.

@@ -10,28 +10,62 @@ use netc_compiler::ir::{DType, Graph, ReduceOp};
 
 use crate::kernel::Slot;
 
-/// The signature of every generated kernel: the f32 arena's base address.
-type KernelFn = unsafe extern "C" fn(*mut f32);
+/// The signature of every generated kernel: the f32 arena's base address and the part
+/// `lo..hi` of the outermost dimension to compute.
+type KernelFn = unsafe extern "C" fn(*mut f32, i64, i64);
 
-/// Run the generated kernel at `code` on `arena`.
+/// The arena's base address, handed to the threads that compute disjoint parts of one kernel.
+#[derive(Clone, Copy)]
+struct Base(*mut f32);
+
+impl Base {
+    /// The address (a method, so closures capture the whole `Base`, which is `Sync`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: a `Base` is only dereferenced by code that writes disjoint elements from each thread
+// and reads only elements no thread writes during the same kernel (see `call_kernel` and
+// `matmul`), while the arena's `&mut` borrow is held by the caller for the whole fork.
+unsafe impl Send for Base {}
+// SAFETY: as above.
+unsafe impl Sync for Base {}
+
+/// Run the generated kernel at `code` on `arena`: rows `0..rows` of its outermost dimension, in
+/// `parts` contiguous parts on the thread pool (rank-1 kernels split at multiples of 16
+/// elements, so every part but the last runs whole vectors).
 ///
 /// Safety argument (why this is sound although it is `unsafe` inside): `code` comes from
 /// [`crate::codegen::Jit::finish`] for a kernel planned against an arena of exactly
 /// `arena.len()` elements, and the planner only emits loads and stores inside slots of that plan
 /// (every offset plus extent is below `f32_len`, checked by `CompiledStep::compile`). The code
 /// touches no other memory, does not unwind, and the `Jit` owning it outlives the call (both
-/// live in the same `CompiledStep`).
-pub(crate) fn call_kernel(code: *const u8, arena: &mut [f32]) {
-    // SAFETY: see above; `code` was produced with the signature `fn(*mut f32)` in the host's
+/// live in the same `CompiledStep`). A call with `lo..hi` stores only the output elements of
+/// those rows, and the output slot overlaps none of the kernel's operands (the plan gives every
+/// kernel a fresh output, and liveness reuse never hands a kernel's output memory to a value
+/// it reads), so parts running at once write disjoint memory and read memory nobody writes.
+pub(crate) fn call_kernel(
+    code: *const u8,
+    arena: &mut [f32],
+    rows: usize,
+    align: usize,
+    parts: usize,
+) {
+    // SAFETY: `code` was produced with the signature `fn(*mut f32, i64, i64)` in the host's
     // default calling convention, which is `extern "C"`.
-    unsafe {
-        let f: KernelFn = std::mem::transmute::<*const u8, KernelFn>(code);
-        f(arena.as_mut_ptr());
-    }
+    let f: KernelFn = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+    let base = Base(arena.as_mut_ptr());
+    crate::par::fork(rows, parts, align, &|_, r| {
+        // SAFETY: see above; `r` is inside `0..rows`, the rows the code was generated for.
+        unsafe { f(base.get(), r.start as i64, r.end as i64) }
+    });
 }
 
 /// `out = a x b` for `batch` row-major matrices (`a` is `[m, k]`, or `[k, m]` when `ta`; `b` is
-/// `[k, n]`, or `[n, k]` when `tb`), through the `gemm` crate on one thread.
+/// `[k, n]`, or `[n, k]` when `tb`), through the `gemm` crate. With several `threads`, a large
+/// batch is split into contiguous parts of matrices (each computed exactly as on one thread),
+/// and a single large matrix product uses `gemm`'s own threads.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     arena: &mut [f32],
@@ -42,6 +76,7 @@ pub(crate) fn matmul(
     (m, n, k): (usize, usize, usize),
     ta: bool,
     tb: bool,
+    threads: usize,
 ) {
     let end = |s: Slot| s.offset + s.len;
     assert!(
@@ -59,11 +94,13 @@ pub(crate) fn matmul(
     }
     let (lhs_rs, lhs_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (rhs_rs, rhs_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    let base = arena.as_mut_ptr();
-    for i in 0..batch {
+    let base = Base(arena.as_mut_ptr());
+    let one = |i: usize, parallelism: gemm::Parallelism| {
+        let base = base.get();
         // SAFETY: the asserts above keep every matrix inside `arena`, the output is disjoint
         // from the operands, and the strides describe exactly the `m x k`, `k x n` and `m x n`
-        // row-major (or transposed) blocks at these offsets.
+        // row-major (or transposed) blocks at these offsets. Calls for different `i` at once
+        // write disjoint output matrices and read only operands.
         unsafe {
             gemm::gemm(
                 m,
@@ -84,9 +121,22 @@ pub(crate) fn matmul(
                 false,
                 false,
                 false,
-                gemm::Parallelism::None,
+                parallelism,
             );
         }
+    };
+    let work = m * n * k;
+    if threads > 1 && batch > 1 && batch * work >= crate::par::BATCH_WORK {
+        crate::par::fork(batch, threads.min(batch), 1, &|_, r| {
+            r.for_each(|i| one(i, gemm::Parallelism::None));
+        });
+    } else {
+        let parallelism = if threads > 1 && work >= crate::par::GEMM_WORK {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        (0..batch).for_each(|i| one(i, parallelism));
     }
 }
 

@@ -21,11 +21,13 @@ pub mod codegen;
 mod exec;
 pub mod kernel;
 pub mod native;
+pub mod par;
 pub mod plan;
 mod reuse;
 pub mod runner;
 mod scan;
 
+pub use par::{set_threads, threads};
 pub use runner::Runner;
 
 use std::collections::HashMap;
@@ -39,8 +41,13 @@ pub struct CompiledStep {
     program: KernelProgram,
     /// Owns the generated code; kept alive as long as `code` is used.
     _jit: codegen::Jit,
-    /// Code address per kernel (elementwise kernels only).
-    code: Vec<Option<*const u8>>,
+    /// Per kernel (elementwise kernels only): the code address, and into how many parts a run
+    /// splits the kernel's rows.
+    code: Vec<Option<(*const u8, usize)>>,
+    /// Threads this step splits large kernels over.
+    threads: usize,
+    /// Per-thread convolution buffers (empty for one thread).
+    workspace: native::Workspace,
     /// Per kernel: the natively compiled scan of a fallback kernel that is one.
     scans: Vec<Option<scan::ScanExec>>,
     f32s: Vec<f32>,
@@ -53,9 +60,17 @@ pub struct CompiledStep {
 }
 
 impl CompiledStep {
-    /// Plan and compile `graph`. Fails only on an internal error (a malformed graph, or code
-    /// generation refusing a kernel), never for an op without a fast path: those fall back.
+    /// Plan and compile `graph` for [`threads()`] threads. Fails only on an internal error (a
+    /// malformed graph, or code generation refusing a kernel), never for an op without a fast
+    /// path: those fall back.
     pub fn compile(graph: &Graph) -> Result<CompiledStep, String> {
+        CompiledStep::compile_with_threads(graph, threads())
+    }
+
+    /// [`CompiledStep::compile`] for `threads` threads (at least 1): large kernels are split
+    /// over rayon's global pool as [`par`] describes.
+    pub fn compile_with_threads(graph: &Graph, threads: usize) -> Result<CompiledStep, String> {
+        let threads = threads.max(1);
         let started = std::time::Instant::now();
         let program = plan::plan(graph)?;
         let mut jit = codegen::Jit::new()?;
@@ -85,13 +100,22 @@ impl CompiledStep {
                     if !check(out) || out.len != shape.iter().product::<usize>() {
                         return Err("internal: an elementwise output is outside the arena".into());
                     }
-                    index.push(Some(jit.add_elementwise(out.offset, shape, expr)?));
+                    let work = out.len * expr.op_count().max(1);
+                    let parts = if threads > 1 && work >= par::ELEMENTWISE_WORK {
+                        threads.min(shape[0])
+                    } else {
+                        1
+                    };
+                    index.push(Some((jit.add_elementwise(out.offset, shape, expr)?, parts)));
                 }
                 _ => index.push(None),
             }
         }
         let addrs = jit.finish()?;
-        let code = index.into_iter().map(|i| i.map(|i| addrs[i])).collect();
+        let code = index
+            .into_iter()
+            .map(|i| i.map(|(i, parts)| (addrs[i], parts)))
+            .collect();
         let f32s = vec![0.0f32; program.f32_len + 16];
         let align = (64 - (f32s.as_ptr() as usize % 64)) % 64 / 4;
         let inputs = program
@@ -114,14 +138,28 @@ impl CompiledStep {
                     inputs,
                     outputs,
                     ..
-                } => scan::ScanExec::compile(graph, inputs, outputs),
+                } => scan::ScanExec::compile(graph, inputs, outputs, threads),
                 _ => None,
             })
             .collect();
+        let workspace = native::Workspace::new(
+            threads,
+            program.kernels.iter().filter_map(|k| match k {
+                Kernel::Native {
+                    op,
+                    shapes,
+                    out_shape,
+                    ..
+                } => Some((op, shapes.as_slice(), out_shape.as_slice())),
+                _ => None,
+            }),
+        );
         Ok(CompiledStep {
             program,
             _jit: jit,
             code,
+            threads,
+            workspace,
             scans,
             f32s,
             align,
@@ -190,9 +228,11 @@ impl CompiledStep {
         let kernels = self.program.kernels.iter().zip(&self.code);
         for ((k, code), scan) in kernels.zip(&mut self.scans) {
             match k {
-                Kernel::Elementwise { .. } => {
-                    let code = code.ok_or("internal: elementwise kernel without code")?;
-                    exec::call_kernel(code, arena);
+                Kernel::Elementwise { shape, .. } => {
+                    let (code, parts) = code.ok_or("internal: elementwise kernel without code")?;
+                    // Rank-1 kernels split at multiples of 16 elements (whole vectors).
+                    let align = if shape.len() == 1 { 16 } else { 1 };
+                    exec::call_kernel(code, arena, shape[0], align, parts);
                 }
                 Kernel::Reduce {
                     op,
@@ -213,7 +253,17 @@ impl CompiledStep {
                     ta,
                     tb,
                     ..
-                } => exec::matmul(arena, *a, *b, *out, *batch, (*m, *n, *k), *ta, *tb),
+                } => exec::matmul(
+                    arena,
+                    *a,
+                    *b,
+                    *out,
+                    *batch,
+                    (*m, *n, *k),
+                    *ta,
+                    *tb,
+                    self.threads,
+                ),
                 Kernel::Native {
                     op,
                     shapes,
@@ -225,12 +275,16 @@ impl CompiledStep {
                 } => native::run(
                     arena,
                     &mut self.i64s,
-                    op,
-                    shapes,
-                    out_shape,
-                    inputs,
-                    *out,
-                    *scratch,
+                    &native::Call {
+                        op,
+                        shapes,
+                        out_shape,
+                        inputs,
+                        out: *out,
+                        scratch: *scratch,
+                    },
+                    self.threads,
+                    &mut self.workspace,
                 )?,
                 Kernel::Fallback {
                     graph,

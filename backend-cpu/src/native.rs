@@ -5,10 +5,59 @@
 //! taps and first-maximum rule, and for everything but the GEMM-based convolutions the same f32
 //! operations in the same order, so those results agree bit for bit.
 
+use std::ops::Range;
+
 use netc_compiler::ir::{DType, Op, Window};
 
 use crate::exec::{Mat, gemm, views};
 use crate::kernel::Slot;
+use crate::par::{self, BATCH_WORK, fork_mut};
+
+/// Per-thread buffers for convolutions split over images, sized once when a step is compiled
+/// for several threads (empty for one thread: then the plan's arena scratch serves).
+#[derive(Default)]
+pub(crate) struct Workspace {
+    /// One im2col / col2im buffer per part.
+    cols: Vec<Vec<f32>>,
+    /// One partial weight gradient per part, `partial` elements each.
+    partials: Vec<f32>,
+    partial: usize,
+}
+
+impl Workspace {
+    /// Buffers for `threads` parts of the largest convolution among `ops` (op, operand shapes,
+    /// result shape).
+    pub(crate) fn new<'a>(
+        threads: usize,
+        ops: impl Iterator<Item = (&'a Op, &'a [Vec<usize>], &'a [usize])>,
+    ) -> Workspace {
+        if threads < 2 {
+            return Workspace::default();
+        }
+        let (mut col, mut partial) = (0, 0);
+        for (op, shapes, out) in ops {
+            col = col.max(scratch_len(op, shapes, out));
+            if let Op::Conv2dWeightGrad { .. } = op {
+                partial = partial.max(out.iter().product());
+            }
+        }
+        Workspace {
+            cols: vec![vec![0.0; col]; threads],
+            partials: vec![0.0; partial * threads],
+            partial,
+        }
+    }
+}
+
+/// How many parts to split `n` images (or planes) into: one per thread when there are several
+/// and the kernel does at least [`BATCH_WORK`] multiply-adds (or taps) in all.
+fn parts(threads: usize, n: usize, work: usize) -> usize {
+    if threads > 1 && n > 1 && work >= BATCH_WORK {
+        threads.min(n)
+    } else {
+        1
+    }
+}
 
 /// Whether `op` (with operand dtypes `operands`, result dtype `out`) has a native kernel here.
 /// Anything else (an i64 gather table, a scan) stays on the fallback.
@@ -51,48 +100,143 @@ pub fn scratch_len(op: &Op, shapes: &[Vec<usize>], out: &[usize]) -> usize {
     }
 }
 
-/// Run one native kernel. Errors only where the interpreter errors too (an id out of range).
-#[allow(clippy::too_many_arguments)]
+/// A native kernel's operands and result, as planned.
+pub(crate) struct Call<'a> {
+    /// The IR op, attributes included.
+    pub op: &'a Op,
+    /// The operands' shapes.
+    pub shapes: &'a [Vec<usize>],
+    /// The result's shape.
+    pub out_shape: &'a [usize],
+    /// The operands' slots.
+    pub inputs: &'a [Slot],
+    /// The result's slot.
+    pub out: Slot,
+    /// The plan's convolution scratch (one image's im2col buffer).
+    pub scratch: Option<Slot>,
+}
+
+/// Run one native kernel, convolutions and pools split over `threads` where large enough.
+/// Errors only where the interpreter errors too (an id out of range).
 pub(crate) fn run(
     f32s: &mut [f32],
     i64s: &mut [i64],
-    op: &Op,
-    shapes: &[Vec<usize>],
-    out_shape: &[usize],
-    inputs: &[Slot],
-    out: Slot,
-    scratch: Option<Slot>,
+    call: &Call<'_>,
+    threads: usize,
+    ws: &mut Workspace,
 ) -> Result<(), String> {
+    let Call {
+        op,
+        shapes,
+        out_shape,
+        inputs,
+        out,
+        scratch,
+    } = *call;
     let dims = |s: &[usize]| -> [usize; 4] { [s[0], s[1], s[2], s[3]] };
     let need_scratch = || scratch.ok_or("internal: convolution without scratch");
+    // Multiply-adds of a convolution's GEMMs: images x (operand rows) x (scratch per image).
+    let conv_work =
+        |n: usize| n * shapes[0][1].max(out_shape[1]) * scratch_len(op, shapes, out_shape);
     match op {
         Op::Conv2d { window } => {
             let ([x, w], [y, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
-            conv2d(x, w, y, col, dims(&shapes[0]), dims(out_shape), window);
+            let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
+            let k = parts(threads, xs[0], conv_work(xs[0]));
+            if k == 1 {
+                conv2d(x, w, y, col, (xs, ys), window, 0..xs[0]);
+            } else {
+                let unit = ys[1] * ys[2] * ys[3];
+                fork_mut(y, unit, &mut ws.cols[..k], &|r, y, col| {
+                    conv2d(x, w, y, col, (xs, ys), window, r);
+                });
+            }
         }
         Op::Conv2dWeightGrad { window } => {
             let ([x, dy], [dw, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
-            conv2d_weight_grad(x, dy, dw, col, dims(&shapes[0]), dims(&shapes[1]), window);
+            let (xs, ds) = (dims(&shapes[0]), dims(&shapes[1]));
+            let k = parts(threads, xs[0], conv_work(xs[0]));
+            if k == 1 {
+                conv2d_weight_grad(x, dy, dw, col, (xs, ds), window, 0..xs[0]);
+            } else {
+                // Each part sums its images into its own partial; the partials are added in
+                // part order, so the result depends on the thread count but not on timing.
+                let n = xs[0];
+                let len = ws.partial;
+                fork_mut(
+                    &mut ws.partials[..k * len],
+                    len,
+                    &mut ws.cols[..k],
+                    &|r, partial, col| {
+                        let images = par::part(n, k, 1, r.start);
+                        conv2d_weight_grad(
+                            x,
+                            dy,
+                            &mut partial[..dw.len()],
+                            col,
+                            (xs, ds),
+                            window,
+                            images,
+                        );
+                    },
+                );
+                dw.copy_from_slice(&ws.partials[..dw.len()]);
+                for p in ws.partials.chunks_exact(len).take(k).skip(1) {
+                    for (t, &v) in dw.iter_mut().zip(p) {
+                        *t += v;
+                    }
+                }
+            }
         }
         Op::ConvTranspose2d { window } => {
             let ([x, w], [y, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
-            conv_transpose2d(x, w, y, col, dims(&shapes[0]), dims(out_shape), window);
+            let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
+            let k = parts(threads, xs[0], conv_work(xs[0]));
+            if k == 1 {
+                conv_transpose2d(x, w, y, col, (xs, ys), window, 0..xs[0]);
+            } else {
+                let unit = ys[1] * ys[2] * ys[3];
+                fork_mut(y, unit, &mut ws.cols[..k], &|r, y, col| {
+                    conv_transpose2d(x, w, y, col, (xs, ys), window, r);
+                });
+            }
         }
         Op::MaxPool2d { window } => {
             let ([x], [y]) = views(f32s, [inputs[0]], [out]);
-            max_pool2d(x, y, dims(&shapes[0]), dims(out_shape), window);
+            let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
+            let taps = window.kernel[0] * window.kernel[1] * ys[2] * ys[3];
+            pooled(threads, y, ys[2] * ys[3], taps, &|r, y| {
+                let x = &x[r.start * xs[2] * xs[3]..r.end * xs[2] * xs[3]];
+                max_pool2d(x, y, xs, ys, window);
+            });
         }
         Op::MaxPool2dGrad { window } => {
             let ([x, dy], [dx]) = views(f32s, [inputs[0], inputs[1]], [out]);
-            max_pool2d_grad(x, dy, dx, dims(&shapes[0]), dims(&shapes[1]), window);
+            let (xs, ds) = (dims(&shapes[0]), dims(&shapes[1]));
+            let taps = window.kernel[0] * window.kernel[1] * ds[2] * ds[3];
+            pooled(threads, dx, xs[2] * xs[3], taps, &|r, dx| {
+                let x = &x[r.start * xs[2] * xs[3]..r.end * xs[2] * xs[3]];
+                let dy = &dy[r.start * ds[2] * ds[3]..r.end * ds[2] * ds[3]];
+                max_pool2d_grad(x, dy, dx, xs, ds, window);
+            });
         }
         Op::AvgPool2d { window } => {
             let ([x], [y]) = views(f32s, [inputs[0]], [out]);
-            avg_pool2d(x, y, dims(&shapes[0]), dims(out_shape), window);
+            let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
+            let taps = window.kernel[0] * window.kernel[1] * ys[2] * ys[3];
+            pooled(threads, y, ys[2] * ys[3], taps, &|r, y| {
+                let x = &x[r.start * xs[2] * xs[3]..r.end * xs[2] * xs[3]];
+                avg_pool2d(x, y, xs, ys, window);
+            });
         }
         Op::AvgPool2dGrad { window } => {
             let ([dy], [dx]) = views(f32s, [inputs[0]], [out]);
-            avg_pool2d_grad(dy, dx, dims(&shapes[0]), dims(out_shape), window);
+            let (ds, xs) = (dims(&shapes[0]), dims(out_shape));
+            let taps = window.kernel[0] * window.kernel[1] * ds[2] * ds[3];
+            pooled(threads, dx, xs[2] * xs[3], taps, &|r, dx| {
+                let dy = &dy[r.start * ds[2] * ds[3]..r.end * ds[2] * ds[3]];
+                avg_pool2d_grad(dy, dx, ds, xs, window);
+            });
         }
         Op::Gather => {
             let ([table], [y]) = views(f32s, [inputs[0]], [out]);
@@ -159,6 +303,26 @@ fn row(id: i64, rows: usize, op: &str) -> Result<usize, String> {
         .ok()
         .filter(|&r| r < rows)
         .ok_or_else(|| format!("{op}: id {id} is out of range for {rows} rows"))
+}
+
+/// A pool (or pool gradient) over the planes (image x channel) of `out`, `plane` elements
+/// each, `taps` window taps per plane: `f(planes, out_part)` once, or per part in parallel
+/// (planes are independent, so the result is the same).
+fn pooled(
+    threads: usize,
+    out: &mut [f32],
+    plane: usize,
+    taps: usize,
+    f: &(dyn Fn(Range<usize>, &mut [f32]) + Sync),
+) {
+    let planes = out.len() / plane.max(1);
+    let k = parts(threads, planes, planes * taps);
+    if k == 1 || plane == 0 {
+        f(0..planes, out);
+    } else {
+        let mut units = vec![(); k];
+        fork_mut(out, plane, &mut units, &|r, out, _| f(r, out));
+    }
 }
 
 /// `Concat`: for each index of the axes before `axis`, each operand's contiguous block in turn.
@@ -295,22 +459,22 @@ fn col2im(
     }
 }
 
-/// `Conv2d`, per image: `y[n] (O x P) = w (O x K) x col (K x P)` with `K = C*kh*kw` and `P`
-/// the output positions.
+/// `Conv2d` of the images in `images`, per image: `y[n] (O x P) = w (O x K) x col (K x P)`
+/// with `K = C*kh*kw` and `P` the output positions; `y` starts at the first image's output.
 fn conv2d(
     x: &[f32],
     w: &[f32],
     y: &mut [f32],
     col: &mut [f32],
-    xs: [usize; 4],
-    ys: [usize; 4],
+    (xs, ys): ([usize; 4], [usize; 4]),
     win: &Window,
+    images: Range<usize>,
 ) {
-    let [n, c, ih, iw] = xs;
+    let [_, c, ih, iw] = xs;
     let [_, o, oh, ow] = ys;
     let (k, p) = (c * win.kernel[0] * win.kernel[1], oh * ow);
     let col = &mut col[..k * p];
-    for img in 0..n {
+    for (at, img) in images.enumerate() {
         im2col(
             &x[img * c * ih * iw..(img + 1) * c * ih * iw],
             (c, ih, iw),
@@ -320,7 +484,7 @@ fn conv2d(
         );
         gemm(
             (o, p, k),
-            &mut y[img * o * p..(img + 1) * o * p],
+            &mut y[at * o * p..(at + 1) * o * p],
             (p, 1),
             false,
             Mat {
@@ -337,23 +501,23 @@ fn conv2d(
     }
 }
 
-/// `Conv2dWeightGrad`: `dw (O x K) = sum_n dy[n] (O x P) x col[n]^T (P x K)`, accumulated over
-/// the images by the GEMM.
+/// `Conv2dWeightGrad` over the images in `images`: `dw (O x K) = sum_n dy[n] (O x P) x
+/// col[n]^T (P x K)`, accumulated over the images by the GEMM.
 fn conv2d_weight_grad(
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
     col: &mut [f32],
-    xs: [usize; 4],
-    ds: [usize; 4],
+    (xs, ds): ([usize; 4], [usize; 4]),
     win: &Window,
+    images: Range<usize>,
 ) {
-    let [n, c, ih, iw] = xs;
+    let [_, c, ih, iw] = xs;
     let [_, o, oh, ow] = ds;
     let (k, p) = (c * win.kernel[0] * win.kernel[1], oh * ow);
     let col = &mut col[..k * p];
     dw.fill(0.0);
-    for img in 0..n {
+    for img in images {
         im2col(
             &x[img * c * ih * iw..(img + 1) * c * ih * iw],
             (c, ih, iw),
@@ -380,23 +544,24 @@ fn conv2d_weight_grad(
     }
 }
 
-/// `ConvTranspose2d` with `w [I, O, kh, kw]`, per image: `col (O*kh*kw x H*W) = w^T x x[n]`,
-/// then col2im scatters it into the zeroed output.
+/// `ConvTranspose2d` with `w [I, O, kh, kw]` of the images in `images`, per image:
+/// `col (O*kh*kw x H*W) = w^T x x[n]`, then col2im scatters it into the zeroed output (`y`
+/// starts at the first image's output).
 fn conv_transpose2d(
     x: &[f32],
     w: &[f32],
     y: &mut [f32],
     col: &mut [f32],
-    xs: [usize; 4],
-    ys: [usize; 4],
+    (xs, ys): ([usize; 4], [usize; 4]),
     win: &Window,
+    images: Range<usize>,
 ) {
-    let [n, ci, h, wd] = xs;
+    let [_, ci, h, wd] = xs;
     let [_, o, oh, ow] = ys;
     let (k, p) = (o * win.kernel[0] * win.kernel[1], h * wd);
     let col = &mut col[..k * p];
     y.fill(0.0);
-    for img in 0..n {
+    for (at, img) in images.enumerate() {
         gemm(
             (k, p, ci),
             col,
@@ -418,7 +583,7 @@ fn conv_transpose2d(
             (o, oh, ow),
             (h, wd),
             win,
-            &mut y[img * o * oh * ow..(img + 1) * o * oh * ow],
+            &mut y[at * o * oh * ow..(at + 1) * o * oh * ow],
         );
     }
 }

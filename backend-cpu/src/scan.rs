@@ -14,7 +14,8 @@ enum Buf {
     I(Vec<i64>),
 }
 
-/// A fallback kernel's `Scan` (with its projections), compiled natively.
+/// A fallback kernel's `Scan` (with its projections), compiled natively (the body for the
+/// outer step's thread count).
 pub(crate) struct ScanExec {
     body: Box<CompiledStep>,
     length: usize,
@@ -39,7 +40,12 @@ impl ScanExec {
     /// Compile the scan of a fallback kernel's one-op graph (`in0..` operands, `out{k}` =
     /// projections), or `None` when the graph is not such a scan or its body does not fit the
     /// native path (then the interpreter runs it).
-    pub(crate) fn compile(graph: &Graph, inputs: &[Slot], outputs: &[Slot]) -> Option<ScanExec> {
+    pub(crate) fn compile(
+        graph: &Graph,
+        inputs: &[Slot],
+        outputs: &[Slot],
+        threads: usize,
+    ) -> Option<ScanExec> {
         let mut scan_node = None;
         let mut projections = Vec::new();
         for o in &graph.outputs {
@@ -65,7 +71,7 @@ impl ScanExec {
         {
             return None;
         }
-        let step = CompiledStep::compile(body).ok()?;
+        let step = CompiledStep::compile_with_threads(body, threads).ok()?;
         // Every body input must be a carry, an x or a const.
         let allowed = |n: &str| {
             let idx = |p: &str, count: usize| {

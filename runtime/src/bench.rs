@@ -128,7 +128,11 @@ pub fn bench(
             Backend::Cranelift => "cranelift",
             Backend::Interp => "interp",
         },
-        threads: 1,
+        threads: if backend == Backend::Cranelift {
+            netc_backend_cpu::threads()
+        } else {
+            1
+        },
         batch: program.batch,
         compile_ms: if backend == Backend::Interp {
             0.0

@@ -15,3 +15,6 @@ pub mod metrics;
 pub mod plot;
 pub mod schedule;
 pub mod train;
+
+/// Threads the native backend uses for steps compiled from now on (`--threads`).
+pub use netc_backend_cpu::set_threads;
