@@ -80,24 +80,65 @@ pub fn supports(op: &Op, operands: &[DType], out: DType) -> bool {
     }
 }
 
-/// The im2col buffer (f32 elements) a convolution needs for one image: `rows x positions` of
-/// its GEMM operand. Zero for every other op.
-pub fn scratch_len(op: &Op, shapes: &[Vec<usize>], out: &[usize]) -> usize {
-    match op {
-        // col[C*kh*kw, H'*W'] of the image.
-        Op::Conv2d { window } => {
-            shapes[0][1] * window.kernel[0] * window.kernel[1] * out[2] * out[3]
-        }
-        // col[C*kh*kw, H'*W'] with H', W' those of dy.
-        Op::Conv2dWeightGrad { window } => {
-            shapes[0][1] * window.kernel[0] * window.kernel[1] * shapes[1][2] * shapes[1][3]
-        }
-        // col[O*kh*kw, H*W] over the input's positions, scattered into the output.
-        Op::ConvTranspose2d { window } => {
-            out[1] * window.kernel[0] * window.kernel[1] * shapes[0][2] * shapes[0][3]
-        }
-        _ => 0,
+/// Elements of the im2col matrix of one GEMM: images are batched into one GEMM until its
+/// column matrix reaches this size (512 KiB: it stays in L2 while the GEMM reads it).
+const CHUNK_COL: usize = 1 << 17;
+
+/// How a convolution batches its images: `images` per GEMM, whose column matrix is `rows x
+/// (images * positions)`, plus a staging matrix of `other x (images * positions)` (the
+/// output of a forward convolution, `dy` of a weight gradient, `x` of a transposed
+/// convolution, each regrouped from per-image to per-channel rows).
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    images: usize,
+    rows: usize,
+    positions: usize,
+    other: usize,
+}
+
+impl Chunk {
+    fn of(op: &Op, shapes: &[Vec<usize>], out: &[usize]) -> Option<Chunk> {
+        let (rows, positions, other) = match op {
+            // col[C*kh*kw, H'*W'] per image; the GEMM's output [O, H'*W'].
+            Op::Conv2d { window } => (
+                shapes[0][1] * window.kernel[0] * window.kernel[1],
+                out[2] * out[3],
+                out[1],
+            ),
+            // col[C*kh*kw, H'*W'] with H', W' those of dy; dy regrouped [O, H'*W'].
+            Op::Conv2dWeightGrad { window } => (
+                shapes[0][1] * window.kernel[0] * window.kernel[1],
+                shapes[1][2] * shapes[1][3],
+                shapes[1][1],
+            ),
+            // col[O*kh*kw, H*W] over the input's positions, scattered into the output; x
+            // regrouped [I, H*W].
+            Op::ConvTranspose2d { window } => (
+                out[1] * window.kernel[0] * window.kernel[1],
+                shapes[0][2] * shapes[0][3],
+                shapes[0][1],
+            ),
+            _ => return None,
+        };
+        let images = (CHUNK_COL / (rows * positions).max(1)).clamp(1, shapes[0][0].max(1));
+        Some(Chunk {
+            images,
+            rows,
+            positions,
+            other,
+        })
     }
+
+    /// Scratch elements: the column matrix and the staging matrix.
+    fn len(&self) -> usize {
+        (self.rows + self.other) * self.images * self.positions
+    }
+}
+
+/// The scratch (f32 elements) a convolution needs for one batch of images ([`CHUNK_COL`]):
+/// its im2col matrix and a staging matrix. Zero for every other op.
+pub fn scratch_len(op: &Op, shapes: &[Vec<usize>], out: &[usize]) -> usize {
+    Chunk::of(op, shapes, out).map_or(0, |c| c.len())
 }
 
 /// A native kernel's operands and result, as planned.
@@ -135,29 +176,31 @@ pub(crate) fn run(
     } = *call;
     let dims = |s: &[usize]| -> [usize; 4] { [s[0], s[1], s[2], s[3]] };
     let need_scratch = || scratch.ok_or("internal: convolution without scratch");
-    // Multiply-adds of a convolution's GEMMs: images x (operand rows) x (scratch per image).
-    let conv_work =
-        |n: usize| n * shapes[0][1].max(out_shape[1]) * scratch_len(op, shapes, out_shape);
+    let need_chunk = || Chunk::of(op, shapes, out_shape).ok_or("internal: not a convolution");
+    // Multiply-adds of a convolution's GEMMs over `n` images.
+    let conv_work = |c: Chunk, n: usize| n * c.other * c.rows * c.positions;
     match op {
         Op::Conv2d { window } => {
             let ([x, w], [y, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
             let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
-            let k = parts(threads, xs[0], conv_work(xs[0]));
+            let chunk = need_chunk()?;
+            let k = parts(threads, xs[0], conv_work(chunk, xs[0]));
             if k == 1 {
-                conv2d(x, w, y, col, (xs, ys), window, 0..xs[0]);
+                conv2d(x, w, y, col, (xs, ys), window, (0..xs[0], chunk));
             } else {
                 let unit = ys[1] * ys[2] * ys[3];
-                fork_mut(y, unit, &mut ws.cols[..k], &|r, y, col| {
-                    conv2d(x, w, y, col, (xs, ys), window, r);
+                fork_mut(y, (unit, chunk.images), &mut ws.cols[..k], &|r, y, col| {
+                    conv2d(x, w, y, col, (xs, ys), window, (r, chunk));
                 });
             }
         }
         Op::Conv2dWeightGrad { window } => {
             let ([x, dy], [dw, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
             let (xs, ds) = (dims(&shapes[0]), dims(&shapes[1]));
-            let k = parts(threads, xs[0], conv_work(xs[0]));
+            let chunk = need_chunk()?;
+            let k = parts(threads, xs[0], conv_work(chunk, xs[0]));
             if k == 1 {
-                conv2d_weight_grad(x, dy, dw, col, (xs, ds), window, 0..xs[0]);
+                conv2d_weight_grad(x, dy, dw, col, (xs, ds), window, (0..xs[0], chunk));
             } else {
                 // Each part sums its images into its own partial; the partials are added in
                 // part order, so the result depends on the thread count but not on timing.
@@ -165,10 +208,10 @@ pub(crate) fn run(
                 let len = ws.partial;
                 fork_mut(
                     &mut ws.partials[..k * len],
-                    len,
+                    (len, 1),
                     &mut ws.cols[..k],
                     &|r, partial, col| {
-                        let images = par::part(n, k, 1, r.start);
+                        let images = par::part(n, k, chunk.images, r.start);
                         conv2d_weight_grad(
                             x,
                             dy,
@@ -176,7 +219,7 @@ pub(crate) fn run(
                             col,
                             (xs, ds),
                             window,
-                            images,
+                            (images, chunk),
                         );
                     },
                 );
@@ -191,13 +234,14 @@ pub(crate) fn run(
         Op::ConvTranspose2d { window } => {
             let ([x, w], [y, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
             let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
-            let k = parts(threads, xs[0], conv_work(xs[0]));
+            let chunk = need_chunk()?;
+            let k = parts(threads, xs[0], conv_work(chunk, xs[0]));
             if k == 1 {
-                conv_transpose2d(x, w, y, col, (xs, ys), window, 0..xs[0]);
+                conv_transpose2d(x, w, y, col, (xs, ys), window, (0..xs[0], chunk));
             } else {
                 let unit = ys[1] * ys[2] * ys[3];
-                fork_mut(y, unit, &mut ws.cols[..k], &|r, y, col| {
-                    conv_transpose2d(x, w, y, col, (xs, ys), window, r);
+                fork_mut(y, (unit, chunk.images), &mut ws.cols[..k], &|r, y, col| {
+                    conv_transpose2d(x, w, y, col, (xs, ys), window, (r, chunk));
                 });
             }
         }
@@ -321,7 +365,7 @@ fn pooled(
         f(0..planes, out);
     } else {
         let mut units = vec![(); k];
-        fork_mut(out, plane, &mut units, &|r, out, _| f(r, out));
+        fork_mut(out, (plane, 1), &mut units, &|r, out, _| f(r, out));
     }
 }
 
@@ -378,22 +422,24 @@ fn valid(win: &Window, b: usize, ow: usize, iw: usize) -> (usize, usize) {
     (j0, first_at(p + iw).max(j0))
 }
 
-/// `col[(c, a, b), (i, j)] = img[c, i*s - p + a*d, j*s - p + b*d]` (zero in the padding) for
-/// an image `[c, ih, iw]` and `oh x ow` window positions: the GEMM operand of a convolution.
+/// `col[(c, a, b) * ld + (i, j)] = img[c, i*s - p + a*d, j*s - p + b*d]` (zero in the
+/// padding) for an image `[c, ih, iw]` and `oh x ow` window positions: the GEMM operand of a
+/// convolution, rows `ld` elements apart (several images side by side).
 fn im2col(
     img: &[f32],
     (c, ih, iw): (usize, usize, usize),
     (oh, ow): (usize, usize),
     win: &Window,
-    col: &mut [f32],
+    (col, ld): (&mut [f32], usize),
 ) {
     let positions = oh * ow;
-    let mut rows = col.chunks_exact_mut(positions.max(1));
+    let mut rows = col.chunks_mut(ld.max(1));
     for ch in 0..c {
         let plane = &img[ch * ih * iw..(ch + 1) * ih * iw];
         for a in 0..win.kernel[0] {
             for b in 0..win.kernel[1] {
                 let Some(dst) = rows.next() else { return };
+                let dst = &mut dst[..positions];
                 for (i, line) in dst.chunks_exact_mut(ow.max(1)).enumerate().take(oh) {
                     let h = coord(win, 0, i, a);
                     if h >= ih {
@@ -419,22 +465,23 @@ fn im2col(
     }
 }
 
-/// The adjoint of [`im2col`]: `img[c, i*s - p + a*d, j*s - p + b*d] += col[(c, a, b), (i, j)]`
-/// for every in-bounds target (`img` must start zeroed).
+/// The adjoint of [`im2col`]: `img[c, i*s - p + a*d, j*s - p + b*d] += col[(c, a, b) * ld +
+/// (i, j)]` for every in-bounds target (`img` must start zeroed).
 fn col2im(
-    col: &[f32],
+    (col, ld): (&[f32], usize),
     (c, ih, iw): (usize, usize, usize),
     (oh, ow): (usize, usize),
     win: &Window,
     img: &mut [f32],
 ) {
     let positions = oh * ow;
-    let mut rows = col.chunks_exact(positions.max(1));
+    let mut rows = col.chunks(ld.max(1));
     for ch in 0..c {
         let plane = &mut img[ch * ih * iw..(ch + 1) * ih * iw];
         for a in 0..win.kernel[0] {
             for b in 0..win.kernel[1] {
                 let Some(src) = rows.next() else { return };
+                let src = &src[..positions];
                 for (i, line) in src.chunks_exact(ow.max(1)).enumerate().take(oh) {
                     let h = coord(win, 0, i, a);
                     if h >= ih {
@@ -459,33 +506,60 @@ fn col2im(
     }
 }
 
-/// `Conv2d` of the images in `images`, per image: `y[n] (O x P) = w (O x K) x col (K x P)`
-/// with `K = C*kh*kw` and `P` the output positions; `y` starts at the first image's output.
+/// Where row `r` of image `j` lives in `c` images of `rows x p` matrices, as `(offset in the
+/// per-image layout [c, rows, p], offset in the side-by-side layout [rows, c * p])` — the
+/// latter is a batched GEMM's operand or result. Each run is `p` elements long.
+fn side_by_side(c: usize, rows: usize, p: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..c).flat_map(move |j| (0..rows).map(move |r| ((j * rows + r) * p, r * c * p + j * p)))
+}
+
+/// `c` images of `rows x p` matrices from the per-image layout into `out`, side by side.
+fn gather_side_by_side(src: &[f32], out: &mut [f32], (c, rows, p): (usize, usize, usize)) {
+    for (a, b) in side_by_side(c, rows, p) {
+        out[b..b + p].copy_from_slice(&src[a..a + p]);
+    }
+}
+
+/// The images of `images` in batches of `chunk.images` (the last may be smaller), as
+/// `(index of the first image relative to the range start, image indices)`.
+fn batches(images: Range<usize>, chunk: Chunk) -> impl Iterator<Item = (usize, Range<usize>)> {
+    let start = images.start;
+    images
+        .clone()
+        .step_by(chunk.images.max(1))
+        .map(move |i| (i - start, i..(i + chunk.images).min(images.end)))
+}
+
+/// `Conv2d` of the images in `images`, a batch at a time: `Y (O x c*P) = w (O x K) x col (K x
+/// c*P)` with `K = C*kh*kw`, `P` the output positions and `c` images side by side, then `Y`
+/// regrouped into `y` (which starts at the range's first image).
 fn conv2d(
     x: &[f32],
     w: &[f32],
     y: &mut [f32],
-    col: &mut [f32],
+    scratch: &mut [f32],
     (xs, ys): ([usize; 4], [usize; 4]),
     win: &Window,
-    images: Range<usize>,
+    (images, chunk): (Range<usize>, Chunk),
 ) {
     let [_, c, ih, iw] = xs;
     let [_, o, oh, ow] = ys;
-    let (k, p) = (c * win.kernel[0] * win.kernel[1], oh * ow);
-    let col = &mut col[..k * p];
-    for (at, img) in images.enumerate() {
-        im2col(
-            &x[img * c * ih * iw..(img + 1) * c * ih * iw],
-            (c, ih, iw),
-            (oh, ow),
-            win,
-            col,
-        );
+    let (k, p) = (chunk.rows, chunk.positions);
+    let image = c * ih * iw;
+    for (at, batch) in batches(images, chunk) {
+        let n = batch.len();
+        let (col, out) = scratch[..(k + o) * n * p].split_at_mut(k * n * p);
+        for (j, img) in batch.enumerate() {
+            let x = &x[img * image..(img + 1) * image];
+            im2col(x, (c, ih, iw), (oh, ow), win, (&mut col[j * p..], n * p));
+        }
+        let y = &mut y[at * o * p..(at + n) * o * p];
+        // One image: the GEMM writes its output in place.
+        let dst = if n == 1 { &mut *y } else { &mut *out };
         gemm(
-            (o, p, k),
-            &mut y[at * o * p..(at + 1) * o * p],
-            (p, 1),
+            (o, n * p, k),
+            dst,
+            (n * p, 1),
             false,
             Mat {
                 data: w,
@@ -494,78 +568,97 @@ fn conv2d(
             },
             Mat {
                 data: col,
-                rs: p,
+                rs: n * p,
                 cs: 1,
             },
         );
+        if n > 1 {
+            for (a, b) in side_by_side(n, o, p) {
+                y[a..a + p].copy_from_slice(&out[b..b + p]);
+            }
+        }
     }
 }
 
-/// `Conv2dWeightGrad` over the images in `images`: `dw (O x K) = sum_n dy[n] (O x P) x
-/// col[n]^T (P x K)`, accumulated over the images by the GEMM.
+/// `Conv2dWeightGrad` over the images in `images`: `dw (O x K) = sum over batches of dY (O x
+/// c*P) x col^T (c*P x K)`, `dY` being `c` images of `dy` side by side, accumulated by the GEMM.
 fn conv2d_weight_grad(
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
-    col: &mut [f32],
+    scratch: &mut [f32],
     (xs, ds): ([usize; 4], [usize; 4]),
     win: &Window,
-    images: Range<usize>,
+    (images, chunk): (Range<usize>, Chunk),
 ) {
     let [_, c, ih, iw] = xs;
     let [_, o, oh, ow] = ds;
-    let (k, p) = (c * win.kernel[0] * win.kernel[1], oh * ow);
-    let col = &mut col[..k * p];
+    let (k, p) = (chunk.rows, chunk.positions);
+    let image = c * ih * iw;
     dw.fill(0.0);
-    for img in images {
-        im2col(
-            &x[img * c * ih * iw..(img + 1) * c * ih * iw],
-            (c, ih, iw),
-            (oh, ow),
-            win,
-            col,
-        );
+    for (_, batch) in batches(images, chunk) {
+        let n = batch.len();
+        let (col, staged) = scratch[..(k + o) * n * p].split_at_mut(k * n * p);
+        for (j, img) in batch.clone().enumerate() {
+            let x = &x[img * image..(img + 1) * image];
+            im2col(x, (c, ih, iw), (oh, ow), win, (&mut col[j * p..], n * p));
+        }
+        let dy = &dy[batch.start * o * p..batch.end * o * p];
+        let lhs = if n == 1 {
+            dy
+        } else {
+            gather_side_by_side(dy, staged, (n, o, p));
+            &*staged
+        };
         gemm(
-            (o, k, p),
+            (o, k, n * p),
             dw,
             (k, 1),
             true,
             Mat {
-                data: &dy[img * o * p..(img + 1) * o * p],
-                rs: p,
+                data: lhs,
+                rs: n * p,
                 cs: 1,
             },
             Mat {
                 data: col,
                 rs: 1,
-                cs: p,
+                cs: n * p,
             },
         );
     }
 }
 
-/// `ConvTranspose2d` with `w [I, O, kh, kw]` of the images in `images`, per image:
-/// `col (O*kh*kw x H*W) = w^T x x[n]`, then col2im scatters it into the zeroed output (`y`
-/// starts at the first image's output).
+/// `ConvTranspose2d` with `w [I, O, kh, kw]` of the images in `images`, a batch at a time:
+/// `col (O*kh*kw x c*H*W) = w^T x X` with `X` the `c` images of `x` side by side, then col2im
+/// scatters each image's columns into the zeroed output (`y` starts at the range's first image).
 fn conv_transpose2d(
     x: &[f32],
     w: &[f32],
     y: &mut [f32],
-    col: &mut [f32],
+    scratch: &mut [f32],
     (xs, ys): ([usize; 4], [usize; 4]),
     win: &Window,
-    images: Range<usize>,
+    (images, chunk): (Range<usize>, Chunk),
 ) {
     let [_, ci, h, wd] = xs;
     let [_, o, oh, ow] = ys;
-    let (k, p) = (o * win.kernel[0] * win.kernel[1], h * wd);
-    let col = &mut col[..k * p];
+    let (k, p) = (chunk.rows, chunk.positions);
     y.fill(0.0);
-    for (at, img) in images.enumerate() {
+    for (at, batch) in batches(images, chunk) {
+        let n = batch.len();
+        let (col, staged) = scratch[..(k + ci) * n * p].split_at_mut(k * n * p);
+        let x = &x[batch.start * ci * p..batch.end * ci * p];
+        let rhs = if n == 1 {
+            x
+        } else {
+            gather_side_by_side(x, staged, (n, ci, p));
+            &*staged
+        };
         gemm(
-            (k, p, ci),
+            (k, n * p, ci),
             col,
-            (p, 1),
+            (n * p, 1),
             false,
             Mat {
                 data: w,
@@ -573,18 +666,21 @@ fn conv_transpose2d(
                 cs: k,
             },
             Mat {
-                data: &x[img * ci * p..(img + 1) * ci * p],
-                rs: p,
+                data: rhs,
+                rs: n * p,
                 cs: 1,
             },
         );
-        col2im(
-            col,
-            (o, oh, ow),
-            (h, wd),
-            win,
-            &mut y[at * o * oh * ow..(at + 1) * o * oh * ow],
-        );
+        for j in 0..n {
+            let image = o * oh * ow;
+            col2im(
+                (&col[j * p..], n * p),
+                (o, oh, ow),
+                (h, wd),
+                win,
+                &mut y[(at + j) * image..(at + j + 1) * image],
+            );
+        }
     }
 }
 

@@ -84,11 +84,11 @@ pub(crate) fn fork(n: usize, parts: usize, align: usize, f: &(dyn Fn(usize, Rang
 pub(crate) type PartFn<'a, T, S> = dyn Fn(Range<usize>, &mut [T], &mut S) + Sync + 'a;
 
 /// Split `out` (made of `out.len() / unit` groups: images, planes) into `states.len()`
-/// contiguous parts as [`part`] does, and run `f(groups, out_part, state)` on each in parallel,
+/// contiguous parts as [`part`] does (at multiples of `align` groups), and run `f(groups, out_part, state)` on each in parallel,
 /// `groups` being the part's range of group indices and `state` its own scratch.
 pub(crate) fn fork_mut<T: Send, S: Send>(
     out: &mut [T],
-    unit: usize,
+    (unit, align): (usize, usize),
     states: &mut [S],
     f: &PartFn<'_, T, S>,
 ) {
@@ -97,27 +97,27 @@ pub(crate) fn fork_mut<T: Send, S: Send>(
         out: &mut [T],
         unit: usize,
         states: &mut [S],
-        (groups, parts): (usize, usize),
+        (groups, parts, align): (usize, usize, usize),
         f: &PartFn<'_, T, S>,
     ) {
         if states.len() == 1 {
-            let r = part(groups, parts, 1, first);
+            let r = part(groups, parts, align, first);
             f(r, out, &mut states[0]);
         } else {
             let half = states.len() / 2;
-            let split =
-                part(groups, parts, 1, first + half).start - part(groups, parts, 1, first).start;
+            let split = part(groups, parts, align, first + half).start
+                - part(groups, parts, align, first).start;
             let (a, b) = out.split_at_mut(split * unit);
             let (sa, sb) = states.split_at_mut(half);
             rayon::join(
-                || go(first, a, unit, sa, (groups, parts), f),
-                || go(first + half, b, unit, sb, (groups, parts), f),
+                || go(first, a, unit, sa, (groups, parts, align), f),
+                || go(first + half, b, unit, sb, (groups, parts, align), f),
             );
         }
     }
     let groups = out.len() / unit.max(1);
     let parts = states.len();
     if parts > 0 {
-        go(0, out, unit.max(1), states, (groups, parts), f);
+        go(0, out, unit.max(1), states, (groups, parts, align), f);
     }
 }
