@@ -10,7 +10,9 @@
 //! recurrence of any length keeps a graph of fixed size. To give that body each step's incoming
 //! carries, differentiating a scan adds them to the forward scan's per-step outputs (appended
 //! after its own, so existing `Project`s keep their meaning; added once however often the graph
-//! is differentiated).
+//! is differentiated). The step's matmul results are saved the same way: the backward body
+//! reads them rather than recomputing them, which removes a third of an LSTM's recurrent
+//! matmul work from the backward pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -264,6 +266,9 @@ impl Backward<'_> {
                 residual_nodes[i] = Some(self.add(Op::Project { index }, &[n], Some(t), span)?);
             }
         }
+        // Saved products: each step's matmul results, also as extra per-step outputs, so the
+        // backward body reads them instead of recomputing the step's most expensive work.
+        let saved = self.save_products(n, nc, span)?;
 
         // The backward body: inputs first, in the order the scan contract names them.
         let mut bb = Graph::new();
@@ -294,6 +299,10 @@ impl Backward<'_> {
                 names.insert(format!("carry{i}"), id);
             }
         }
+        let saved_in: Vec<NodeId> = saved
+            .iter()
+            .map(|&(m, _)| next_x(&mut bb, scan.body.ty(m).clone()))
+            .collect();
         let mut dy_in = Vec::new();
         for &j in &seeded_ys {
             let t = step_ty(ty(self.g, results[&(nc + j)]));
@@ -333,6 +342,11 @@ impl Backward<'_> {
         let const_start = wrt.len();
         wrt.extend(d_consts.iter().map(|j| names[&format!("const{j}")]));
         let grads = backprop(&mut bb, &seeds, &wrt)?;
+        // Differentiating a matmul needs only its operands, so once the adjoints exist its
+        // recomputed value is replaced by the saved one and the recomputation is dead code.
+        for (&(m, _), &input) in saved.iter().zip(&saved_in) {
+            bb.replace_uses(copied[&m], input);
+        }
         let zero = |bb: &mut Graph, t: Type| bb.add(Op::Fill { value: 0.0 }, &[], Some(t), span);
         for (p, &i) in d_carries.iter().enumerate() {
             let g = match carry_wrt[p].and_then(|w| grads[w]) {
@@ -370,6 +384,7 @@ impl Backward<'_> {
         }
         operands.extend(&ops[nc..nc + nx]);
         operands.extend(residual_nodes.iter().flatten());
+        operands.extend(saved.iter().map(|&(_, stacked)| stacked));
         operands.extend(seeded_ys.iter().map(|j| results[&(nc + j)]));
         operands.extend(&ops[nc + nx..]);
         let backward = Scan {
@@ -377,7 +392,7 @@ impl Backward<'_> {
             length: scan.length,
             reverse: !scan.reverse,
             carries: d_carries.len() + d_consts.len(),
-            xs: nx + residual_nodes.iter().flatten().count() + seeded_ys.len(),
+            xs: nx + residual_nodes.iter().flatten().count() + saved.len() + seeded_ys.len(),
             consts: nk,
         };
         let placeholder = Type::f32(vec![]);
@@ -411,6 +426,49 @@ impl Backward<'_> {
             out.push((o, self.add(Op::Project { index }, &[bwd], Some(t), span)?));
         }
         Ok(out)
+    }
+
+    /// Make forward scan `n` also emit, per step, the result of every float matmul of its
+    /// body (once, however often it is differentiated), and return each such body node with
+    /// the outer node holding its stacked values. `nc` is the scan's carry count.
+    fn save_products(
+        &mut self,
+        n: NodeId,
+        nc: usize,
+        span: Span,
+    ) -> Result<Vec<(NodeId, NodeId)>, IrError> {
+        let Op::Scan(fwd) = &mut self.g.graph[n].op else {
+            return Ok(Vec::new());
+        };
+        let length = fwd.length;
+        let products: Vec<NodeId> = fwd
+            .body
+            .topo_order()
+            .into_iter()
+            .filter(|&m| {
+                let node = fwd.body.node(m);
+                matches!(node.op, Op::MatMul { .. }) && node.ty.dtype == DType::F32
+            })
+            .collect();
+        let mut indexed = Vec::new();
+        for (k, &m) in products.iter().enumerate() {
+            let existing = fwd.body.outputs[nc..].iter().position(|o| o.node == m);
+            let index = match existing {
+                Some(i) => nc + i,
+                None => {
+                    fwd.body.set_output(&format!("product{k}"), m);
+                    fwd.body.outputs.len() - 1
+                }
+            };
+            let mut shape = vec![length];
+            shape.extend(&fwd.body.ty(m).shape);
+            indexed.push((m, index, Type::f32(shape)));
+        }
+        let mut saved = Vec::new();
+        for (m, index, ty) in indexed {
+            saved.push((m, self.add(Op::Project { index }, &[n], Some(ty), span)?));
+        }
+        Ok(saved)
     }
 
     fn add(
