@@ -93,6 +93,9 @@ enum Command {
         /// Where steps run: native code, or the reference interpreter.
         #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
         backend: BackendArg,
+        /// `cuda`: run on an NVIDIA GPU (the same as `--backend cuda`).
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
     },
     /// Time a run's training step on synthetic data; prints one JSON object.
     Bench {
@@ -101,6 +104,9 @@ enum Command {
         select: Select,
         #[arg(long, value_enum, default_value_t = BackendArg::Cranelift)]
         backend: BackendArg,
+        /// `cuda`: run on an NVIDIA GPU (the same as `--backend cuda`).
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
         /// Untimed iterations before timing.
         #[arg(long, default_value_t = 3)]
         warmup: u64,
@@ -178,6 +184,9 @@ enum Command {
         /// Where to write; default `build/<file stem>`.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `cuda`: also write each step's CUDA source, PTX and cubin.
+        #[arg(long, value_enum)]
+        target: Option<TargetArg>,
     },
     /// Run the language server on stdin/stdout (editors start this; see editors/vscode).
     Lsp,
@@ -200,6 +209,8 @@ enum BackendArg {
     Cranelift,
     /// The reference interpreter: slow, the oracle.
     Interp,
+    /// An NVIDIA GPU: NVRTC-compiled kernels and cuBLAS.
+    Cuda,
 }
 
 impl BackendArg {
@@ -207,8 +218,39 @@ impl BackendArg {
         match self {
             BackendArg::Cranelift => netc_runtime::train::Backend::Cranelift,
             BackendArg::Interp => netc_runtime::train::Backend::Interp,
+            BackendArg::Cuda => netc_runtime::train::Backend::Cuda,
         }
     }
+}
+
+/// `--device`: where steps run.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    /// The backend to use: `backend` on the CPU; on `cuda`, the CUDA backend once a GPU was
+    /// found (else the reason is printed and `None` returned).
+    fn select(self, backend: BackendArg) -> Option<BackendArg> {
+        if self == DeviceArg::Cpu && !matches!(backend, BackendArg::Cuda) {
+            return Some(backend);
+        }
+        match netc_backend_cuda::device::Device::open(0) {
+            Ok(_) => Some(BackendArg::Cuda),
+            Err(e) => {
+                eprintln!("error: {e}; `--device cuda` needs an NVIDIA GPU with its driver");
+                None
+            }
+        }
+    }
+}
+
+/// `netc build --target`: extra artifacts.
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Cuda,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -260,7 +302,12 @@ pub fn run() -> i32 {
             stage,
             dot,
         } => graph(&file, &select, stage.stage(), dot),
-        Command::Build { file, select, out } => build(&file, &select, out),
+        Command::Build {
+            file,
+            select,
+            out,
+            target,
+        } => build(&file, &select, out, target),
         Command::Train {
             file,
             select,
@@ -273,21 +320,27 @@ pub fn run() -> i32 {
             json,
             check_numerics,
             backend,
-        } => train(
-            &file,
-            &select,
-            TrainArgs {
-                epochs,
-                max_steps,
-                seed,
-                out,
-                resume,
-                init,
-                json,
-                check_numerics,
-                backend,
-            },
-        ),
+            device,
+        } => {
+            let Some(backend) = device.select(backend) else {
+                return 1;
+            };
+            train(
+                &file,
+                &select,
+                TrainArgs {
+                    epochs,
+                    max_steps,
+                    seed,
+                    out,
+                    resume,
+                    init,
+                    json,
+                    check_numerics,
+                    backend,
+                },
+            )
+        }
         Command::Predict {
             file,
             select,
@@ -299,9 +352,13 @@ pub fn run() -> i32 {
             file,
             select,
             backend,
+            device,
             warmup,
             seconds,
-        } => bench(&file, &select, backend, warmup, seconds),
+        } => match device.select(backend) {
+            Some(backend) => bench(&file, &select, backend, warmup, seconds),
+            None => 1,
+        },
         Command::Eval {
             file,
             select,
@@ -554,7 +611,7 @@ fn graph(path: &Path, select: &Select, stage: Stage, dot: bool) -> i32 {
 }
 
 /// Write each step's graph after each stage, as text and DOT, plus a node-count summary.
-fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
+fn build(path: &Path, select: &Select, out: Option<PathBuf>, target: Option<TargetArg>) -> i32 {
     let stem = path
         .file_stem()
         .map_or("program".into(), |s| s.to_string_lossy().to_string());
@@ -603,11 +660,43 @@ fn build(path: &Path, select: &Select, out: Option<PathBuf>) -> i32 {
             return 1;
         }
     }
+    if let Some(TargetArg::Cuda) = target
+        && let Err(e) = build_cuda(path, select, &dir, &mut summary)
+    {
+        eprintln!("error: {e}");
+        return 1;
+    }
     println!("wrote {}", dir.display());
     for line in summary {
         println!("  {line}");
     }
     0
+}
+
+/// `build --target cuda`: each optimized step graph's `.cu`, PTX and cubin (see
+/// `netc_backend_cuda::build`).
+fn build_cuda(
+    path: &Path,
+    select: &Select,
+    dir: &Path,
+    summary: &mut Vec<String>,
+) -> Result<(), String> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let program = compile(path, select, Stage::Optimized).ok_or("the program did not compile")?;
+    let nvrtc = netc_backend_cuda::nvrtc::Nvrtc::load();
+    let arch = netc_backend_cuda::build::default_arch();
+    for step in &program.steps {
+        summary.push(netc_backend_cuda::build::write_step(
+            dir,
+            &step.name,
+            &step.graph,
+            &src,
+            &nvrtc,
+            arch,
+        )?);
+    }
+    Ok(())
 }
 
 /// `netc train` options beyond the run selection.

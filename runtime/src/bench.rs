@@ -127,6 +127,7 @@ pub fn bench(
         backend: match backend {
             Backend::Cranelift => "cranelift",
             Backend::Interp => "interp",
+            Backend::Cuda => "cuda",
         },
         threads: if backend == Backend::Cranelift {
             netc_backend_cpu::threads()

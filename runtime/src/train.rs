@@ -27,12 +27,16 @@ pub enum Backend {
     Cranelift,
     /// The reference interpreter (float32 semantics): the oracle, slow.
     Interp,
+    /// An NVIDIA GPU: NVRTC-compiled kernels and cuBLAS (`backend-cuda`).
+    Cuda,
 }
 
 /// Runs graphs on the chosen backend, keeping each graph's compiled code between steps.
 pub struct Executor {
     backend: Backend,
     runner: netc_backend_cpu::Runner,
+    /// Opened on the first CUDA run (so constructing an executor never touches a GPU).
+    cuda: Option<netc_backend_cuda::device::Runner>,
 }
 
 impl Executor {
@@ -40,6 +44,7 @@ impl Executor {
         Executor {
             backend,
             runner: netc_backend_cpu::Runner::new(),
+            cuda: None,
         }
     }
 
@@ -52,6 +57,12 @@ impl Executor {
         match self.backend {
             Backend::Interp => interp::run(graph, inputs, Precision::F32).map_err(|e| e.message),
             Backend::Cranelift => self.runner.run(graph, inputs),
+            Backend::Cuda => {
+                if self.cuda.is_none() {
+                    self.cuda = Some(netc_backend_cuda::device::Runner::new()?);
+                }
+                self.cuda.as_mut().expect("opened above").run(graph, inputs)
+            }
         }
     }
 }
