@@ -207,6 +207,19 @@ impl CompiledStep {
         Ok(())
     }
 
+    /// Set an f32 input from f64 elements (the interpreter's `Value` storage), rounding each
+    /// to f32 straight into the arena: no intermediate buffer.
+    pub fn set_input_f64(&mut self, name: &str, data: &[f64]) -> Result<(), String> {
+        let s = self.input_slot(name, DType::F32, data.len())?;
+        for (t, &x) in self.arena()[s.offset..s.offset + s.len]
+            .iter_mut()
+            .zip(data)
+        {
+            *t = x as f32;
+        }
+        Ok(())
+    }
+
     /// Set an i64 input (labels, token ids, the random seed).
     pub fn set_input_i64(&mut self, name: &str, data: &[i64]) -> Result<(), String> {
         let s = self.input_slot(name, DType::I64, data.len())?;
@@ -306,11 +319,22 @@ impl CompiledStep {
 
     /// An f32 output's current value (after the last run).
     pub fn output(&self, name: &str) -> Result<Vec<f32>, String> {
+        Ok(self.output_slice(name)?.to_vec())
+    }
+
+    /// An f32 output's current value (after the last run), borrowed from the arena.
+    pub fn output_slice(&self, name: &str) -> Result<&[f32], String> {
         let (s, _) = self
             .outputs
             .get(name)
             .ok_or_else(|| format!("the step has no output `{name}`"))?;
-        self.read(*s)
+        match s.dtype {
+            DType::F32 => {
+                let base = self.align + s.offset;
+                Ok(&self.f32s[base..base + s.len])
+            }
+            DType::I64 => Err(format!("output `{name}` is i64")),
+        }
     }
 
     /// An f32 input's current value: a parameter after the updates of the last run.

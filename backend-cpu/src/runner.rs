@@ -42,10 +42,7 @@ impl Runner {
                 continue;
             }
             match &value.data {
-                Data::F(d) => {
-                    let d: Vec<f32> = d.iter().map(|&x| x as f32).collect();
-                    step.set_input(name, &d)?;
-                }
+                Data::F(d) => step.set_input_f64(name, d)?,
                 Data::I(d) => step.set_input_i64(name, d)?,
             }
         }
@@ -54,7 +51,13 @@ impl Runner {
         for o in &graph.outputs {
             let ty: &Type = graph.ty(o.node);
             let value = match ty.dtype {
-                DType::F32 => Value::f32(ty.shape.clone(), step.output(&o.name)?),
+                DType::F32 => Value::from_f64(
+                    ty.shape.clone(),
+                    step.output_slice(&o.name)?
+                        .iter()
+                        .map(|&x| f64::from(x))
+                        .collect(),
+                ),
                 DType::I64 => Value::i64(ty.shape.clone(), step.output_i64(&o.name)?),
             };
             out.insert(o.name.clone(), value);
