@@ -114,8 +114,9 @@ enum Reads {
     Both,
 }
 
-/// `h' = tanh(h W + x_t + b)` over `xs` `[T, B, H]` from `h0` `[B, H]`, with consts `W` `[H, H]`
-/// and `b` `[H]`; a second carry `s' = s + h' * x_t` (a running sum the first carry feeds),
+/// `h' = tanh((h W + x_t + b) * k)` over `xs` `[T, B, H]` from `h0` `[B, H]`, with consts `W`
+/// `[H, H]`, `b` `[H]` (adjoints summed after the loop as contractions over rows) and `k`
+/// `[B, H]` (adjoint kept as a running sum); a second carry `s' = s + h' * x_t` (a running sum the first carry feeds),
 /// and two per-step outputs `h'` and `h' * s`. The loss is a random projection of what `reads`
 /// says.
 fn scan_case(reverse: bool, reads: Reads, seed: u64) {
@@ -126,6 +127,7 @@ fn scan_case(reverse: bool, reads: Reads, seed: u64) {
     let x = body.input("x0", Role::Data, f(&[b, h]), S);
     let w = body.input("const0", Role::Data, f(&[h, h]), S);
     let bias = body.input("const1", Role::Data, f(&[h]), S);
+    let k = body.input("const2", Role::Data, f(&[b, h]), S);
     let hw = add(
         &mut body,
         Op::MatMul {
@@ -138,6 +140,7 @@ fn scan_case(reverse: bool, reads: Reads, seed: u64) {
     let bb = add(&mut body, Op::Broadcast, &[bias], Some(f(&[b, h])));
     let pre = add(&mut body, Op::Binary(BinaryOp::Add), &[hw, x], None);
     let pre = add(&mut body, Op::Binary(BinaryOp::Add), &[pre, bb], None);
+    let pre = add(&mut body, Op::Binary(BinaryOp::Mul), &[pre, k], None);
     let h_new = add(&mut body, Op::Unary(UnaryOp::Tanh), &[pre], None);
     let hx = add(&mut body, Op::Binary(BinaryOp::Mul), &[h_new, x], None);
     let s_new = add(&mut body, Op::Binary(BinaryOp::Add), &[sc, hx], None);
@@ -148,8 +151,15 @@ fn scan_case(reverse: bool, reads: Reads, seed: u64) {
     body.set_output("y1", y1);
 
     let mut g = Graph::new();
-    let names = ["h0", "s0", "xs", "w", "b"];
-    let types = [f(&[b, h]), f(&[b, h]), f(&[t, b, h]), f(&[h, h]), f(&[h])];
+    let names = ["h0", "s0", "xs", "w", "b", "k"];
+    let types = [
+        f(&[b, h]),
+        f(&[b, h]),
+        f(&[t, b, h]),
+        f(&[h, h]),
+        f(&[h]),
+        f(&[b, h]),
+    ];
     let inputs: Vec<NodeId> = names
         .iter()
         .zip(&types)
@@ -161,7 +171,7 @@ fn scan_case(reverse: bool, reads: Reads, seed: u64) {
         reverse,
         carries: 2,
         xs: 1,
-        consts: 2,
+        consts: 3,
     };
     let node = add(&mut g, Op::Scan(Box::new(scan)), &inputs, Some(f(&[])));
     let results = [
@@ -205,6 +215,16 @@ fn scan_case(reverse: bool, reads: Reads, seed: u64) {
         .unwrap();
     g.set_output("loss", loss);
     let grads = autodiff::grad(&mut g, loss, &inputs).unwrap();
+    // W's and b's adjoints are contractions after the loop; the backward scan carries only the
+    // adjoints of h and s and the running sum of k's.
+    let backward_carries = g
+        .topo_order()
+        .into_iter()
+        .find_map(|id| match &g.node(id).op {
+            Op::Scan(s) if s.reverse != reverse => Some(s.carries),
+            _ => None,
+        });
+    assert_eq!(backward_carries, Some(3));
     for (name, grad) in names.iter().zip(&grads) {
         g.set_output(
             &format!("grad.{name}"),

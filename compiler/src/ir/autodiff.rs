@@ -277,11 +277,6 @@ impl Backward<'_> {
             let name = format!("carry{}", carry_in.len());
             carry_in.push(bb.input(&name, Role::Data, ty(self.g, ops[i]), span));
         }
-        let mut sums_in = Vec::new();
-        for &j in &d_consts {
-            let name = format!("carry{}", carry_in.len() + sums_in.len());
-            sums_in.push(bb.input(&name, Role::Data, ty(self.g, ops[nc + nx + j]), span));
-        }
         let mut names: HashMap<String, NodeId> = HashMap::new();
         let mut x_count = 0;
         let mut next_x = |bb: &mut Graph, t: Type| {
@@ -355,20 +350,81 @@ impl Backward<'_> {
             };
             bb.set_output(&format!("carry{p}"), g);
         }
-        for (q, &sum) in sums_in.iter().enumerate() {
-            let total = match grads[const_start + q] {
-                Some(g) => bb.add(Op::Binary(BinaryOp::Add), &[sum, g], None, span)?,
-                None => sum,
+        // A const's adjoint is summed over the steps. Terms that are contractions over the
+        // batch rows (`a^T b`, a weight's gradient; `sum over rows`, a bias's) are summed after
+        // the loop as one contraction over all steps' rows, a large efficient matmul instead of
+        // one small matmul and one accumulation per step; the rest is a running sum (a carry).
+        let mut const_terms = Vec::new();
+        let mut kept = Vec::new();
+        for (q, &j) in d_consts.iter().enumerate() {
+            let (terms, rest) = match grads[const_start + q] {
+                Some(g) => split_over_rows(&bb, g),
+                None => (Vec::new(), Vec::new()),
             };
-            bb.set_output(&format!("carry{}", d_carries.len() + q), total);
+            if let Some((&first, others)) = rest.split_first() {
+                let name = format!("carry{}", d_carries.len() + kept.len());
+                let sum = bb.input(&name, Role::Data, ty(self.g, ops[nc + nx + j]), span);
+                let mut total = bb.add(Op::Binary(BinaryOp::Add), &[sum, first], None, span)?;
+                for &r in others {
+                    total = bb.add(Op::Binary(BinaryOp::Add), &[total, r], None, span)?;
+                }
+                bb.set_output(&name, total);
+                kept.push(q);
+            }
+            const_terms.push(terms);
         }
+        // Per-step outputs, in order: the adjoints of the sequence inputs, then what the
+        // hoisted terms need.
+        let mut ys: Vec<NodeId> = Vec::new();
         for (r, &i) in d_xs.iter().enumerate() {
             let g = match grads[x_start + r] {
                 Some(g) => g,
                 None => zero(&mut bb, step_ty(ty(self.g, ops[nc + i])))?,
             };
             bb.set_output(&format!("y{r}"), g);
+            ys.push(g);
         }
+        // The per-step operands of the hoisted terms: a sequence input is already stacked
+        // outside; anything else becomes an extra per-step output.
+        let stacked_xs: Vec<NodeId> = ops[nc..nc + nx]
+            .iter()
+            .copied()
+            .chain(residual_nodes.iter().flatten().copied())
+            .chain(saved.iter().map(|&(_, stacked)| stacked))
+            .chain(seeded_ys.iter().map(|j| results[&(nc + j)]))
+            .collect();
+        let mut per_step = |bb: &mut Graph, v: NodeId| -> PerStep {
+            if let Op::Input { name, .. } = &bb.node(v).op
+                && let Some(k) = name.strip_prefix('x').and_then(|k| k.parse::<usize>().ok())
+            {
+                return PerStep::Stacked(stacked_xs[k]);
+            }
+            let e = match ys.iter().position(|&y| y == v) {
+                Some(e) => e,
+                None => {
+                    bb.set_output(&format!("y{}", ys.len()), v);
+                    ys.push(v);
+                    ys.len() - 1
+                }
+            };
+            PerStep::Output(e)
+        };
+        let const_terms: Vec<Vec<(RowTerm, PerStep, Option<PerStep>)>> = const_terms
+            .into_iter()
+            .map(|terms| {
+                terms
+                    .into_iter()
+                    .map(|t| match t {
+                        RowTerm::Outer(a, b) => {
+                            (t, per_step(&mut bb, a), Some(per_step(&mut bb, b)))
+                        }
+                        RowTerm::Rows(a) => (t, per_step(&mut bb, a), None),
+                    })
+                    .collect()
+            })
+            .collect();
+
+        let y_types: Vec<Type> = ys.iter().map(|&v| bb.ty(v).clone()).collect();
 
         // The backward scan, running the other way over the same steps.
         let mut operands = Vec::new();
@@ -379,19 +435,16 @@ impl Backward<'_> {
             };
             operands.push(init);
         }
-        for &j in &d_consts {
-            operands.push(self.fill_like(0.0, ops[nc + nx + j], span)?);
+        for &q in &kept {
+            operands.push(self.fill_like(0.0, ops[nc + nx + d_consts[q]], span)?);
         }
-        operands.extend(&ops[nc..nc + nx]);
-        operands.extend(residual_nodes.iter().flatten());
-        operands.extend(saved.iter().map(|&(_, stacked)| stacked));
-        operands.extend(seeded_ys.iter().map(|j| results[&(nc + j)]));
+        operands.extend(&stacked_xs);
         operands.extend(&ops[nc + nx..]);
         let backward = Scan {
             body: bb,
             length: scan.length,
             reverse: !scan.reverse,
-            carries: d_carries.len() + d_consts.len(),
+            carries: d_carries.len() + kept.len(),
             xs: nx + residual_nodes.iter().flatten().count() + saved.len() + seeded_ys.len(),
             consts: nk,
         };
@@ -413,19 +466,82 @@ impl Backward<'_> {
                 ));
             }
         }
+        let carries = d_carries.len() + kept.len();
+        let stacked = |this: &mut Self, v: &PerStep| -> Result<NodeId, IrError> {
+            match *v {
+                PerStep::Stacked(id) => Ok(id),
+                PerStep::Output(e) => {
+                    let t = stacked_ty(&y_types[e]);
+                    let index = carries + e;
+                    this.add(Op::Project { index }, &[bwd], Some(t), span)
+                }
+            }
+        };
         for (q, &j) in d_consts.iter().enumerate() {
             let o = ops[nc + nx + j];
             let t = ty(self.g, o);
-            let index = d_carries.len() + q;
-            out.push((o, self.add(Op::Project { index }, &[bwd], Some(t), span)?));
+            let mut total = match kept.iter().position(|&k| k == q) {
+                Some(k) => {
+                    let index = d_carries.len() + k;
+                    Some(self.add(Op::Project { index }, &[bwd], Some(t.clone()), span)?)
+                }
+                None => None,
+            };
+            for (term, a, b) in &const_terms[q] {
+                let a = stacked(self, a)?;
+                let term = match (term, b) {
+                    (RowTerm::Outer(..), Some(b)) => {
+                        let b = stacked(self, b)?;
+                        let a = self.merge_steps(a, span)?;
+                        let b = self.merge_steps(b, span)?;
+                        self.add(
+                            Op::MatMul {
+                                ta: true,
+                                tb: false,
+                            },
+                            &[a, b],
+                            None,
+                            span,
+                        )?
+                    }
+                    _ => {
+                        let axes = vec![0, 1];
+                        self.add(
+                            Op::Reduce {
+                                op: ReduceOp::Sum,
+                                axes,
+                            },
+                            &[a],
+                            None,
+                            span,
+                        )?
+                    }
+                };
+                total = Some(match total {
+                    Some(sum) => self.bin(BinaryOp::Add, sum, term, span)?,
+                    None => term,
+                });
+            }
+            let total = match total {
+                Some(total) => total,
+                None => self.fill_like(0.0, o, span)?,
+            };
+            out.push((o, total));
         }
         for (r, &i) in d_xs.iter().enumerate() {
             let o = ops[nc + i];
             let t = ty(self.g, o);
-            let index = d_carries.len() + d_consts.len() + r;
+            let index = carries + r;
             out.push((o, self.add(Op::Project { index }, &[bwd], Some(t), span)?));
         }
         Ok(out)
+    }
+
+    /// `[T, B, m]` as `[T * B, m]`: every step's rows as rows of one matrix.
+    fn merge_steps(&mut self, x: NodeId, span: Span) -> Result<NodeId, IrError> {
+        let shape = &self.g.ty(x).shape;
+        let merged = Type::f32(vec![shape[0] * shape[1], shape[2]]);
+        self.add(Op::Reshape, &[x], Some(merged), span)
     }
 
     /// Make forward scan `n` also emit, per step, the result of every float matmul of its
@@ -816,6 +932,52 @@ impl Backward<'_> {
             span,
         )
     }
+}
+
+/// A term of a const's per-step adjoint that sums over steps as one contraction over rows.
+#[derive(Clone, Copy)]
+enum RowTerm {
+    /// `matmul(a^T, b)` of two `[B, m]`, `[B, n]` step values (a weight's gradient).
+    Outer(NodeId, NodeId),
+    /// `reduce_sum(a, axes=[0])` of a `[B, m]` step value (a bias's gradient).
+    Rows(NodeId),
+}
+
+/// Where a hoisted term's operand is stacked over steps outside the backward scan.
+enum PerStep {
+    /// A sequence input of the backward scan: its outer operand.
+    Stacked(NodeId),
+    /// The backward scan's per-step output number `e` (`y{e}`).
+    Output(usize),
+}
+
+/// Split adjoint `g` (inside a backward body) into a sum of [`RowTerm`]s and other terms,
+/// looking through `add`s of same-shaped terms.
+fn split_over_rows(body: &Graph, g: NodeId) -> (Vec<RowTerm>, Vec<NodeId>) {
+    let shape = body.ty(g).shape.clone();
+    let rank2 = |id: NodeId| body.ty(id).rank() == 2;
+    let (mut terms, mut rest) = (Vec::new(), Vec::new());
+    let mut stack = vec![g];
+    while let Some(x) = stack.pop() {
+        let operands = body.operands(x);
+        match &body.node(x).op {
+            Op::Binary(BinaryOp::Add) if operands.iter().all(|&o| body.ty(o).shape == shape) => {
+                stack.extend(operands.iter().rev());
+            }
+            Op::MatMul {
+                ta: true,
+                tb: false,
+            } if operands.iter().all(|&o| rank2(o)) => {
+                terms.push(RowTerm::Outer(operands[0], operands[1]));
+            }
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes,
+            } if axes == &[0] && rank2(operands[0]) => terms.push(RowTerm::Rows(operands[0])),
+            _ => rest.push(x),
+        }
+    }
+    (terms, rest)
 }
 
 /// Copy every non-input node of `src` into `dst` (in topological order, with its op, type and
