@@ -26,7 +26,7 @@ fn succeed(command: &mut Command) -> std::process::Output {
 
 #[test]
 fn check_exit_codes() {
-    let ok = succeed(netc().arg("check").arg(root().join("examples/mlp.net")));
+    succeed(netc().arg("check").arg(root().join("examples/mlp.net")));
     let bad = netc()
         .arg("check")
         .arg(root().join("tests/ui/syntax_dangling_pipe.net"))
@@ -352,14 +352,14 @@ train gan {{
     )
     .unwrap();
     let run_dir = dir.join("run");
-    let train = succeed(
+    succeed(
         netc()
             .args(["train", "--json", "--out"])
             .arg(&run_dir)
             .arg(&file),
     );
     let grid = dir.join("grid.png");
-    let sample = succeed(
+    succeed(
         netc()
             .args(["sample", "--seed", "3", "--checkpoint"])
             .arg(run_dir.join("checkpoints/last.safetensors"))
