@@ -2,7 +2,6 @@
 //! the first kernel of every kind (elementwise, reductions, gather, one-hot, concat, im2col,
 //! col2im, pools and their gradients, ...) met in the LeNet, DCGAN and transformer steps.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

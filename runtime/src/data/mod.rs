@@ -28,8 +28,8 @@
 
 mod batch;
 mod cifar;
-mod files;
 mod csv;
+mod files;
 mod idx;
 mod image_files;
 mod npy;
