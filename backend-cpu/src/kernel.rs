@@ -208,7 +208,8 @@ pub enum Kernel {
         inputs: Vec<Slot>,
         /// The result's slot (fresh: it overlaps no operand).
         out: Slot,
-        /// Per-image im2col / col2im buffer (convolutions only).
+        /// im2col / col2im buffer of one batch of images (convolutions only; see
+        /// [`crate::native::scratch_len`]).
         scratch: Option<Slot>,
     },
     /// Any op without a fast path: `graph` (input nodes `in0..`, outputs `out0..`) evaluated by

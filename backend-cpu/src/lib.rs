@@ -4,6 +4,9 @@
 //! op without a fast path (random numbers, scans) — then run many times with parameters and
 //! optimizer state kept in place between runs.
 //!
+//! A step compiled for several threads ([`par`]) splits its large kernels over rayon's pool;
+//! one thread (the default) never starts any.
+//!
 //! Data layout: one f32 arena (64-byte aligned slots) holds every float value; integer tensors
 //! (class labels, token ids, the random seed) live in a separate i64 arena. Both are allocated
 //! at compile time; a run allocates only inside fallback kernels.

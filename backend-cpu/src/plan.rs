@@ -357,7 +357,8 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
     let mut coverage = Coverage::default();
     let mut kernels = Vec::new();
     let mut inputs = Vec::new();
-    // The largest per-image im2col buffer of any convolution: one region serves them all.
+    // The largest im2col buffer (one batch of images) of any convolution: one region serves
+    // them all.
     let mut scratch_len = 0;
     for &id in &order {
         let node = graph.node(id);

@@ -1,7 +1,7 @@
 //! Every example's training step on the backend against the reference interpreter: the MLP for
 //! several consecutive steps (updates fed back) within 1e-5, every other example for one step
-//! within 1e-4, on the loss and every updated parameter and state. Also the kernel dump of the
-//! MLP step as a snapshot (`BLESS=1` rewrites it).
+//! within 1e-4 (LeNet and DCGAN also on two threads), on the loss and every updated parameter
+//! and state. Also the kernel dump of the MLP step as a snapshot (`BLESS=1` rewrites it).
 
 mod common;
 
@@ -73,9 +73,15 @@ fn set_scalars(step: &StepGraph, inputs: &mut HashMap<String, Value>, t: u64) {
 
 /// Run `steps` consecutive steps on both; check the loss and every update within `tol`.
 fn check(name: &str, step: &StepGraph, steps: u64, tol: f64) {
+    check_on(name, step, steps, tol, 1);
+}
+
+/// [`check`] with the backend's step compiled for `threads` threads.
+fn check_on(name: &str, step: &StepGraph, steps: u64, tol: f64, threads: usize) {
     let mut rng = Rng(0x5EED ^ name.len() as u64);
     let mut inputs = step_inputs(step, &mut rng, 1);
-    let mut compiled = CompiledStep::compile(&step.graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut compiled = CompiledStep::compile_with_threads(&step.graph, threads)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let c = compiled.program().coverage;
     eprintln!(
         "{name} {}: compile {:.1} ms, {} kernels; nodes: {} inputs, {} aliases, {} fused, {} library, {} native, {} fallback",
@@ -181,6 +187,18 @@ fn dcgan_matches_the_interpreter() {
     let p = program("dcgan", Some(2));
     for step in &p.steps {
         check("dcgan", step, 1, 1e-4);
+    }
+}
+
+/// The convolutional examples on two threads, at batches large enough that convolutions, pools
+/// and elementwise kernels are split.
+#[test]
+fn conv_examples_match_the_interpreter_on_two_threads() {
+    let p = program("lenet", Some(8));
+    check_on("lenet", &p.steps[0], 2, 1e-4, 2);
+    let p = program("dcgan", Some(4));
+    for step in &p.steps {
+        check_on("dcgan", step, 1, 1e-4, 2);
     }
 }
 
