@@ -3,9 +3,11 @@
 //! The count is fixed when a step is compiled ([`crate::CompiledStep::compile_with_threads`];
 //! [`crate::CompiledStep::compile`] takes [`threads`], 1 unless [`set_threads`] said otherwise)
 //! and work runs on rayon's global pool. A kernel is split only when it is large enough to pay
-//! for waking the other threads (the thresholds below, measured on the project's 2-core
-//! machine), always into the same contiguous parts for a given thread count, so every run of a
-//! step computes the same bits. Splits that keep each output's arithmetic unchanged (elementwise
+//! for waking the other threads (the thresholds below: a fork-join costs some microseconds, so
+//! work of well under a millisecond stays on one thread; on the shared 2-core machine, under
+//! load, `gemm` on 2 threads did not beat 1 thread at any size, see ARCHITECTURE.md), always
+//! into the same contiguous parts for a given thread count, so every run of a step computes the
+//! same bits. Splits that keep each output's arithmetic unchanged (elementwise
 //! chunks, images of a forward convolution, matrices of a batch) give exactly the one-thread
 //! result; the only splits that change a summation order are the weight gradient of a
 //! convolution (per-part partial sums, added in part order) and a single large GEMM (`gemm`'s
