@@ -187,9 +187,20 @@ enum Command {
         /// `cuda`: also write each step's CUDA source, PTX and cubin.
         #[arg(long, value_enum)]
         target: Option<TargetArg>,
+        /// `kernels`: also write each step's kernel plan (arena slots, fused kernels, GEMMs),
+        /// the text the native backend compiles.
+        #[arg(long, value_enum)]
+        emit: Option<EmitArg>,
     },
     /// Run the language server on stdin/stdout (editors start this; see editors/vscode).
     Lsp,
+}
+
+/// Extra artifacts of `netc build`.
+#[derive(Clone, Copy, ValueEnum)]
+enum EmitArg {
+    /// The kernel IR of each optimized step (`<step>.kernels`).
+    Kernels,
 }
 
 /// Which run to compile, at which batch size.
@@ -307,7 +318,8 @@ pub fn run() -> i32 {
             select,
             out,
             target,
-        } => build(&file, &select, out, target),
+            emit,
+        } => build(&file, &select, out, target, emit),
         Command::Train {
             file,
             select,
@@ -611,7 +623,13 @@ fn graph(path: &Path, select: &Select, stage: Stage, dot: bool) -> i32 {
 }
 
 /// Write each step's graph after each stage, as text and DOT, plus a node-count summary.
-fn build(path: &Path, select: &Select, out: Option<PathBuf>, target: Option<TargetArg>) -> i32 {
+fn build(
+    path: &Path,
+    select: &Select,
+    out: Option<PathBuf>,
+    target: Option<TargetArg>,
+    emit: Option<EmitArg>,
+) -> i32 {
     let stem = path
         .file_stem()
         .map_or("program".into(), |s| s.to_string_lossy().to_string());
@@ -641,6 +659,7 @@ fn build(path: &Path, select: &Select, out: Option<PathBuf>, target: Option<Targ
     let Some(backward) = compile(path, select, Stage::Backward) else {
         return 1;
     };
+    let mut plans = Vec::new();
     for (fwd, step) in forward.steps.iter().zip(backward.steps) {
         let mut graph = step.graph;
         if !write(&format!("{}.0-forward", fwd.name), &fwd.graph)
@@ -659,7 +678,21 @@ fn build(path: &Path, select: &Select, out: Option<PathBuf>, target: Option<Targ
         if !write(&format!("{}.9-optimized", step.name), &graph) {
             return 1;
         }
+        if let Some(EmitArg::Kernels) = emit {
+            let file = dir.join(format!("{}.kernels", step.name));
+            let written = netc_backend_cpu::plan::plan(&graph)
+                .and_then(|p| std::fs::write(&file, p.dump()).map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                eprintln!("error: cannot write {}: {e}", file.display());
+                return 1;
+            }
+            plans.push(format!(
+                "{:<40} kernel plan",
+                format!("{}.kernels", step.name)
+            ));
+        }
     }
+    summary.extend(plans);
     if let Some(TargetArg::Cuda) = target
         && let Err(e) = build_cuda(path, select, &dir, &mut summary)
     {

@@ -371,3 +371,23 @@ train gan {{
     assert_eq!(&png[1..4], b"PNG");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `netc build --emit kernels` writes, beside the IR dumps, the kernel plan the native backend
+/// compiles: the same text as the backend's own dump of the optimized step.
+#[test]
+fn build_emits_the_kernel_plan() {
+    let dir = std::env::temp_dir().join(format!("netc-cli-kernels-{}", std::process::id()));
+    succeed(
+        netc()
+            .args(["build", "--emit", "kernels", "--out"])
+            .arg(&dir)
+            .arg(root().join("examples/mlp.net")),
+    );
+    let text = std::fs::read_to_string(dir.join("train.kernels")).unwrap();
+    let expected =
+        std::fs::read_to_string(root().join("backend-cpu/tests/snapshots/mlp.train.kernels"))
+            .unwrap();
+    assert_eq!(text, expected);
+    assert!(dir.join("train.9-optimized.ir").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
