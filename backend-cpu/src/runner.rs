@@ -25,6 +25,12 @@ impl Runner {
         Runner::default()
     }
 
+    /// Milliseconds spent compiling every graph compiled so far (plan and code generation,
+    /// not the first run), for `netc bench`'s `compile_ms`.
+    pub fn compile_ms(&self) -> f64 {
+        self.cache.values().map(CompiledStep::compile_ms).sum()
+    }
+
     /// Evaluate `graph` like `interp::run(graph, inputs, Precision::F32)`: every input the
     /// graph declares is taken from `inputs` (missing ones read as zeros), every output returned.
     pub fn run(

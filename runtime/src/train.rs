@@ -48,6 +48,12 @@ impl Executor {
         }
     }
 
+    /// Time spent compiling graphs for the native backend so far; `None` for backends that
+    /// do not report it (the interpreter compiles nothing).
+    pub fn compile_ms(&self) -> Option<f64> {
+        (self.backend == Backend::Cranelift).then(|| self.runner.compile_ms())
+    }
+
     /// Run `graph` on named inputs, returning its named outputs.
     pub fn run(
         &mut self,
