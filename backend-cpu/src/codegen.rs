@@ -255,8 +255,11 @@ impl Gen<'_> {
 
     /// The loop nest of `out = expr` over `shape`, the outermost dimension over `self.split`.
     fn body(&mut self, out_offset: usize, shape: &[usize], expr: &Expr) {
-        let loads: Vec<Vec<usize>> = expr.loads().iter().map(|s| s.to_vec()).collect();
-        let offsets = load_offsets(expr);
+        let (offsets, loads): (Vec<usize>, Vec<Vec<usize>>) = expr
+            .loads()
+            .into_iter()
+            .map(|(o, s)| (o, s.to_vec()))
+            .unzip();
         let last = shape.len() - 1;
         let vector = shape[last] >= 4 && loads.iter().all(|s| s[last] <= 1);
         let mut idx: Vec<Value> = Vec::new();
@@ -461,27 +464,4 @@ impl Gen<'_> {
             UnaryOp::Erf => self.erf(mode, x),
         }
     }
-}
-
-/// Each load's element offset, in `Expr::loads` order.
-fn load_offsets(expr: &Expr) -> Vec<usize> {
-    let mut out = Vec::new();
-    fn walk(e: &Expr, out: &mut Vec<usize>) {
-        match e {
-            Expr::Load { offset, .. } => out.push(*offset),
-            Expr::Const(_) => {}
-            Expr::Unary(_, a) => walk(a, out),
-            Expr::Binary(_, a, b) => {
-                walk(a, out);
-                walk(b, out);
-            }
-            Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
-                walk(a, out);
-                walk(b, out);
-                walk(c, out);
-            }
-        }
-    }
-    walk(expr, &mut out);
-    out
 }

@@ -48,12 +48,13 @@ pub enum Expr {
 }
 
 impl Expr {
-    /// Every load in evaluation order, mutably (for dimension collapsing).
-    pub fn loads_mut(&mut self) -> Vec<&mut Vec<usize>> {
+    /// Every load's offset and strides in evaluation order, mutably (for dimension collapsing
+    /// and for moving buffers in the arena).
+    pub fn loads_mut(&mut self) -> Vec<(&mut usize, &mut Vec<usize>)> {
         let mut out = Vec::new();
-        fn walk<'a>(e: &'a mut Expr, out: &mut Vec<&'a mut Vec<usize>>) {
+        fn walk<'a>(e: &'a mut Expr, out: &mut Vec<(&'a mut usize, &'a mut Vec<usize>)>) {
             match e {
-                Expr::Load { strides, .. } => out.push(strides),
+                Expr::Load { offset, strides } => out.push((offset, strides)),
                 Expr::Const(_) => {}
                 Expr::Unary(_, a) => walk(a, out),
                 Expr::Binary(_, a, b) => {
@@ -71,12 +72,12 @@ impl Expr {
         out
     }
 
-    /// Every load's strides, in evaluation order.
-    pub fn loads(&self) -> Vec<&[usize]> {
+    /// Every load's offset and strides, in evaluation order.
+    pub fn loads(&self) -> Vec<(usize, &[usize])> {
         let mut out = Vec::new();
-        fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a [usize]>) {
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<(usize, &'a [usize])>) {
             match e {
-                Expr::Load { strides, .. } => out.push(strides),
+                Expr::Load { offset, strides } => out.push((*offset, strides)),
                 Expr::Const(_) => {}
                 Expr::Unary(_, a) => walk(a, out),
                 Expr::Binary(_, a, b) => {

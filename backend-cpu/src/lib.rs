@@ -89,7 +89,7 @@ impl CompiledStep {
                 } => {
                     // Every element a load can reach must be inside the arena (the safety
                     // argument of entering the generated code rests on it).
-                    for (off, strides) in load_extents(expr) {
+                    for (off, strides) in expr.loads() {
                         let reach: usize = strides
                             .iter()
                             .zip(shape)
@@ -378,28 +378,4 @@ fn copy(f32s: &mut [f32], i64s: &mut [i64], from: Slot, to: Slot) {
         DType::F32 => f32s.copy_within(from.offset..from.offset + from.len, to.offset),
         DType::I64 => i64s.copy_within(from.offset..from.offset + from.len, to.offset),
     }
-}
-
-/// Every load of an expression as (offset, strides).
-fn load_extents(expr: &kernel::Expr) -> Vec<(usize, Vec<usize>)> {
-    use kernel::Expr;
-    let mut out = Vec::new();
-    fn walk(e: &Expr, out: &mut Vec<(usize, Vec<usize>)>) {
-        match e {
-            Expr::Load { offset, strides } => out.push((*offset, strides.clone())),
-            Expr::Const(_) => {}
-            Expr::Unary(_, a) => walk(a, out),
-            Expr::Binary(_, a, b) => {
-                walk(a, out);
-                walk(b, out);
-            }
-            Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
-                walk(a, out);
-                walk(b, out);
-                walk(c, out);
-            }
-        }
-    }
-    walk(expr, &mut out);
-    out
 }

@@ -258,7 +258,7 @@ impl Planner<'_> {
 fn collapse(shape: &[usize], expr: &mut Expr) -> Vec<usize> {
     let keep: Vec<usize> = (0..shape.len()).filter(|&d| shape[d] != 1).collect();
     let mut dims: Vec<usize> = keep.iter().map(|&d| shape[d]).collect();
-    let mut loads = expr.loads_mut();
+    let mut loads: Vec<&mut Vec<usize>> = expr.loads_mut().into_iter().map(|(_, s)| s).collect();
     for l in loads.iter_mut() {
         **l = keep.iter().map(|&d| l[d]).collect();
     }

@@ -11,7 +11,7 @@
 
 use netc_compiler::ir::DType;
 
-use crate::kernel::{Expr, Kernel, KernelProgram, Slot};
+use crate::kernel::{Kernel, KernelProgram, Slot};
 
 /// Pack `program`'s buffers, `allocations` being every buffer the planner made, in increasing
 /// offset order per arena. Shrinks `f32_len` and `i64_len`; the program computes the same.
@@ -169,7 +169,9 @@ fn visit_kernel(kernel: &mut Kernel, f: &mut impl FnMut(DType, &mut usize)) {
     match kernel {
         Kernel::Elementwise { out, expr, .. } => {
             slot(out, f);
-            visit_loads(expr, f);
+            for (offset, _) in expr.loads_mut() {
+                f(DType::F32, offset);
+            }
         }
         Kernel::Reduce { input, out, .. } => {
             slot(input, f);
@@ -203,23 +205,6 @@ fn visit_kernel(kernel: &mut Kernel, f: &mut impl FnMut(DType, &mut usize)) {
         Kernel::Copy { from, to } => {
             slot(from, f);
             slot(to, f);
-        }
-    }
-}
-
-fn visit_loads(expr: &mut Expr, f: &mut impl FnMut(DType, &mut usize)) {
-    match expr {
-        Expr::Load { offset, .. } => f(DType::F32, offset),
-        Expr::Const(_) => {}
-        Expr::Unary(_, a) => visit_loads(a, f),
-        Expr::Binary(_, a, b) => {
-            visit_loads(a, f);
-            visit_loads(b, f);
-        }
-        Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
-            visit_loads(a, f);
-            visit_loads(b, f);
-            visit_loads(c, f);
         }
     }
 }

@@ -355,7 +355,10 @@ impl Lowering {
     ) -> Result<(), String> {
         let n: usize = shape.iter().product();
         let contiguous = row_major(shape);
-        let needs_index = expr.loads().iter().any(|s| *s != contiguous.as_slice());
+        let needs_index = expr
+            .loads()
+            .iter()
+            .any(|(_, s)| *s != contiguous.as_slice());
         let what = format!("elementwise {shape:?}");
         self.per_element(node, "elementwise", what, n, |b, i| {
             let k = if needs_index {
