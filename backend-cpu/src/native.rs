@@ -180,17 +180,23 @@ pub(crate) fn run(
     // Multiply-adds of a convolution's GEMMs over `n` images.
     let conv_work = |c: Chunk, n: usize| n * c.other * c.rows * c.positions;
     match op {
-        Op::Conv2d { window } => {
+        Op::Conv2d { window } | Op::ConvTranspose2d { window } => {
+            // Both map images of `x` to images of `y` through one weight: split over images.
+            let conv = if matches!(op, Op::Conv2d { .. }) {
+                conv2d
+            } else {
+                conv_transpose2d
+            };
             let ([x, w], [y, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
             let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
             let chunk = need_chunk()?;
             let k = parts(threads, xs[0], conv_work(chunk, xs[0]));
             if k == 1 {
-                conv2d(x, w, y, col, (xs, ys), window, (0..xs[0], chunk));
+                conv(x, w, y, col, (xs, ys), window, (0..xs[0], chunk));
             } else {
                 let unit = ys[1] * ys[2] * ys[3];
                 fork_mut(y, (unit, chunk.images), &mut ws.cols[..k], &|r, y, col| {
-                    conv2d(x, w, y, col, (xs, ys), window, (r, chunk));
+                    conv(x, w, y, col, (xs, ys), window, (r, chunk));
                 });
             }
         }
@@ -229,20 +235,6 @@ pub(crate) fn run(
                         *t += v;
                     }
                 }
-            }
-        }
-        Op::ConvTranspose2d { window } => {
-            let ([x, w], [y, col]) = views(f32s, [inputs[0], inputs[1]], [out, need_scratch()?]);
-            let (xs, ys) = (dims(&shapes[0]), dims(out_shape));
-            let chunk = need_chunk()?;
-            let k = parts(threads, xs[0], conv_work(chunk, xs[0]));
-            if k == 1 {
-                conv_transpose2d(x, w, y, col, (xs, ys), window, (0..xs[0], chunk));
-            } else {
-                let unit = ys[1] * ys[2] * ys[3];
-                fork_mut(y, (unit, chunk.images), &mut ws.cols[..k], &|r, y, col| {
-                    conv_transpose2d(x, w, y, col, (xs, ys), window, (r, chunk));
-                });
             }
         }
         Op::MaxPool2d { window } => {

@@ -208,6 +208,24 @@ fn load_f(index: Expr) -> Expr {
 }
 
 /// `0 <= x && x < n`.
+/// For element `e` of a `[rows, width]` gather output (or scatter input): the table row id
+/// read from the i64 ids at `ids` for `e`'s row, and `e`'s column.
+fn table_row(b: &mut Builder, e: &Expr, width: usize, ids: usize) -> (Expr, Expr) {
+    let s = b.let_(
+        Ty::I64,
+        Expr::arith(Arith::Div, e.clone(), Expr::idx(width)),
+    );
+    let j = b.let_(
+        Ty::I64,
+        Expr::arith(Arith::Rem, e.clone(), Expr::idx(width)),
+    );
+    let id = b.let_(
+        Ty::I64,
+        Expr::Load(Mem::I, Expr::plus(Expr::idx(ids), s).boxed()),
+    );
+    (id, j)
+}
+
 fn in_range(x: &Expr, n: usize) -> Expr {
     Expr::And(
         Expr::cmp(Cmp::Ge, x.clone(), Expr::I64(0)).boxed(),
@@ -540,18 +558,7 @@ impl Lowering {
                     format!("gather {:?}", shapes[0]),
                     out.len,
                     |b, e| {
-                        let s = b.let_(
-                            Ty::I64,
-                            Expr::arith(Arith::Div, e.clone(), Expr::idx(width)),
-                        );
-                        let j = b.let_(
-                            Ty::I64,
-                            Expr::arith(Arith::Rem, e.clone(), Expr::idx(width)),
-                        );
-                        let id = b.let_(
-                            Ty::I64,
-                            Expr::Load(Mem::I, Expr::plus(Expr::idx(ids), s).boxed()),
-                        );
+                        let (id, j) = table_row(b, &e, width, ids);
                         b.if_else(
                             in_range(&id, rows),
                             |b| {
@@ -596,18 +603,7 @@ impl Lowering {
                     format!("scatter_add {out_shape:?}"),
                     n,
                     |b, e| {
-                        let s = b.let_(
-                            Ty::I64,
-                            Expr::arith(Arith::Div, e.clone(), Expr::idx(width)),
-                        );
-                        let j = b.let_(
-                            Ty::I64,
-                            Expr::arith(Arith::Rem, e.clone(), Expr::idx(width)),
-                        );
-                        let id = b.let_(
-                            Ty::I64,
-                            Expr::Load(Mem::I, Expr::plus(Expr::idx(ids), s).boxed()),
-                        );
+                        let (id, j) = table_row(b, &e, width, ids);
                         b.if_else(
                             in_range(&id, rows),
                             |b| {
