@@ -349,6 +349,37 @@ impl CompiledStep {
         self.read(*s)
     }
 
+    /// An i64 input's current value.
+    pub fn input_i64(&self, name: &str) -> Result<Vec<i64>, String> {
+        let (s, _) = self
+            .inputs
+            .get(name)
+            .ok_or_else(|| format!("the step has no input `{name}`"))?;
+        match s.dtype {
+            DType::I64 => Ok(self.i64s[s.offset..s.offset + s.len].to_vec()),
+            DType::F32 => Err(format!("input `{name}` is f32")),
+        }
+    }
+
+    /// Set input `name` to `other`'s input of the same name (a parameter another step of the
+    /// same run updated), arena to arena.
+    pub fn copy_input_from(&mut self, other: &CompiledStep, name: &str) -> Result<(), String> {
+        let (from, _) = other
+            .inputs
+            .get(name)
+            .ok_or_else(|| format!("the other step has no input `{name}`"))?;
+        let to = self.input_slot(name, from.dtype, from.len)?;
+        match from.dtype {
+            DType::F32 => {
+                let (a, b) = (other.align + from.offset, self.align + to.offset);
+                self.f32s[b..b + to.len].copy_from_slice(&other.f32s[a..a + from.len]);
+            }
+            DType::I64 => self.i64s[to.offset..to.offset + to.len]
+                .copy_from_slice(&other.i64s[from.offset..from.offset + from.len]),
+        }
+        Ok(())
+    }
+
     /// An i64 output's current value.
     pub fn output_i64(&self, name: &str) -> Result<Vec<i64>, String> {
         let (s, _) = self

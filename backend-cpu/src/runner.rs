@@ -1,22 +1,47 @@
-//! A drop-in for the interpreter's calling convention (`HashMap` of named [`Value`]s in and
-//! out), so the training loop can switch backends without restructuring: graphs are compiled on
-//! first use and cached.
+//! Two calling conventions over cached [`CompiledStep`]s, so the training loop can switch
+//! backends without restructuring:
 //!
-//! This convention copies every input in and every output out on each call, which costs a
-//! little next to the in-place [`CompiledStep`] API; it is the simplest correct integration.
+//! - [`Runner::run`] is the interpreter's convention (`HashMap` of named [`Value`]s in and
+//!   out): every input is copied in and every output out on each call. Evaluation and sampling
+//!   use it; the copies are small next to what they compute.
+//! - [`Runner::run_step`] keeps a run's persistent values (parameters, buffers, optimizer
+//!   state) resident in the compiled steps' arenas between calls: a step copies in only the
+//!   values some other holder changed since it last saw them, and [`Runner::sync`] brings the
+//!   host's map up to date when it is read (validation, checkpoints). Converting every
+//!   parameter to and from `f64` on each step cost a third of a small model's step.
 
 use std::collections::HashMap;
 
 use netc_compiler::ir::interp::{Data, Value};
-use netc_compiler::ir::{DType, Graph, Type};
+use netc_compiler::ir::{DType, Graph, Op, Type};
 
 use crate::CompiledStep;
 
-/// Compiled steps keyed by graph identity (its address and size), compiled on first use. The
-/// graphs must outlive the runner and not change (a training loop's `Program` does neither).
+/// A cached step: the graph's identity (its address and size). The graphs must outlive the
+/// runner and not change (a training loop's `Program` does neither).
+type Key = (usize, usize);
+
+/// Compiled steps keyed by graph identity, compiled on first use, and where the newest copy
+/// of each persistent value lives.
 #[derive(Default)]
 pub struct Runner {
-    cache: HashMap<(usize, usize), CompiledStep>,
+    cache: HashMap<Key, CompiledStep>,
+    /// Persistent values some step updated: the newest version, the step holding it, and the
+    /// version the host's map holds. A value not listed is newest in the host's map.
+    versions: HashMap<String, Version>,
+    /// Per step: the version of each persistent value its arena holds.
+    held: HashMap<Key, HashMap<String, u64>>,
+    /// Per step: the names of its inputs that are persistent values (found on its first run).
+    persistent: HashMap<Key, Vec<String>>,
+    /// The last version number handed out.
+    clock: u64,
+}
+
+/// Where a persistent value's newest copy is.
+struct Version {
+    newest: u64,
+    holder: Key,
+    host: u64,
 }
 
 impl Runner {
@@ -31,6 +56,15 @@ impl Runner {
         self.cache.values().map(CompiledStep::compile_ms).sum()
     }
 
+    fn compiled(&mut self, graph: &Graph) -> Result<(Key, &mut CompiledStep), String> {
+        let key = (std::ptr::from_ref(graph) as usize, graph.node_count());
+        let step = match self.cache.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(CompiledStep::compile(graph)?),
+        };
+        Ok((key, step))
+    }
+
     /// Evaluate `graph` like `interp::run(graph, inputs, Precision::F32)`: every input the
     /// graph declares is taken from `inputs` (missing ones read as zeros), every output returned.
     pub fn run(
@@ -38,36 +72,151 @@ impl Runner {
         graph: &Graph,
         inputs: &HashMap<String, Value>,
     ) -> Result<HashMap<String, Value>, String> {
-        let key = (std::ptr::from_ref(graph) as usize, graph.node_count());
-        let step = match self.cache.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(CompiledStep::compile(graph)?),
-        };
+        let (_, step) = self.compiled(graph)?;
         for (name, value) in inputs {
-            if !step.has_input(name) {
-                continue;
-            }
-            match &value.data {
-                Data::F(d) => step.set_input_f64(name, d)?,
-                Data::I(d) => step.set_input_i64(name, d)?,
+            if step.has_input(name) {
+                set_value(step, name, value)?;
             }
         }
         step.run()?;
-        let mut out = HashMap::new();
-        for o in &graph.outputs {
-            let ty: &Type = graph.ty(o.node);
-            let value = match ty.dtype {
-                DType::F32 => Value::from_f64(
-                    ty.shape.clone(),
-                    step.output_slice(&o.name)?
-                        .iter()
-                        .map(|&x| f64::from(x))
-                        .collect(),
-                ),
-                DType::I64 => Value::i64(ty.shape.clone(), step.output_i64(&o.name)?),
-            };
-            out.insert(o.name.clone(), value);
-        }
-        Ok(out)
+        graph
+            .outputs
+            .iter()
+            .map(|o| {
+                Ok((
+                    o.name.clone(),
+                    output_value(step, &o.name, graph.ty(o.node))?,
+                ))
+            })
+            .collect()
     }
+
+    /// Run a training step: `inputs` are this call's data and scalars; every other input the
+    /// graph declares that `state` names is a persistent value, taken from wherever its newest
+    /// copy is. The step's updates stay in its arena (`state` is not written: call
+    /// [`Runner::sync`] before reading it). Returns the outputs named in `wanted`.
+    ///
+    /// Between `run_step` calls `state` must only change through [`Runner::sync`].
+    pub fn run_step(
+        &mut self,
+        graph: &Graph,
+        inputs: &HashMap<String, Value>,
+        state: &HashMap<String, Value>,
+        wanted: &[&str],
+    ) -> Result<Vec<Value>, String> {
+        let (key, _) = self.compiled(graph)?;
+        for (name, value) in inputs {
+            let step = self.cache.get_mut(&key).expect("compiled above");
+            if step.has_input(name) {
+                set_value(step, name, value)?;
+            }
+        }
+        let names = self.persistent.entry(key).or_insert_with(|| {
+            graph
+                .inputs()
+                .into_iter()
+                .filter_map(|id| match &graph.node(id).op {
+                    Op::Input { name, .. } if state.contains_key(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect()
+        });
+        for name in names.iter() {
+            if inputs.contains_key(name) {
+                continue;
+            }
+            let host = &state[name];
+            let (newest, from) = match self.versions.get(name) {
+                Some(v) if v.host != v.newest => (v.newest, Some(v.holder)),
+                Some(v) => (v.newest, None),
+                None => (0, None),
+            };
+            let held = self.held.entry(key).or_default();
+            if held.get(name) == Some(&newest) {
+                continue;
+            }
+            held.insert(name.to_string(), newest);
+            match from {
+                None => set_value(self.cache.get_mut(&key).expect("compiled"), name, host)?,
+                Some(holder) => {
+                    let [Some(to), Some(from)] = self.cache.get_disjoint_mut([&key, &holder])
+                    else {
+                        return Err(format!("internal: the holder of `{name}` is gone"));
+                    };
+                    to.copy_input_from(from, name)?;
+                }
+            }
+        }
+        let step = self.cache.get_mut(&key).expect("compiled above");
+        step.run()?;
+        let held = self.held.entry(key).or_default();
+        for o in &graph.outputs {
+            if let Some(name) = &o.updates {
+                self.clock += 1;
+                held.insert(name.clone(), self.clock);
+                let host = self.versions.get(name).map_or(0, |v| v.host);
+                self.versions.insert(
+                    name.clone(),
+                    Version {
+                        newest: self.clock,
+                        holder: key,
+                        host,
+                    },
+                );
+            }
+        }
+        wanted
+            .iter()
+            .map(|&name| {
+                let o = graph
+                    .outputs
+                    .iter()
+                    .find(|o| o.name == name)
+                    .ok_or_else(|| format!("the step has no output `{name}`"))?;
+                output_value(step, name, graph.ty(o.node))
+            })
+            .collect()
+    }
+
+    /// Copy every persistent value whose newest copy is in a compiled step into `state`.
+    pub fn sync(&mut self, state: &mut HashMap<String, Value>) -> Result<(), String> {
+        for (name, v) in &mut self.versions {
+            if v.host == v.newest {
+                continue;
+            }
+            let step = &self.cache[&v.holder];
+            let Some(current) = state.get_mut(name) else {
+                continue;
+            };
+            let shape = current.ty.shape.clone();
+            *current = match current.ty.dtype {
+                DType::F32 => Value::f32(shape, step.input(name)?),
+                DType::I64 => Value::i64(shape, step.input_i64(name)?),
+            };
+            v.host = v.newest;
+        }
+        Ok(())
+    }
+}
+
+/// Copy one named value into a step's input slot.
+fn set_value(step: &mut CompiledStep, name: &str, value: &Value) -> Result<(), String> {
+    match &value.data {
+        Data::F(d) => step.set_input_f64(name, d),
+        Data::I(d) => step.set_input_i64(name, d),
+    }
+}
+
+/// A step's output as a [`Value`] of the graph's type.
+fn output_value(step: &CompiledStep, name: &str, ty: &Type) -> Result<Value, String> {
+    Ok(match ty.dtype {
+        DType::F32 => Value::from_f64(
+            ty.shape.clone(),
+            step.output_slice(name)?
+                .iter()
+                .map(|&x| f64::from(x))
+                .collect(),
+        ),
+        DType::I64 => Value::i64(ty.shape.clone(), step.output_i64(name)?),
+    })
 }

@@ -66,6 +66,9 @@ pub fn bench(
             .unwrap_or(1)
             .max(1)
     };
+    // Parameters and optimizer state persist between steps, as in training; the rest (batch,
+    // scalars, seed) is fed on every step.
+    let mut state = values;
     let mut inputs: Vec<HashMap<String, Value>> = Vec::new();
     for step in &program.steps {
         let mut map = HashMap::new();
@@ -76,14 +79,20 @@ pub fn bench(
             };
             let n = node.ty.numel();
             let value = match (role, node.ty.dtype) {
-                (Role::Param | Role::State, _) if values.contains_key(name) => values[name].clone(),
+                (Role::Param | Role::State, _) if state.contains_key(name) => continue,
                 (_, DType::I64) if node.ty.shape.is_empty() => Value::scalar_i64(7),
                 (_, DType::I64) => Value::i64(
                     node.ty.shape.clone(),
                     (0..n as i64).map(|i| i % classes(name)).collect(),
                 ),
                 (Role::Scalar, _) => Value::scalar(1e-3),
-                (Role::State, _) => Value::from_f64(node.ty.shape.clone(), vec![0.0; n]),
+                (Role::State, _) => {
+                    state.insert(
+                        name.clone(),
+                        Value::from_f64(node.ty.shape.clone(), vec![0.0; n]),
+                    );
+                    continue;
+                }
                 _ => Value::from_f64(
                     node.ty.shape.clone(),
                     (0..n)
@@ -93,21 +102,27 @@ pub fn bench(
             };
             map.insert(name.clone(), value);
         }
+        // The optimizers' own scalars (at step 1), so parameters evolve as in training rather
+        // than diverge into NaNs and subnormals, which run at different speeds.
+        for (optimizer, prefix, _) in &step.optimizers {
+            let values = optimizer.scalars(1, optimizer.base_lr());
+            for (name, value) in optimizer.scalar_names().iter().zip(values) {
+                map.insert(format!("{prefix}.{name}"), Value::scalar(value));
+            }
+        }
         inputs.push(map);
     }
     let mut exec = Executor::new(backend);
-    let compile_started = Instant::now();
-    for (step, map) in program.steps.iter().zip(&inputs) {
-        exec.run(&step.graph, map)?;
-    }
-    // The first run compiles and runs once; count it as compile time minus a warm run below.
-    let first = compile_started.elapsed().as_secs_f64();
-    let iteration = |exec: &mut Executor| -> Result<(), String> {
+    let mut iteration = |exec: &mut Executor| -> Result<(), String> {
         for (step, map) in program.steps.iter().zip(&inputs) {
-            exec.run(&step.graph, map)?;
+            exec.run_step(&step.graph, map, &mut state, &[])?;
         }
         Ok(())
     };
+    let compile_started = Instant::now();
+    iteration(&mut exec)?;
+    // The first run compiles and runs once; count it as compile time minus a warm run below.
+    let first = compile_started.elapsed().as_secs_f64();
     for _ in 0..warmup {
         iteration(&mut exec)?;
     }

@@ -54,6 +54,52 @@ impl Executor {
         (self.backend == Backend::Cranelift).then(|| self.runner.compile_ms())
     }
 
+    /// Run a training step graph: `inputs` are the batch and scalars; the graph's other inputs
+    /// that `state` names (parameters, buffers, optimizer state) come from there, and its
+    /// updates go back. The native backend keeps them resident between steps, so `state` is
+    /// current only after [`Executor::sync`]. Returns the outputs named in `wanted`.
+    pub fn run_step(
+        &mut self,
+        graph: &Graph,
+        inputs: &HashMap<String, Value>,
+        state: &mut HashMap<String, Value>,
+        wanted: &[&str],
+    ) -> Result<Vec<Value>, String> {
+        if self.backend == Backend::Cranelift {
+            return self.runner.run_step(graph, inputs, state, wanted);
+        }
+        let mut all = inputs.clone();
+        for id in graph.inputs() {
+            if let Op::Input { name, .. } = &graph.node(id).op
+                && !all.contains_key(name)
+                && let Some(v) = state.get(name)
+            {
+                all.insert(name.clone(), v.clone());
+            }
+        }
+        let mut out = self.run(graph, &all)?;
+        for o in &graph.outputs {
+            if let (Some(name), Some(v)) = (&o.updates, out.get(&o.name)) {
+                state.insert(name.clone(), v.clone());
+            }
+        }
+        wanted
+            .iter()
+            .map(|w| {
+                out.remove(*w)
+                    .ok_or_else(|| format!("the step has no output `{w}`"))
+            })
+            .collect()
+    }
+
+    /// Bring `state` up to date with the values [`Executor::run_step`] left resident.
+    pub fn sync(&mut self, state: &mut HashMap<String, Value>) -> Result<(), String> {
+        match self.backend {
+            Backend::Cranelift => self.runner.sync(state),
+            Backend::Interp | Backend::Cuda => Ok(()),
+        }
+    }
+
     /// Run `graph` on named inputs, returning its named outputs.
     pub fn run(
         &mut self,
@@ -199,14 +245,14 @@ pub fn train(
             ) as i64;
             let mut losses = Vec::new();
             for step in &program.steps {
+                // A failing step is rerun on the interpreter from the values it started with.
+                let before = if options.check_numerics {
+                    exec.sync(&mut state.values).map_err(err)?;
+                    Some(state.values.clone())
+                } else {
+                    None
+                };
                 let mut inputs = batch_inputs(&rows);
-                for input in step.graph.inputs() {
-                    if let Op::Input { name, .. } = &step.graph.node(input).op
-                        && let Some(v) = state.values.get(name)
-                    {
-                        inputs.insert(name.clone(), v.clone());
-                    }
-                }
                 for (optimizer, prefix, _) in &step.optimizers {
                     let values = optimizer.scalars(state.step + 1, lr_factor(optimizer.base_lr()));
                     for (name, value) in optimizer.scalar_names().iter().zip(values) {
@@ -215,13 +261,9 @@ pub fn train(
                 }
                 inputs.insert("rng_seed".into(), Value::scalar_i64(seed));
                 let out = exec
-                    .run(&step.graph, &inputs)
+                    .run_step(&step.graph, &inputs, &mut state.values, &["loss"])
                     .map_err(|e| err(format!("step {}: {e}", state.step + 1)))?;
-                let loss = out
-                    .get("loss")
-                    .and_then(|l| l.as_f64_slice())
-                    .map(|l| l[0])
-                    .unwrap_or(f64::NAN);
+                let loss = out[0].as_f64_slice().map_or(f64::NAN, |l| l[0]);
                 if !loss.is_finite() {
                     let mut e = err(format!(
                         "the loss of step `{}` became {loss} at step {} (epoch {}); training stopped. \
@@ -230,7 +272,14 @@ pub fn train(
                         state.step + 1,
                         state.epoch + 1
                     ));
-                    if options.check_numerics {
+                    if let Some(before) = before {
+                        for id in step.graph.inputs() {
+                            if let Op::Input { name, .. } = &step.graph.node(id).op
+                                && let Some(v) = before.get(name)
+                            {
+                                inputs.entry(name.clone()).or_insert_with(|| v.clone());
+                            }
+                        }
                         locate_non_finite(&step.graph, &inputs, &mut e);
                     } else {
                         e.message.push_str(
@@ -240,11 +289,6 @@ pub fn train(
                     return Err(e);
                 }
                 losses.push((step.name.clone(), loss));
-                for o in &step.graph.outputs {
-                    if let (Some(input), Some(v)) = (&o.updates, out.get(&o.name)) {
-                        state.values.insert(input.clone(), v.clone());
-                    }
-                }
             }
             state.step += 1;
             state.batch_in_epoch += 1;
@@ -259,6 +303,7 @@ pub fn train(
                 .as_ref()
                 .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
             {
+                exec.sync(&mut state.values).map_err(err)?;
                 let path = keeper
                     .save(&tensors(&state), &manifest(&state, options.seed, &run))
                     .map_err(err)?;
@@ -272,6 +317,7 @@ pub fn train(
         }
         state.epoch += 1;
         state.batch_in_epoch = 0;
+        exec.sync(&mut state.values).map_err(err)?;
         let validation = match (&program.eval, &data.val) {
             (Some(eval), Some(val)) => {
                 evaluate_with(program, eval, eval_tail, val, &state.values, &mut exec)?
@@ -315,6 +361,7 @@ pub fn train(
         }
         summary.validation = validation;
     }
+    exec.sync(&mut state.values).map_err(err)?;
     // A run stopped by `max_steps` mid-epoch still leaves a checkpoint to resume from.
     if state.batch_in_epoch != 0 {
         keeper
