@@ -113,6 +113,9 @@ enum Command {
         /// Time iterations for at least this long.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Then time every kernel (native backend) and print the slowest on stderr.
+        #[arg(long)]
+        profile: bool,
     },
     /// Predict with a trained checkpoint: one line per sample of an `.npy` (features only) or a
     /// `.csv` laid out like the training data.
@@ -367,8 +370,9 @@ pub fn run() -> i32 {
             device,
             warmup,
             seconds,
+            profile,
         } => match device.select(backend) {
-            Some(backend) => bench(&file, &select, backend, warmup, seconds),
+            Some(backend) => bench(&file, &select, backend, (warmup, seconds), profile),
             None => 1,
         },
         Command::Eval {
@@ -908,16 +912,29 @@ fn eval(
     }
 }
 
-fn bench(path: &Path, select: &Select, backend: BackendArg, warmup: u64, seconds: f64) -> i32 {
+fn bench(
+    path: &Path,
+    select: &Select,
+    backend: BackendArg,
+    (warmup, seconds): (u64, f64),
+    profile: bool,
+) -> i32 {
     let Some(program) = compile(path, select, Stage::Optimized) else {
         return 1;
     };
     let model = path
         .file_stem()
         .map_or("model".into(), |s| s.to_string_lossy().to_string());
-    match netc_runtime::bench::bench(&program, &model, backend.backend(), warmup, seconds) {
+    let backend = backend.backend();
+    match netc_runtime::bench::bench(&program, &model, backend, warmup, seconds, profile) {
         Ok(result) => {
             println!("{}", result.json());
+            if profile {
+                use std::io::Write;
+                // The JSON first, even when stdout is a pipe (block-buffered).
+                let _ = std::io::stdout().flush();
+                eprint!("{}", result.profile_table(25));
+            }
             0
         }
         Err(e) => {

@@ -391,3 +391,32 @@ fn build_emits_the_kernel_plan() {
     assert!(dir.join("train.9-optimized.ir").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `netc bench` prints one JSON object with its numbers; `--profile` adds the per-kernel table
+/// on stderr, whose shares account for every kernel of the step.
+#[test]
+fn bench_reports_json_and_a_kernel_profile() {
+    let out = succeed(
+        netc()
+            .args(["bench", "--warmup", "1", "--seconds", "0.1", "--profile"])
+            .arg(root().join("benches/mlp.net")),
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(json["model"], "mlp");
+    assert_eq!(json["backend"], "cranelift");
+    assert!(json["steps"].as_u64().unwrap() >= 3, "{json}");
+    assert!(json["steps_per_s"].as_f64().unwrap() > 0.0, "{json}");
+    let table = String::from_utf8(out.stderr).unwrap();
+    assert!(table.contains("ms per iteration in kernels"), "{table}");
+    assert!(table.contains(" matmul %"), "{table}");
+    let shares: f64 = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.trim_start().split('%').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        (shares - 100.0).abs() < 1.0,
+        "shares sum to {shares}: {table}"
+    );
+}

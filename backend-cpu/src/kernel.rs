@@ -287,99 +287,8 @@ impl KernelProgram {
         for (name, s, shape) in &self.inputs {
             let _ = writeln!(out, "input {name} {} {}", dims(shape), slot(s));
         }
-        for (i, k) in self.kernels.iter().enumerate() {
-            let _ = write!(out, "k{i} ");
-            match k {
-                Kernel::Elementwise {
-                    node,
-                    out: o,
-                    shape,
-                    expr,
-                } => {
-                    let _ = write!(out, "elementwise %{node} {} {} = ", dims(shape), slot(o));
-                    expr.write(&mut out);
-                }
-                Kernel::Reduce {
-                    node,
-                    op,
-                    input,
-                    shape,
-                    axes,
-                    out: o,
-                } => {
-                    let name = match op {
-                        ReduceOp::Sum => "sum",
-                        ReduceOp::Max => "max",
-                    };
-                    let _ = write!(
-                        out,
-                        "reduce_{name} %{node} {} axes={axes:?} {} -> {}",
-                        dims(shape),
-                        slot(input),
-                        slot(o)
-                    );
-                }
-                Kernel::MatMul {
-                    node,
-                    a,
-                    b,
-                    out: o,
-                    batch,
-                    m,
-                    n,
-                    k,
-                    ta,
-                    tb,
-                } => {
-                    let _ = write!(
-                        out,
-                        "matmul %{node} batch={batch} m={m} n={n} k={k} ta={ta} tb={tb} {} {} -> {}",
-                        slot(a),
-                        slot(b),
-                        slot(o)
-                    );
-                }
-                Kernel::Native {
-                    node,
-                    op,
-                    inputs,
-                    out: o,
-                    scratch,
-                    ..
-                } => {
-                    let i: Vec<String> = inputs.iter().map(slot).collect();
-                    let _ = write!(
-                        out,
-                        "native %{node} {}{} ({}) -> {}",
-                        op.name(),
-                        op.attributes(),
-                        i.join(", "),
-                        slot(o)
-                    );
-                    if let Some(s) = scratch {
-                        let _ = write!(out, " scratch {}", slot(s));
-                    }
-                }
-                Kernel::Fallback {
-                    node,
-                    what,
-                    inputs,
-                    outputs,
-                    ..
-                } => {
-                    let i: Vec<String> = inputs.iter().map(slot).collect();
-                    let o: Vec<String> = outputs.iter().map(slot).collect();
-                    let _ = write!(
-                        out,
-                        "fallback %{node} {what} ({}) -> ({})",
-                        i.join(", "),
-                        o.join(", ")
-                    );
-                }
-                Kernel::Copy { from, to } => {
-                    let _ = write!(out, "copy {} -> {}", slot(from), slot(to));
-                }
-            }
+        for i in 0..self.kernels.len() {
+            self.write_kernel(&mut out, i);
             out.push('\n');
         }
         for (name, from, to) in &self.updates {
@@ -395,5 +304,109 @@ impl KernelProgram {
             c.inputs, c.aliases, c.fused, c.library, c.native, c.fallback
         );
         out
+    }
+
+    /// Kernel `i`'s line of [`KernelProgram::dump`] (`k3 matmul %10 ...`), to name kernels in
+    /// profiles.
+    pub fn kernel_line(&self, i: usize) -> String {
+        let mut out = String::new();
+        self.write_kernel(&mut out, i);
+        out
+    }
+
+    fn write_kernel(&self, out: &mut String, i: usize) {
+        let k = &self.kernels[i];
+        let _ = write!(out, "k{i} ");
+        match k {
+            Kernel::Elementwise {
+                node,
+                out: o,
+                shape,
+                expr,
+            } => {
+                let _ = write!(out, "elementwise %{node} {} {} = ", dims(shape), slot(o));
+                expr.write(out);
+            }
+            Kernel::Reduce {
+                node,
+                op,
+                input,
+                shape,
+                axes,
+                out: o,
+            } => {
+                let name = match op {
+                    ReduceOp::Sum => "sum",
+                    ReduceOp::Max => "max",
+                };
+                let _ = write!(
+                    out,
+                    "reduce_{name} %{node} {} axes={axes:?} {} -> {}",
+                    dims(shape),
+                    slot(input),
+                    slot(o)
+                );
+            }
+            Kernel::MatMul {
+                node,
+                a,
+                b,
+                out: o,
+                batch,
+                m,
+                n,
+                k,
+                ta,
+                tb,
+            } => {
+                let _ = write!(
+                    out,
+                    "matmul %{node} batch={batch} m={m} n={n} k={k} ta={ta} tb={tb} {} {} -> {}",
+                    slot(a),
+                    slot(b),
+                    slot(o)
+                );
+            }
+            Kernel::Native {
+                node,
+                op,
+                inputs,
+                out: o,
+                scratch,
+                ..
+            } => {
+                let i: Vec<String> = inputs.iter().map(slot).collect();
+                let _ = write!(
+                    out,
+                    "native %{node} {}{} ({}) -> {}",
+                    op.name(),
+                    op.attributes(),
+                    i.join(", "),
+                    slot(o)
+                );
+                if let Some(s) = scratch {
+                    let _ = write!(out, " scratch {}", slot(s));
+                }
+            }
+            Kernel::Fallback {
+                node,
+                what,
+                inputs,
+                outputs,
+                ..
+            } => {
+                let i: Vec<String> = inputs.iter().map(slot).collect();
+                let o: Vec<String> = outputs.iter().map(slot).collect();
+                let _ = write!(
+                    out,
+                    "fallback %{node} {what} ({}) -> ({})",
+                    i.join(", "),
+                    o.join(", ")
+                );
+            }
+            Kernel::Copy { from, to } => {
+                let _ = write!(out, "copy {} -> {}", slot(from), slot(to));
+            }
+        }
     }
 }

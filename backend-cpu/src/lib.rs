@@ -60,6 +60,8 @@ pub struct CompiledStep {
     inputs: HashMap<String, (Slot, Vec<usize>)>,
     outputs: HashMap<String, (Slot, Vec<usize>)>,
     compile_ms: f64,
+    /// Per kernel: time spent in it over the profiled runs (`None` when not profiling).
+    timings: Option<Vec<std::time::Duration>>,
 }
 
 impl CompiledStep {
@@ -170,6 +172,7 @@ impl CompiledStep {
             inputs,
             outputs,
             compile_ms: started.elapsed().as_secs_f64() * 1e3,
+            timings: None,
         })
     }
 
@@ -242,7 +245,8 @@ impl CompiledStep {
         let align = self.align;
         let arena = &mut self.f32s[align..align + n];
         let kernels = self.program.kernels.iter().zip(&self.code);
-        for ((k, code), scan) in kernels.zip(&mut self.scans) {
+        for (i, ((k, code), scan)) in kernels.zip(&mut self.scans).enumerate() {
+            let started = self.timings.is_some().then(std::time::Instant::now);
             match k {
                 Kernel::Elementwise { shape, .. } => {
                     let (code, parts) = code.ok_or("internal: elementwise kernel without code")?;
@@ -313,11 +317,31 @@ impl CompiledStep {
                 },
                 Kernel::Copy { from, to } => copy(arena, &mut self.i64s, *from, *to),
             }
+            if let (Some(started), Some(t)) = (started, &mut self.timings) {
+                t[i] += started.elapsed();
+            }
         }
         for (_, from, to) in &self.program.updates {
             copy(arena, &mut self.i64s, *from, *to);
         }
         Ok(())
+    }
+
+    /// Start (or stop) timing every kernel of every run, from zero: what `netc bench --profile`
+    /// reports. Off by default, since reading the clock costs a small kernel's worth of time.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.timings = on.then(|| vec![std::time::Duration::ZERO; self.program.kernels.len()]);
+    }
+
+    /// Per kernel, its [`KernelProgram::kernel_line`] and the time spent in it since profiling
+    /// started (empty when not profiling).
+    pub fn profile(&self) -> Vec<(String, std::time::Duration)> {
+        self.timings
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, t)| (self.program.kernel_line(i), *t))
+            .collect()
     }
 
     /// An f32 output's current value (after the last run).

@@ -13,6 +13,10 @@ use crate::exec::{Mat, gemm, views};
 use crate::kernel::Slot;
 use crate::par::{self, BATCH_WORK, fork_mut};
 
+mod pool;
+
+use pool::{avg_pool2d, avg_pool2d_grad, max_pool2d, max_pool2d_grad};
+
 /// Per-thread buffers for convolutions split over images, sized once when a step is compiled
 /// for several threads (empty for one thread: then the plan's arena scratch serves).
 #[derive(Default)]
@@ -672,151 +676,6 @@ fn conv_transpose2d(
                 win,
                 &mut y[(at + j) * image..(at + j + 1) * image],
             );
-        }
-    }
-}
-
-/// The first in-bounds position (row-major within window `(i, j)`) holding the window's
-/// maximum, as a flat index into the `[ih, iw]` plane, with that maximum; a NaN beats
-/// everything and is never displaced. `None` for a window entirely in the padding.
-#[inline]
-fn window_max(
-    plane: &[f32],
-    (ih, iw): (usize, usize),
-    win: &Window,
-    i: usize,
-    j: usize,
-) -> Option<(usize, f32)> {
-    let mut best: Option<(usize, f32)> = None;
-    for a in 0..win.kernel[0] {
-        let h = coord(win, 0, i, a);
-        if h >= ih {
-            continue;
-        }
-        for b in 0..win.kernel[1] {
-            let v = coord(win, 1, j, b);
-            if v >= iw {
-                continue;
-            }
-            let at = h * iw + v;
-            let value = plane[at];
-            let better = match best {
-                None => true,
-                Some((_, m)) => !m.is_nan() && (value.is_nan() || value > m),
-            };
-            if better {
-                best = Some((at, value));
-            }
-        }
-    }
-    best
-}
-
-/// `MaxPool2d`: each window's maximum (padding is -inf).
-fn max_pool2d(x: &[f32], y: &mut [f32], xs: [usize; 4], ys: [usize; 4], win: &Window) {
-    let [_, _, ih, iw] = xs;
-    let [_, _, oh, ow] = ys;
-    if oh * ow == 0 || ih * iw == 0 {
-        y.fill(f32::NEG_INFINITY);
-        return;
-    }
-    for (plane, out) in x.chunks_exact(ih * iw).zip(y.chunks_exact_mut(oh * ow)) {
-        for i in 0..oh {
-            for j in 0..ow {
-                out[i * ow + j] =
-                    window_max(plane, (ih, iw), win, i, j).map_or(f32::NEG_INFINITY, |(_, m)| m);
-            }
-        }
-    }
-}
-
-/// `MaxPool2dGrad`: each window's `dy` added at its first maximum, windows in row-major order.
-fn max_pool2d_grad(
-    x: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-    xs: [usize; 4],
-    ds: [usize; 4],
-    win: &Window,
-) {
-    let [_, _, ih, iw] = xs;
-    let [_, _, oh, ow] = ds;
-    dx.fill(0.0);
-    if oh * ow == 0 || ih * iw == 0 {
-        return;
-    }
-    for ((plane, g), d) in x
-        .chunks_exact(ih * iw)
-        .zip(dy.chunks_exact(oh * ow))
-        .zip(dx.chunks_exact_mut(ih * iw))
-    {
-        for i in 0..oh {
-            for j in 0..ow {
-                if let Some((at, _)) = window_max(plane, (ih, iw), win, i, j) {
-                    d[at] += g[i * ow + j];
-                }
-            }
-        }
-    }
-}
-
-/// `AvgPool2d`: each window's in-bounds sum (row-major) divided by `kh * kw`.
-fn avg_pool2d(x: &[f32], y: &mut [f32], xs: [usize; 4], ys: [usize; 4], win: &Window) {
-    let [_, _, ih, iw] = xs;
-    let [_, _, oh, ow] = ys;
-    let count = (win.kernel[0] * win.kernel[1]) as f32;
-    if oh * ow == 0 || ih * iw == 0 {
-        y.fill(0.0);
-        return;
-    }
-    for (plane, out) in x.chunks_exact(ih * iw).zip(y.chunks_exact_mut(oh * ow)) {
-        for i in 0..oh {
-            for j in 0..ow {
-                let mut acc = 0.0f32;
-                for a in 0..win.kernel[0] {
-                    let h = coord(win, 0, i, a);
-                    if h >= ih {
-                        continue;
-                    }
-                    for b in 0..win.kernel[1] {
-                        let v = coord(win, 1, j, b);
-                        if v < iw {
-                            acc += plane[h * iw + v];
-                        }
-                    }
-                }
-                out[i * ow + j] = acc / count;
-            }
-        }
-    }
-}
-
-/// `AvgPool2dGrad`: each window's `dy / (kh * kw)` added to its in-bounds positions.
-fn avg_pool2d_grad(dy: &[f32], dx: &mut [f32], ds: [usize; 4], xs: [usize; 4], win: &Window) {
-    let [_, _, oh, ow] = ds;
-    let [_, _, ih, iw] = xs;
-    let count = (win.kernel[0] * win.kernel[1]) as f32;
-    dx.fill(0.0);
-    if oh * ow == 0 || ih * iw == 0 {
-        return;
-    }
-    for (g, d) in dy.chunks_exact(oh * ow).zip(dx.chunks_exact_mut(ih * iw)) {
-        for i in 0..oh {
-            for j in 0..ow {
-                let share = g[i * ow + j] / count;
-                for a in 0..win.kernel[0] {
-                    let h = coord(win, 0, i, a);
-                    if h >= ih {
-                        continue;
-                    }
-                    for b in 0..win.kernel[1] {
-                        let v = coord(win, 1, j, b);
-                        if v < iw {
-                            d[h * iw + v] += share;
-                        }
-                    }
-                }
-            }
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Runner {
     persistent: HashMap<Key, Vec<String>>,
     /// The last version number handed out.
     clock: u64,
+    /// Whether steps time their kernels ([`CompiledStep::set_profiling`]).
+    profiling: bool,
+    /// The cached steps in the order they were compiled, to name them in profiles.
+    order: Vec<Key>,
 }
 
 /// Where a persistent value's newest copy is.
@@ -60,9 +64,48 @@ impl Runner {
         let key = (std::ptr::from_ref(graph) as usize, graph.node_count());
         let step = match self.cache.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(CompiledStep::compile(graph)?),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut step = CompiledStep::compile(graph)?;
+                step.set_profiling(self.profiling);
+                self.order.push(key);
+                e.insert(step)
+            }
         };
         Ok((key, step))
+    }
+
+    /// Time every kernel of every compiled step from now on (or stop), from zero.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profiling = on;
+        for step in self.cache.values_mut() {
+            step.set_profiling(on);
+        }
+    }
+
+    /// Every kernel of every compiled step with the time spent in it since profiling started,
+    /// slowest first; with several graphs, each line starts with the graph's number (in the
+    /// order they were first run).
+    pub fn profile(&self) -> Vec<(String, std::time::Duration)> {
+        let several = self.order.len() > 1;
+        let mut all: Vec<_> = self
+            .order
+            .iter()
+            .enumerate()
+            .flat_map(|(n, key)| {
+                self.cache[key].profile().into_iter().map(move |(line, t)| {
+                    (
+                        if several {
+                            format!("#{n} {line}")
+                        } else {
+                            line
+                        },
+                        t,
+                    )
+                })
+            })
+            .collect();
+        all.sort_by_key(|k| std::cmp::Reverse(k.1));
+        all
     }
 
     /// Evaluate `graph` like `interp::run(graph, inputs, Precision::F32)`: every input the

@@ -83,6 +83,9 @@ fn windows() -> Vec<Window> {
         w([3, 3], [1, 2], [2, 1], [2, 2]),
         w([5, 4], [2, 3], [1, 2], [1, 1]),
         w([4, 4], [2, 2], [1, 1], [1, 1]),
+        // The pools' fast paths: 2x2 and 3x3 kernels with every window inside.
+        w([2, 2], [2, 2], [0, 0], [1, 1]),
+        w([3, 3], [2, 2], [0, 0], [1, 1]),
     ]
 }
 

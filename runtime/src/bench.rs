@@ -24,9 +24,32 @@ pub struct BenchResult {
     pub samples_per_s: f64,
     pub peak_rss_mb: f64,
     pub steps: u64,
+    /// With profiling: each kernel's milliseconds per iteration, slowest first.
+    pub profile: Vec<(String, f64)>,
 }
 
 impl BenchResult {
+    /// The profile as a table: the `top` slowest kernels with their share of the time, the
+    /// rest summed on one line.
+    pub fn profile_table(&self, top: usize) -> String {
+        let total: f64 = self.profile.iter().map(|(_, ms)| ms).sum();
+        let mut out = format!("{total:.3} ms per iteration in kernels; slowest first:\n");
+        let share = |ms: f64| 100.0 * ms / total.max(1e-12);
+        for (line, ms) in self.profile.iter().take(top) {
+            let line: String = line.chars().take(160).collect();
+            out.push_str(&format!("{:5.1}% {ms:8.3} ms  {line}\n", share(*ms)));
+        }
+        if self.profile.len() > top {
+            let rest: f64 = self.profile[top..].iter().map(|(_, ms)| ms).sum();
+            let n = self.profile.len() - top;
+            out.push_str(&format!(
+                "{:5.1}% {rest:8.3} ms  ({n} other kernels)\n",
+                share(rest)
+            ));
+        }
+        out
+    }
+
     /// One JSON object, as `netc bench` prints it.
     pub fn json(&self) -> String {
         format!(
@@ -45,13 +68,15 @@ impl BenchResult {
 }
 
 /// Run `warmup` untimed iterations (each runs every step graph of the run once), then time
-/// iterations for at least `seconds` (and at least 3).
+/// iterations for at least `seconds` (and at least 3). With `profile`, then run as many again
+/// timing each kernel (the clock reads would distort the first measurement).
 pub fn bench(
     program: &Program,
     model: &str,
     backend: Backend,
     warmup: u64,
     seconds: f64,
+    profile: bool,
 ) -> Result<BenchResult, String> {
     let mut values: HashMap<String, Value> = HashMap::new();
     for (i, spec) in program.params.iter().enumerate() {
@@ -137,6 +162,19 @@ pub fn bench(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let steps_per_s = steps as f64 / elapsed;
+    let mut kernels = Vec::new();
+    if profile {
+        exec.set_profiling(true);
+        for _ in 0..steps {
+            iteration(&mut exec)?;
+        }
+        kernels = exec
+            .profile()
+            .into_iter()
+            .map(|(line, t)| (line, t.as_secs_f64() * 1e3 / steps as f64))
+            .collect();
+        exec.set_profiling(false);
+    }
     Ok(BenchResult {
         model: model.to_string(),
         backend: match backend {
@@ -161,6 +199,7 @@ pub fn bench(
         samples_per_s: steps_per_s * program.batch as f64,
         peak_rss_mb: peak_rss_mb(),
         steps,
+        profile: kernels,
     })
 }
 

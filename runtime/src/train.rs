@@ -54,6 +54,18 @@ impl Executor {
         (self.backend == Backend::Cranelift).then(|| self.runner.compile_ms())
     }
 
+    /// Time every kernel of the native backend from now on (`netc bench --profile`); the
+    /// other backends have no kernels to time and ignore it.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.runner.set_profiling(on);
+    }
+
+    /// The native backend's kernels with the time spent in each since profiling started,
+    /// slowest first (empty for the other backends).
+    pub fn profile(&self) -> Vec<(String, std::time::Duration)> {
+        self.runner.profile()
+    }
+
     /// Run a training step graph: `inputs` are the batch and scalars; the graph's other inputs
     /// that `state` names (parameters, buffers, optimizer state) come from there, and its
     /// updates go back. The native backend keeps them resident between steps, so `state` is
