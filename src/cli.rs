@@ -113,9 +113,10 @@ enum Command {
         /// Time iterations for at least this long.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
-        /// Then time every kernel (native backend) and print the slowest on stderr.
-        #[arg(long)]
-        profile: bool,
+        /// Then time every kernel (native backend) and print the N slowest (default 25) on
+        /// stderr.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "25")]
+        profile: Option<usize>,
     },
     /// Predict with a trained checkpoint: one line per sample of an `.npy` (features only) or a
     /// `.csv` laid out like the training data.
@@ -917,7 +918,7 @@ fn bench(
     select: &Select,
     backend: BackendArg,
     (warmup, seconds): (u64, f64),
-    profile: bool,
+    profile: Option<usize>,
 ) -> i32 {
     let Some(program) = compile(path, select, Stage::Optimized) else {
         return 1;
@@ -926,14 +927,15 @@ fn bench(
         .file_stem()
         .map_or("model".into(), |s| s.to_string_lossy().to_string());
     let backend = backend.backend();
-    match netc_runtime::bench::bench(&program, &model, backend, warmup, seconds, profile) {
+    let profiling = profile.is_some();
+    match netc_runtime::bench::bench(&program, &model, backend, warmup, seconds, profiling) {
         Ok(result) => {
             println!("{}", result.json());
-            if profile {
+            if let Some(top) = profile {
                 use std::io::Write;
                 // The JSON first, even when stdout is a pipe (block-buffered).
                 let _ = std::io::stdout().flush();
-                eprint!("{}", result.profile_table(25));
+                eprint!("{}", result.profile_table(top));
             }
             0
         }

@@ -22,6 +22,7 @@
 
 pub mod codegen;
 mod exec;
+mod inplace;
 pub mod kernel;
 pub mod native;
 pub mod par;

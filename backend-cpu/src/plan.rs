@@ -101,7 +101,7 @@ impl Map {
     }
 }
 
-fn row_major(shape: &[usize]) -> Vec<usize> {
+pub(crate) fn row_major(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for a in (0..shape.len().saturating_sub(1)).rev() {
         s[a] = s[a + 1] * shape[a + 1];
@@ -549,6 +549,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
         updates,
         coverage,
     };
+    crate::inplace::update_in_place(&mut program);
     crate::reuse::pack(&mut program, &p.allocations);
     Ok(program)
 }

@@ -160,7 +160,7 @@ fn assign(buffers: &[Slot], live: &[Option<(usize, usize)>], align: usize) -> (V
 
 /// Call `f` on every arena offset `kernel` reads or writes (each slot's first element, and
 /// each fused load's base), so the caller can record or move it.
-fn visit_kernel(kernel: &mut Kernel, f: &mut impl FnMut(DType, &mut usize)) {
+pub(crate) fn visit_kernel(kernel: &mut Kernel, f: &mut impl FnMut(DType, &mut usize)) {
     let slot = |s: &mut Slot, f: &mut dyn FnMut(DType, &mut usize)| {
         if s.len > 0 {
             f(s.dtype, &mut s.offset);

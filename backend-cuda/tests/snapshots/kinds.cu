@@ -32,12 +32,12 @@ extern "C" __global__ void __launch_bounds__(256) k35_col2im(float* __restrict__
           long long v12 = (v1 - v11);
           long long v13 = v12;
           if (((v12 >= 0LL) && ((0LL == 0LL) && (v13 < 10LL)))) {
-            v7 = (v7 + F[((623360LL + (v6 * 15000LL)) + ((((((v5 * 5LL) + v8) * 5LL) + v11) * 100LL) + ((v10 * 10LL) + v13)))]);
+            v7 = (v7 + F[((499232LL + (v6 * 15000LL)) + ((((((v5 * 5LL) + v8) * 5LL) + v11) * 100LL) + ((v10 * 10LL) + v13)))]);
           }
         }
       }
     }
-    F[(451776LL + v0)] = v7;
+    F[(335616LL + v0)] = v7;
   }
 }
 
@@ -48,8 +48,8 @@ extern "C" __global__ void __launch_bounds__(256) k157_concat(float* __restrict_
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 24576LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 384LL);
     long long v2 = (v0 % 384LL);
-    long long v3 = ((v2 < 256LL) ? ((7232512LL + (v1 * 256LL)) + v2) : ((7166976LL + (v1 * 128LL)) + (v2 - 256LL)));
-    F[(7134208LL + v0)] = F[v3];
+    long long v3 = ((v2 < 256LL) ? ((4231168LL + (v1 * 256LL)) + v2) : ((4165632LL + (v1 * 128LL)) + (v2 - 256LL)));
+    F[(4132864LL + v0)] = F[v3];
   }
 }
 
@@ -60,7 +60,7 @@ extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restri
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 9408LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 784LL);
     long long v3 = (v2 % 6LL);
-    F[(426816LL + v0)] = (F[(417408LL + v0)] + F[(475648LL + v3)]);
+    F[(310656LL + v0)] = (F[(301248LL + v0)] + F[(351552LL + v3)]);
   }
 }
 
@@ -73,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(256) k0_gather(float* __restrict__ 
     long long v2 = (v0 % 128LL);
     long long v3 = I[v1];
     if (((v3 >= 0LL) && (v3 < 5000LL))) {
-      F[(7003136LL + v0)] = F[((v3 * 128LL) + v2)];
+      F[(4001792LL + v0)] = F[((v3 * 128LL) + v2)];
     } else {
       *err = 1;
     }
@@ -97,7 +97,7 @@ extern "C" __global__ void __launch_bounds__(256) k0_im2col(float* __restrict__ 
     long long v10 = (v8 / 3LL);
     long long v11 = (v3 + v7);
     long long v12 = (v1 + v5);
-    F[(475760LL + (((((((v9 * 5LL) + v7) * 5LL) + v5) * 784LL) + (v10 * 58800LL)) + ((v3 * 28LL) + v1)))] = ((((v11 >= 0LL) && (v11 < 32LL)) && ((v12 >= 0LL) && (v12 < 32LL))) ? F[((445632LL + (((v10 * 3LL) + v9) * 1024LL)) + ((v11 * 32LL) + v12))] : 0.0f);
+    F[(351632LL + (((((((v9 * 5LL) + v7) * 5LL) + v5) * 784LL) + (v10 * 58800LL)) + ((v3 * 28LL) + v1)))] = ((((v11 >= 0LL) && (v11 < 32LL)) && ((v12 >= 0LL) && (v12 < 32LL))) ? F[((329472LL + (((v10 * 3LL) + v9) * 1024LL)) + ((v11 * 32LL) + v12))] : 0.0f);
   }
 }
 
@@ -118,7 +118,7 @@ extern "C" __global__ void __launch_bounds__(256) k3_max_pool2d(float* __restric
         for (long long v9 = 0LL; v9 < 2LL; v9 += 1LL) {
           long long v10 = ((v1 * 2LL) + v9);
           if (((v10 >= 0LL) && (v10 < 28LL))) {
-            float v11 = F[((417408LL + (v4 * 784LL)) + ((v8 * 28LL) + v10))];
+            float v11 = F[((301248LL + (v4 * 784LL)) + ((v8 * 28LL) + v10))];
             if (((v6 < 0LL) || ((v5 == v5) && ((v11 != v11) || (v11 > v5))))) {
               v5 = v11;
               v6 = ((v8 * 28LL) + v10);
@@ -127,7 +127,7 @@ extern "C" __global__ void __launch_bounds__(256) k3_max_pool2d(float* __restric
         }
       }
     }
-    F[(442624LL + v0)] = v5;
+    F[(326464LL + v0)] = v5;
   }
 }
 
@@ -158,7 +158,7 @@ extern "C" __global__ void __launch_bounds__(256) k32_max_pool2d_grad(float* __r
                 for (long long v17 = 0LL; v17 < 2LL; v17 += 1LL) {
                   long long v18 = ((v12 * 2LL) + v17);
                   if (((v18 >= 0LL) && (v18 < 10LL))) {
-                    float v19 = F[((436224LL + (v4 * 100LL)) + ((v16 * 10LL) + v18))];
+                    float v19 = F[((320064LL + (v4 * 100LL)) + ((v16 * 10LL) + v18))];
                     if (((v14 < 0LL) || ((v13 == v13) && ((v19 != v19) || (v19 > v13))))) {
                       v13 = v19;
                       v14 = ((v16 * 10LL) + v18);
@@ -168,13 +168,13 @@ extern "C" __global__ void __launch_bounds__(256) k32_max_pool2d_grad(float* __r
               }
             }
             if ((v14 == v5)) {
-              v6 = (v6 + F[((471216LL + (v4 * 25LL)) + ((v9 * 5LL) + v12))]);
+              v6 = (v6 + F[((348560LL + (v4 * 25LL)) + ((v9 * 5LL) + v12))]);
             }
           }
         }
       }
     }
-    F[(451776LL + v0)] = v6;
+    F[(335616LL + v0)] = v6;
   }
 }
 
@@ -189,7 +189,7 @@ extern "C" __global__ void __launch_bounds__(256) k18_one_hot(float* __restrict_
     if (((v2 == 0LL) && (((v3 >= 0LL) && (v3 < 10LL)) == 0))) {
       *err = 1;
     }
-    F[(452816LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
+    F[(336656LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
   }
 }
 
@@ -198,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(256) k18_one_hot(float* __restrict_
 // from %36 at 22:8 `cross_entropy(LeNet(image), label)`
 extern "C" __global__ void __launch_bounds__(32) k13_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
-    long long v1 = (475456LL + (v0 * 10LL));
+    long long v1 = (351424LL + (v0 * 10LL));
     float v2 = (-NETC_INF);
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = netc_max(v2, F[(v1 + v3)]);
@@ -214,7 +214,7 @@ extern "C" __global__ void __launch_bounds__(32) k13_reduce_max(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = netc_max(v2, v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(452784LL + v0)] = v2;
+      F[(336624LL + v0)] = v2;
     }
   }
 }
@@ -224,7 +224,7 @@ extern "C" __global__ void __launch_bounds__(32) k13_reduce_max(float* __restric
 // from %42 at 22:8 `cross_entropy(LeNet(image), label)`
 extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
-    long long v1 = (452752LL + (v0 * 10LL));
+    long long v1 = (336592LL + (v0 * 10LL));
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -240,7 +240,7 @@ extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(452880LL + v0)] = v2;
+      F[(336720LL + v0)] = v2;
     }
   }
 }
@@ -254,7 +254,7 @@ extern "C" __global__ void __launch_bounds__(256) k222_scatter_add(float* __rest
     long long v2 = (v0 % 128LL);
     long long v3 = I[v1];
     if (((v3 >= 0LL) && (v3 < 5000LL))) {
-      atomicAdd(&F[(640000LL + ((v3 * 128LL) + v2))], F[(7003136LL + v0)]);
+      atomicAdd(&F[(640000LL + ((v3 * 128LL) + v2))], F[(4001792LL + v0)]);
     } else {
       *err = 3;
     }
@@ -279,6 +279,6 @@ extern "C" __global__ void __launch_bounds__(256) k37_transpose(float* __restric
     long long v2 = (v0 / 100LL);
     long long v3 = (v2 % 2LL);
     long long v4 = (v2 / 2LL);
-    F[(683360LL + v0)] = F[(436224LL + ((v3 * 1600LL) + ((v4 * 100LL) + v1)))];
+    F[(559232LL + v0)] = F[(320064LL + ((v3 * 1600LL) + ((v4 * 100LL) + v1)))];
   }
 }

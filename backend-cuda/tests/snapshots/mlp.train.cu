@@ -17,7 +17,7 @@ __device__ __forceinline__ long long netc_f2ll(float x) {
 extern "C" __global__ void __launch_bounds__(256) k0_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 64LL);
-    F[(32768LL + v0)] = (F[(30720LL + v0)] + F[(41984LL + v1)]);
+    F[(20480LL + v0)] = (F[(18432LL + v0)] + F[(27776LL + v1)]);
   }
 }
 
@@ -25,7 +25,7 @@ extern "C" __global__ void __launch_bounds__(256) k0_elementwise(float* __restri
 // from %7 at 12:22 `relu`
 extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(30720LL + v0)] = netc_relu(F[(32768LL + v0)]);
+    F[(18432LL + v0)] = netc_relu(F[(20480LL + v0)]);
   }
 }
 
@@ -34,7 +34,7 @@ extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restri
 extern "C" __global__ void __launch_bounds__(256) k2_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 10LL);
-    F[(41344LL + v0)] = (F[(34816LL + v0)] + F[(42432LL + v1)]);
+    F[(27136LL + v0)] = (F[(22528LL + v0)] + F[(28032LL + v1)]);
   }
 }
 
@@ -42,7 +42,7 @@ extern "C" __global__ void __launch_bounds__(256) k2_elementwise(float* __restri
 // from %13 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k3_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (41344LL + (v0 * 10LL));
+    long long v1 = (27136LL + (v0 * 10LL));
     float v2 = (-NETC_INF);
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = netc_max(v2, F[(v1 + v3)]);
@@ -58,7 +58,7 @@ extern "C" __global__ void __launch_bounds__(32) k3_reduce_max(float* __restrict
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = netc_max(v2, v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(35136LL + v0)] = v2;
+      F[(22848LL + v0)] = v2;
     }
   }
 }
@@ -68,7 +68,7 @@ extern "C" __global__ void __launch_bounds__(32) k3_reduce_max(float* __restrict
 extern "C" __global__ void __launch_bounds__(256) k4_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(34816LL + v0)] = F[(35136LL + v2)];
+    F[(22528LL + v0)] = F[(22848LL + v2)];
   }
 }
 
@@ -76,7 +76,7 @@ extern "C" __global__ void __launch_bounds__(256) k4_elementwise(float* __restri
 // from %17 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(35136LL + v0)] = (F[(41344LL + v0)] - F[(34816LL + v0)]);
+    F[(22848LL + v0)] = (F[(27136LL + v0)] - F[(22528LL + v0)]);
   }
 }
 
@@ -84,7 +84,7 @@ extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restri
 // from %18 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(256) k6_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(34816LL + v0)] = expf(F[(35136LL + v0)]);
+    F[(22528LL + v0)] = expf(F[(22848LL + v0)]);
   }
 }
 
@@ -92,7 +92,7 @@ extern "C" __global__ void __launch_bounds__(256) k6_elementwise(float* __restri
 // from %19 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k7_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (34816LL + (v0 * 10LL));
+    long long v1 = (22528LL + (v0 * 10LL));
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -108,7 +108,7 @@ extern "C" __global__ void __launch_bounds__(32) k7_reduce_sum(float* __restrict
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(36096LL + v0)] = v2;
+      F[(23808LL + v0)] = v2;
     }
   }
 }
@@ -123,7 +123,7 @@ extern "C" __global__ void __launch_bounds__(256) k8_one_hot(float* __restrict__
     if (((v2 == 0LL) && (((v3 >= 0LL) && (v3 < 10LL)) == 0))) {
       *err = 1;
     }
-    F[(35456LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
+    F[(23168LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
   }
 }
 
@@ -132,7 +132,7 @@ extern "C" __global__ void __launch_bounds__(256) k8_one_hot(float* __restrict__
 extern "C" __global__ void __launch_bounds__(256) k9_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(35776LL + v0)] = ((F[(35136LL + v0)] - logf(F[(36096LL + v2)])) * F[(35456LL + v0)]);
+    F[(23488LL + v0)] = ((F[(22848LL + v0)] - logf(F[(23808LL + v2)])) * F[(23168LL + v0)]);
   }
 }
 
@@ -140,7 +140,7 @@ extern "C" __global__ void __launch_bounds__(256) k9_elementwise(float* __restri
 // from %26 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (35776LL + (v0 * 10LL));
+    long long v1 = (23488LL + (v0 * 10LL));
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -156,7 +156,7 @@ extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(35136LL + v0)] = v2;
+      F[(22848LL + v0)] = v2;
     }
   }
 }
@@ -165,7 +165,7 @@ extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restric
 // from %27 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
-    long long v1 = 35136LL;
+    long long v1 = 22848LL;
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 32LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -181,7 +181,7 @@ extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(35168LL + v0)] = v2;
+      F[(22880LL + v0)] = v2;
     }
   }
 }
@@ -190,7 +190,7 @@ extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restric
 // from %30 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 1LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(42544LL + v0)] = (-(F[35168LL] * 0.03125f));
+    F[(28096LL + v0)] = (-(F[22880LL] * 0.03125f));
   }
 }
 
@@ -198,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restr
 // from %38 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(256) k13_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(35136LL + v0)] = (-0.03125f * F[(35456LL + v0)]);
+    F[(22848LL + v0)] = (-0.03125f * F[(23168LL + v0)]);
   }
 }
 
@@ -207,7 +207,7 @@ extern "C" __global__ void __launch_bounds__(256) k13_elementwise(float* __restr
 extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(35456LL + v0)] = ((-F[(35136LL + v0)]) / F[(36096LL + v2)]);
+    F[(23168LL + v0)] = ((-F[(22848LL + v0)]) / F[(23808LL + v2)]);
   }
 }
 
@@ -215,7 +215,7 @@ extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restr
 // from %41 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (35456LL + (v0 * 10LL));
+    long long v1 = (23168LL + (v0 * 10LL));
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -231,7 +231,7 @@ extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(35776LL + v0)] = v2;
+      F[(23488LL + v0)] = v2;
     }
   }
 }
@@ -241,7 +241,7 @@ extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restric
 extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(41664LL + v0)] = fmaf(F[(35776LL + v2)], F[(34816LL + v0)], F[(35136LL + v0)]);
+    F[(27456LL + v0)] = fmaf(F[(23488LL + v2)], F[(22528LL + v0)], F[(22848LL + v0)]);
   }
 }
 
@@ -249,7 +249,7 @@ extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restr
 // from %48 at 12:30 `linear(10)`
 extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 10LL; v0 += (long long)gridDim.x) {
-    long long v1 = (41664LL + v0);
+    long long v1 = (27456LL + v0);
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 32LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + (v3 * 10LL))]);
@@ -265,7 +265,7 @@ extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(42448LL + v0)] = v2;
+      F[(28048LL + v0)] = v2;
     }
   }
 }
@@ -274,7 +274,7 @@ extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restric
 // from %53 at 12:22 `relu`
 extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(30720LL + v0)] = (F[(34816LL + v0)] * ((F[(32768LL + v0)] > 0.0f) ? 1.0f : 0.0f));
+    F[(18432LL + v0)] = (F[(22528LL + v0)] * ((F[(20480LL + v0)] > 0.0f) ? 1.0f : 0.0f));
   }
 }
 
@@ -282,7 +282,7 @@ extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restr
 // from %54 at 12:8 `linear(64)`
 extern "C" __global__ void __launch_bounds__(32) k19_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 64LL; v0 += (long long)gridDim.x) {
-    long long v1 = (30720LL + v0);
+    long long v1 = (18432LL + v0);
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 32LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + (v3 * 64LL))]);
@@ -298,7 +298,7 @@ extern "C" __global__ void __launch_bounds__(32) k19_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(42048LL + v0)] = v2;
+      F[(27840LL + v0)] = v2;
     }
   }
 }
@@ -307,7 +307,7 @@ extern "C" __global__ void __launch_bounds__(32) k19_reduce_sum(float* __restric
 // from %66 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(42240LL + v0)] = fmaf(F[(42112LL + v0)], 0.9f, (F[(42048LL + v0)] * 0.1f));
+    F[(27904LL + v0)] = fmaf(F[(27904LL + v0)], 0.9f, (F[(27840LL + v0)] * 0.1f));
   }
 }
 
@@ -315,7 +315,7 @@ extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restr
 // from %72 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(42304LL + v0)] = fmaf(F[(42176LL + v0)], 0.999f, ((F[(42048LL + v0)] * F[(42048LL + v0)]) * 0.001f));
+    F[(27968LL + v0)] = fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f));
   }
 }
 
@@ -323,7 +323,7 @@ extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restr
 // from %79 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(42368LL + v0)] = (F[(41984LL + v0)] - (F[42560LL] * (F[(42240LL + v0)] / fmaf(sqrtf(F[(42304LL + v0)]), F[42576LL], 1e-8f))));
+    F[(27776LL + v0)] = (F[(27776LL + v0)] - (F[28112LL] * (F[(27904LL + v0)] / fmaf(sqrtf(F[(27968LL + v0)]), F[28128LL], 1e-8f))));
   }
 }
 
@@ -331,7 +331,7 @@ extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restr
 // from %88 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(16384LL + v0)] = fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f));
+    F[(8192LL + v0)] = fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f));
   }
 }
 
@@ -339,7 +339,7 @@ extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restr
 // from %94 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(20480LL + v0)] = fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f));
+    F[(12288LL + v0)] = fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f));
   }
 }
 
@@ -347,7 +347,7 @@ extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restr
 // from %101 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(24576LL + v0)] = (F[v0] - (F[42560LL] * (F[(16384LL + v0)] / fmaf(sqrtf(F[(20480LL + v0)]), F[42576LL], 1e-8f))));
+    F[v0] = (F[v0] - (F[28112LL] * (F[(8192LL + v0)] / fmaf(sqrtf(F[(12288LL + v0)]), F[28128LL], 1e-8f))));
   }
 }
 
@@ -355,7 +355,7 @@ extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restr
 // from %110 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(42496LL + v0)] = fmaf(F[(42464LL + v0)], 0.9f, (F[(42448LL + v0)] * 0.1f));
+    F[(28064LL + v0)] = fmaf(F[(28064LL + v0)], 0.9f, (F[(28048LL + v0)] * 0.1f));
   }
 }
 
@@ -363,7 +363,7 @@ extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restr
 // from %116 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(42512LL + v0)] = fmaf(F[(42480LL + v0)], 0.999f, ((F[(42448LL + v0)] * F[(42448LL + v0)]) * 0.001f));
+    F[(28080LL + v0)] = fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f));
   }
 }
 
@@ -371,7 +371,7 @@ extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restr
 // from %123 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k28_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(42528LL + v0)] = (F[(42432LL + v0)] - (F[42560LL] * (F[(42496LL + v0)] / fmaf(sqrtf(F[(42512LL + v0)]), F[42576LL], 1e-8f))));
+    F[(28032LL + v0)] = (F[(28032LL + v0)] - (F[28112LL] * (F[(28064LL + v0)] / fmaf(sqrtf(F[(28080LL + v0)]), F[28128LL], 1e-8f))));
   }
 }
 
@@ -379,7 +379,7 @@ extern "C" __global__ void __launch_bounds__(256) k28_elementwise(float* __restr
 // from %132 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k29_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(39424LL + v0)] = fmaf(F[(38144LL + v0)], 0.9f, (F[(37504LL + v0)] * 0.1f));
+    F[(25856LL + v0)] = fmaf(F[(25856LL + v0)], 0.9f, (F[(25216LL + v0)] * 0.1f));
   }
 }
 
@@ -387,7 +387,7 @@ extern "C" __global__ void __launch_bounds__(256) k29_elementwise(float* __restr
 // from %138 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k30_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(40064LL + v0)] = fmaf(F[(38784LL + v0)], 0.999f, ((F[(37504LL + v0)] * F[(37504LL + v0)]) * 0.001f));
+    F[(26496LL + v0)] = fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f));
   }
 }
 
@@ -395,6 +395,6 @@ extern "C" __global__ void __launch_bounds__(256) k30_elementwise(float* __restr
 // from %145 at 18:19 `adam(lr: 1e-3)`
 extern "C" __global__ void __launch_bounds__(256) k31_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(40704LL + v0)] = (F[(36864LL + v0)] - (F[42560LL] * (F[(39424LL + v0)] / fmaf(sqrtf(F[(40064LL + v0)]), F[42576LL], 1e-8f))));
+    F[(24576LL + v0)] = (F[(24576LL + v0)] - (F[28112LL] * (F[(25856LL + v0)] / fmaf(sqrtf(F[(26496LL + v0)]), F[28128LL], 1e-8f))));
   }
 }
