@@ -115,7 +115,7 @@ enum Command {
         seconds: f64,
         /// Then time every kernel (native backend) and print the N slowest (default 25) on
         /// stderr.
-        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "25")]
+        #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true, default_missing_value = "25")]
         profile: Option<usize>,
     },
     /// Predict with a trained checkpoint: one line per sample of an `.npy` (features only) or a
