@@ -330,19 +330,36 @@ impl CompiledStep {
 
     /// Start (or stop) timing every kernel of every run, from zero: what `netc bench --profile`
     /// reports. Off by default, since reading the clock costs a small kernel's worth of time.
+    /// Scan bodies are timed too.
     pub fn set_profiling(&mut self, on: bool) {
         self.timings = on.then(|| vec![std::time::Duration::ZERO; self.program.kernels.len()]);
+        for scan in self.scans.iter_mut().flatten() {
+            scan.body_mut().set_profiling(on);
+        }
     }
 
     /// Per kernel, its [`KernelProgram::kernel_line`] and the time spent in it since profiling
-    /// started (empty when not profiling).
+    /// started (empty when not profiling). Self time: a natively run scan's line counts its
+    /// copies and loop, and each kernel of its body follows as its own line (`k7 > k2 ...`),
+    /// so the times add up to the step's.
     pub fn profile(&self) -> Vec<(String, std::time::Duration)> {
-        self.timings
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, t)| (self.program.kernel_line(i), *t))
-            .collect()
+        let Some(timings) = &self.timings else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        for (i, (&total, scan)) in timings.iter().zip(&self.scans).enumerate() {
+            let body = scan
+                .as_ref()
+                .map(|s| s.body().profile())
+                .unwrap_or_default();
+            let inside: std::time::Duration = body.iter().map(|(_, t)| *t).sum();
+            lines.push((self.program.kernel_line(i), total.saturating_sub(inside)));
+            lines.extend(
+                body.into_iter()
+                    .map(|(line, t)| (format!("k{i} > {line}"), t)),
+            );
+        }
+        lines
     }
 
     /// An f32 output's current value (after the last run).

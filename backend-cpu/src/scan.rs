@@ -149,6 +149,16 @@ impl ScanExec {
         })
     }
 
+    /// The compiled body, for profiles.
+    pub(crate) fn body(&self) -> &CompiledStep {
+        &self.body
+    }
+
+    /// The compiled body, to switch its profiling.
+    pub(crate) fn body_mut(&mut self) -> &mut CompiledStep {
+        &mut self.body
+    }
+
     /// Run the scan on the outer arenas: operands in `inputs`, results into `outputs`.
     pub(crate) fn run(
         &mut self,

@@ -115,3 +115,35 @@ fn forward_scan_matches_interpreter() {
 fn reversed_scan_matches_interpreter() {
     check(true);
 }
+
+/// A profile lists the scan's own time and each body kernel under it (`kN > ...`), and the
+/// scan's line is its self time: at most the time measured around the whole run.
+#[test]
+fn profiles_time_the_body_under_the_scan() {
+    let g = scan_graph(false);
+    let inputs = random_inputs(&g, &mut Rng(3), 1.0);
+    let mut step = CompiledStep::compile(&g).unwrap();
+    load(&mut step, &inputs);
+    step.set_profiling(true);
+    let started = std::time::Instant::now();
+    step.run().unwrap();
+    let wall = started.elapsed();
+    let profile = step.profile();
+    let scan = profile
+        .iter()
+        .position(|(line, _)| line.contains("fallback") && line.contains("scan["))
+        .expect("the scan's line");
+    let prefix = format!("{} > ", profile[scan].0.split(' ').next().unwrap());
+    let body: Vec<_> = profile
+        .iter()
+        .filter(|(l, _)| l.starts_with(&prefix))
+        .collect();
+    assert!(
+        body.iter().any(|(l, _)| l.contains(" matmul ")),
+        "{profile:#?}"
+    );
+    let total: std::time::Duration = profile.iter().map(|(_, t)| *t).sum();
+    assert!(total <= wall, "{total:?} of kernels in a {wall:?} run");
+    step.set_profiling(false);
+    assert!(step.profile().is_empty());
+}
