@@ -436,6 +436,9 @@ fn im2col(
             for b in 0..win.kernel[1] {
                 let Some(dst) = rows.next() else { return };
                 let dst = &mut dst[..positions];
+                // The same columns are in bounds on every line (hoisted: `valid` divides).
+                let (j0, j1) = valid(win, b, ow, iw);
+                let first = coord(win, 1, j0, b);
                 for (i, line) in dst.chunks_exact_mut(ow.max(1)).enumerate().take(oh) {
                     let h = coord(win, 0, i, a);
                     if h >= ih {
@@ -443,18 +446,9 @@ fn im2col(
                         continue;
                     }
                     let src = &plane[h * iw..(h + 1) * iw];
-                    let (j0, j1) = valid(win, b, ow, iw);
                     line[..j0].fill(0.0);
                     line[j1..].fill(0.0);
-                    let first = coord(win, 1, j0, b);
-                    let s = win.stride[1];
-                    if s == 1 {
-                        copy_row(&mut line[j0..j1], &src[first..first + (j1 - j0)]);
-                    } else {
-                        for (t, &x) in line[j0..j1].iter_mut().zip(src[first..].iter().step_by(s)) {
-                            *t = x;
-                        }
-                    }
+                    gather_row(&mut line[j0..j1], &src[first..], win.stride[1]);
                 }
             }
         }
@@ -486,6 +480,27 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `line[j] = src[j * s]` for every `j` of `line`: one im2col row.
+#[inline(always)]
+fn gather_row(line: &mut [f32], src: &[f32], s: usize) {
+    if s == 1 {
+        copy_row(line, &src[..line.len()]);
+    } else {
+        for (t, &x) in line.iter_mut().zip(src.iter().step_by(s)) {
+            *t = x;
+        }
+    }
+}
+
+/// `dst[j * s] += line[j]` for every `j` of `line`: one col2im row, the adjoint of
+/// [`gather_row`].
+#[inline(always)]
+fn scatter_add_row(dst: &mut [f32], line: &[f32], s: usize) {
+    for (t, &x) in dst.iter_mut().step_by(s).zip(line) {
+        *t += x;
+    }
+}
+
 /// The adjoint of [`im2col`]: `img[c, i*s - p + a*d, j*s - p + b*d] += col[(c, a, b) * ld +
 /// (i, j)]` for every in-bounds target (`img` must start zeroed).
 fn col2im(
@@ -503,24 +518,15 @@ fn col2im(
             for b in 0..win.kernel[1] {
                 let Some(src) = rows.next() else { return };
                 let src = &src[..positions];
+                let (j0, j1) = valid(win, b, ow, iw);
+                let first = coord(win, 1, j0, b);
                 for (i, line) in src.chunks_exact(ow.max(1)).enumerate().take(oh) {
                     let h = coord(win, 0, i, a);
                     if h >= ih {
                         continue;
                     }
                     let dst = &mut plane[h * iw..(h + 1) * iw];
-                    let (j0, j1) = valid(win, b, ow, iw);
-                    let first = coord(win, 1, j0, b);
-                    let s = win.stride[1];
-                    if s == 1 {
-                        for (t, &x) in dst[first..first + (j1 - j0)].iter_mut().zip(&line[j0..j1]) {
-                            *t += x;
-                        }
-                    } else {
-                        for (t, &x) in dst[first..].iter_mut().step_by(s).zip(&line[j0..j1]) {
-                            *t += x;
-                        }
-                    }
+                    scatter_add_row(&mut dst[first..], &line[j0..j1], win.stride[1]);
                 }
             }
         }
