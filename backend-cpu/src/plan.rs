@@ -10,13 +10,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use netc_compiler::ir::{BinaryOp, DType, Graph, NodeId, Op, Role, Type};
+use netc_compiler::ir::{BinaryOp, DType, Graph, NodeId, Op, Role, Type, UnaryOp};
 
 use crate::kernel::{Coverage, Expr, Kernel, KernelProgram, Slot};
 
 /// Whether `add(mul(a, b), c)` becomes one fused multiply-add (one rounding instead of two).
 /// On: it is what the hardware does well, and the tests allow the last-bit differences.
 const FUSE_FMA: bool = true;
+
+/// The most cheap operations an elementwise value may cost for its users to recompute it
+/// instead of reading it from memory ([`Planner::recomputable`]).
+const RECOMPUTE_OPS: usize = 3;
 
 /// What a node becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +164,44 @@ impl Planner<'_> {
             .get(&id)
             .copied()
             .ok_or_else(|| format!("internal: node %{} has no slot", id.index()))
+    }
+
+    /// Whether every user of elementwise `id` may compute it again rather than read it from
+    /// memory: it costs at most [`RECOMPUTE_OPS`] cheap operations (no transcendental) and
+    /// reads at most one buffer of its own size (smaller, broadcast ones are cache-resident).
+    /// Then `x * 0.5` or a bias add feeding several kernels costs each a few instructions
+    /// instead of a full write and a read per user.
+    fn recomputable(&self, id: NodeId) -> bool {
+        let numel = self.graph.ty(id).numel();
+        let mut ops = 0;
+        let mut leaves = HashSet::new();
+        let mut stack = vec![id];
+        while let Some(n) = stack.pop() {
+            let node = self.graph.node(n);
+            let inlined = n == id
+                || (!self.materialized.contains(&n) && self.class[&n] == Class::Elementwise);
+            if !inlined {
+                if self.graph.ty(n).numel() >= numel {
+                    leaves.insert(n);
+                }
+                continue;
+            }
+            ops += match &node.op {
+                Op::Unary(u) if !matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu) => {
+                    return false;
+                }
+                Op::Binary(BinaryOp::Div) => return false,
+                Op::Unary(_) | Op::Binary(_) | Op::Select => 1,
+                Op::Fill { .. } | Op::Broadcast => 0,
+                // A transposed or sliced read could cost the users their vector loops.
+                _ => return false,
+            };
+            if ops > RECOMPUTE_OPS || leaves.len() > 1 {
+                return false;
+            }
+            stack.extend(self.graph.operands(n));
+        }
+        leaves.len() <= 1
     }
 
     /// Build the expression of `id` under `map` (a map into `id`'s own multi-index).
@@ -342,11 +384,11 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                     users.len() > 1 && !operand_free
                 }
                 _ => {
-                    users.len() != 1
-                        || users.iter().any(|&u| {
-                            matches!(graph.node(u).op, Op::Broadcast)
-                                && graph.ty(u).numel() > node.ty.numel()
-                        })
+                    let expanded = users.iter().any(|&u| {
+                        matches!(graph.node(u).op, Op::Broadcast)
+                            && graph.ty(u).numel() > node.ty.numel()
+                    });
+                    expanded || (users.len() != 1 && !p.recomputable(id))
                 }
             };
         if must {
@@ -552,4 +594,68 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
     crate::inplace::update_in_place(&mut program);
     crate::reuse::pack(&mut program, &p.allocations);
     Ok(program)
+}
+
+#[cfg(test)]
+mod tests {
+    use netc_compiler::ir::{BinaryOp, Graph, NodeId, Op, Role, Type, UnaryOp};
+    use netc_grammar::Span;
+
+    use crate::kernel::Kernel;
+
+    fn add(g: &mut Graph, op: Op, operands: &[NodeId]) -> NodeId {
+        g.add(op, operands, None, Span::default()).unwrap()
+    }
+
+    /// Elementwise kernels planned for `t = shared(x, y)` used by two outputs, `t + x` and
+    /// `t * t`.
+    fn kernels_with_shared(shared: impl Fn(&mut Graph, NodeId, NodeId) -> NodeId) -> usize {
+        let mut g = Graph::new();
+        let ty = Type::f32(vec![64]);
+        let x = g.input("x", Role::Data, ty.clone(), Span::default());
+        let y = g.input("y", Role::Data, ty, Span::default());
+        let t = shared(&mut g, x, y);
+        let a = add(&mut g, Op::Binary(BinaryOp::Add), &[t, x]);
+        let b = add(&mut g, Op::Binary(BinaryOp::Mul), &[t, t]);
+        g.set_output("a", a);
+        g.set_output("b", b);
+        let program = super::plan(&g).unwrap();
+        program
+            .kernels
+            .iter()
+            .filter(|k| matches!(k, Kernel::Elementwise { .. }))
+            .count()
+    }
+
+    #[test]
+    fn cheap_values_of_one_buffer_are_recomputed_by_each_user() {
+        let half = |g: &mut Graph, x, _| {
+            let h = g
+                .add(
+                    Op::Fill { value: 0.5 },
+                    &[],
+                    Some(Type::f32(vec![64])),
+                    Span::default(),
+                )
+                .unwrap();
+            add(g, Op::Binary(BinaryOp::Mul), &[x, h])
+        };
+        assert_eq!(
+            kernels_with_shared(half),
+            2,
+            "x * 0.5 is inlined into both users"
+        );
+    }
+
+    #[test]
+    fn transcendentals_and_values_of_two_buffers_are_materialized() {
+        let exp = |g: &mut Graph, x, _| add(g, Op::Unary(UnaryOp::Exp), &[x]);
+        assert_eq!(kernels_with_shared(exp), 3, "exp(x) is computed once");
+        let sum = |g: &mut Graph, x, y| add(g, Op::Binary(BinaryOp::Add), &[x, y]);
+        assert_eq!(
+            kernels_with_shared(sum),
+            3,
+            "x + y is read, not re-read from two buffers"
+        );
+    }
 }

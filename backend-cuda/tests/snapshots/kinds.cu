@@ -15,7 +15,7 @@ __device__ __forceinline__ long long netc_f2ll(float x) {
 // lenet.net train
 // %94 col2im [2, 6, 14, 14]: launch <<<10, 256>>>
 // from %94 at 13:8 `conv2d(16, kernel: 5)`
-extern "C" __global__ void __launch_bounds__(256) k35_col2im(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k30_col2im(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2352LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 14LL);
     long long v2 = (v0 / 14LL);
@@ -44,23 +44,23 @@ extern "C" __global__ void __launch_bounds__(256) k35_col2im(float* __restrict__
 // transformer.net train
 // %436 concat[axis=2] [2, 32, 384]: launch <<<96, 256>>>
 // from %436 at 18:35 `self_attention(heads)`
-extern "C" __global__ void __launch_bounds__(256) k157_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k133_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 24576LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 384LL);
     long long v2 = (v0 % 384LL);
-    long long v3 = ((v2 < 256LL) ? ((4231168LL + (v1 * 256LL)) + v2) : ((4165632LL + (v1 * 128LL)) + (v2 - 256LL)));
-    F[(4132864LL + v0)] = F[v3];
+    long long v3 = ((v2 < 256LL) ? ((4198400LL + (v1 * 256LL)) + v2) : ((4132864LL + (v1 * 128LL)) + (v2 - 256LL)));
+    F[(4100096LL + v0)] = F[v3];
   }
 }
 
 // lenet.net train
-// %7 elementwise [2, 6, 784]: launch <<<37, 256>>>
-// from %7 at 12:8 `conv2d(6, kernel: 5)`
+// %8 elementwise [2, 6, 784]: launch <<<37, 256>>>
+// from %8 at 12:32 `relu`
 extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 9408LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 784LL);
     long long v3 = (v2 % 6LL);
-    F[(310656LL + v0)] = (F[(301248LL + v0)] + F[(351552LL + v3)]);
+    F[(310656LL + v0)] = netc_relu((F[(301248LL + v0)] + F[(351552LL + v3)]));
   }
 }
 
@@ -104,7 +104,7 @@ extern "C" __global__ void __launch_bounds__(256) k0_im2col(float* __restrict__ 
 // lenet.net train
 // %9 max_pool2d [2, 6, 28, 28] -> [2, 6, 14, 14]: launch <<<10, 256>>>
 // from %9 at 12:40 `max_pool(2)`
-extern "C" __global__ void __launch_bounds__(256) k3_max_pool2d(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k2_max_pool2d(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2352LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 14LL);
     long long v2 = (v0 / 14LL);
@@ -118,7 +118,7 @@ extern "C" __global__ void __launch_bounds__(256) k3_max_pool2d(float* __restric
         for (long long v9 = 0LL; v9 < 2LL; v9 += 1LL) {
           long long v10 = ((v1 * 2LL) + v9);
           if (((v10 >= 0LL) && (v10 < 28LL))) {
-            float v11 = F[((301248LL + (v4 * 784LL)) + ((v8 * 28LL) + v10))];
+            float v11 = F[((310656LL + (v4 * 784LL)) + ((v8 * 28LL) + v10))];
             if (((v6 < 0LL) || ((v5 == v5) && ((v11 != v11) || (v11 > v5))))) {
               v5 = v11;
               v6 = ((v8 * 28LL) + v10);
@@ -134,7 +134,7 @@ extern "C" __global__ void __launch_bounds__(256) k3_max_pool2d(float* __restric
 // lenet.net train
 // %87 max_pool2d_grad [2, 16, 10, 10]: launch <<<13, 256>>>
 // from %87 at 13:41 `max_pool(2)`
-extern "C" __global__ void __launch_bounds__(256) k32_max_pool2d_grad(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k27_max_pool2d_grad(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 3200LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 10LL);
     long long v2 = (v0 / 10LL);
@@ -158,7 +158,7 @@ extern "C" __global__ void __launch_bounds__(256) k32_max_pool2d_grad(float* __r
                 for (long long v17 = 0LL; v17 < 2LL; v17 += 1LL) {
                   long long v18 = ((v12 * 2LL) + v17);
                   if (((v18 >= 0LL) && (v18 < 10LL))) {
-                    float v19 = F[((320064LL + (v4 * 100LL)) + ((v16 * 10LL) + v18))];
+                    float v19 = F[((323264LL + (v4 * 100LL)) + ((v16 * 10LL) + v18))];
                     if (((v14 < 0LL) || ((v13 == v13) && ((v19 != v19) || (v19 > v13))))) {
                       v13 = v19;
                       v14 = ((v16 * 10LL) + v18);
@@ -181,7 +181,7 @@ extern "C" __global__ void __launch_bounds__(256) k32_max_pool2d_grad(float* __r
 // lenet.net train
 // %47 one_hot[classes=10]: launch <<<1, 256>>>
 // from %47 at 22:8 `cross_entropy(LeNet(image), label)`
-extern "C" __global__ void __launch_bounds__(256) k18_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k14_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 20LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 10LL);
     long long v2 = (v0 % 10LL);
@@ -196,7 +196,7 @@ extern "C" __global__ void __launch_bounds__(256) k18_one_hot(float* __restrict_
 // lenet.net train
 // %36 reduce_max [2, 10] axes=[1]: launch <<<2, 32>>>
 // from %36 at 22:8 `cross_entropy(LeNet(image), label)`
-extern "C" __global__ void __launch_bounds__(32) k13_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k9_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
     long long v1 = (351424LL + (v0 * 10LL));
     float v2 = (-NETC_INF);
@@ -222,7 +222,7 @@ extern "C" __global__ void __launch_bounds__(32) k13_reduce_max(float* __restric
 // lenet.net train
 // %42 reduce_sum [2, 10] axes=[1]: launch <<<2, 32>>>
 // from %42 at 22:8 `cross_entropy(LeNet(image), label)`
-extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
     long long v1 = (336592LL + (v0 * 10LL));
     float v2 = 0.0f;
@@ -248,7 +248,7 @@ extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restric
 // transformer.net train
 // %608 scatter_add [5000, 128]: launch <<<32, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k222_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k192_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 8192LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 128LL);
     long long v2 = (v0 % 128LL);
@@ -264,7 +264,7 @@ extern "C" __global__ void __launch_bounds__(256) k222_scatter_add(float* __rest
 // transformer.net train
 // %608 scatter_add zero [5000, 128]: launch <<<2500, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k221_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k191_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640000LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(640000LL + v0)] = 0.0f;
   }
@@ -273,12 +273,12 @@ extern "C" __global__ void __launch_bounds__(256) k221_scatter_add_zero(float* _
 // lenet.net train
 // %95 dy [N,O,P] -> [O,N,P] [2, 16, 10, 10]: launch <<<13, 256>>>
 // from %95 at 13:8 `conv2d(16, kernel: 5)`
-extern "C" __global__ void __launch_bounds__(256) k37_transpose(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k32_transpose(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 3200LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 100LL);
     long long v2 = (v0 / 100LL);
     long long v3 = (v2 % 2LL);
     long long v4 = (v2 / 2LL);
-    F[(559232LL + v0)] = F[(320064LL + ((v3 * 1600LL) + ((v4 * 100LL) + v1)))];
+    F[(559232LL + v0)] = F[(323264LL + ((v3 * 1600LL) + ((v4 * 100LL) + v1)))];
   }
 }

@@ -12,26 +12,18 @@ __device__ __forceinline__ long long netc_f2ll(float x) {
   return x != x ? 0LL : x >= 9.22337204e18f ? 0x7fffffffffffffffLL : x < -9.22337204e18f ? (-0x7fffffffffffffffLL - 1LL) : (long long)x;
 }
 
-// %6 elementwise [32, 64]: launch <<<8, 256>>>
-// from %6 at 12:8 `linear(64)`
+// %7 elementwise [32, 64]: launch <<<8, 256>>>
+// from %7 at 12:22 `relu`
 extern "C" __global__ void __launch_bounds__(256) k0_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 64LL);
-    F[(20480LL + v0)] = (F[(18432LL + v0)] + F[(27776LL + v1)]);
-  }
-}
-
-// %7 elementwise [2048]: launch <<<8, 256>>>
-// from %7 at 12:22 `relu`
-extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(18432LL + v0)] = netc_relu(F[(20480LL + v0)]);
+    F[(20480LL + v0)] = netc_relu((F[(18432LL + v0)] + F[(27776LL + v1)]));
   }
 }
 
 // %12 elementwise [32, 10]: launch <<<2, 256>>>
 // from %12 at 12:30 `linear(10)`
-extern "C" __global__ void __launch_bounds__(256) k2_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 10LL);
     F[(27136LL + v0)] = (F[(22528LL + v0)] + F[(28032LL + v1)]);
@@ -40,7 +32,7 @@ extern "C" __global__ void __launch_bounds__(256) k2_elementwise(float* __restri
 
 // %13 reduce_max [32, 10] axes=[1]: launch <<<32, 32>>>
 // from %13 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k3_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k2_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
     long long v1 = (27136LL + (v0 * 10LL));
     float v2 = (-NETC_INF);
@@ -65,7 +57,7 @@ extern "C" __global__ void __launch_bounds__(32) k3_reduce_max(float* __restrict
 
 // %15 elementwise [32, 10]: launch <<<2, 256>>>
 // from %15 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k4_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k3_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
     F[(22528LL + v0)] = F[(22848LL + v2)];
@@ -74,7 +66,7 @@ extern "C" __global__ void __launch_bounds__(256) k4_elementwise(float* __restri
 
 // %17 elementwise [320]: launch <<<2, 256>>>
 // from %17 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k4_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(22848LL + v0)] = (F[(27136LL + v0)] - F[(22528LL + v0)]);
   }
@@ -82,7 +74,7 @@ extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restri
 
 // %18 elementwise [320]: launch <<<2, 256>>>
 // from %18 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k6_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(22528LL + v0)] = expf(F[(22848LL + v0)]);
   }
@@ -90,7 +82,7 @@ extern "C" __global__ void __launch_bounds__(256) k6_elementwise(float* __restri
 
 // %19 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
 // from %19 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k7_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k6_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
     long long v1 = (22528LL + (v0 * 10LL));
     float v2 = 0.0f;
@@ -115,7 +107,7 @@ extern "C" __global__ void __launch_bounds__(32) k7_reduce_sum(float* __restrict
 
 // %24 one_hot[classes=10]: launch <<<2, 256>>>
 // from %24 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k8_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k7_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 10LL);
     long long v2 = (v0 % 10LL);
@@ -129,7 +121,7 @@ extern "C" __global__ void __launch_bounds__(256) k8_one_hot(float* __restrict__
 
 // %25 elementwise [32, 10]: launch <<<2, 256>>>
 // from %25 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k9_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k8_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
     F[(23488LL + v0)] = ((F[(22848LL + v0)] - logf(F[(23808LL + v2)])) * F[(23168LL + v0)]);
@@ -138,7 +130,7 @@ extern "C" __global__ void __launch_bounds__(256) k9_elementwise(float* __restri
 
 // %26 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
 // from %26 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k9_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
     long long v1 = (23488LL + (v0 * 10LL));
     float v2 = 0.0f;
@@ -163,7 +155,7 @@ extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restric
 
 // %27 reduce_sum [32] axes=[0]: launch <<<1, 32>>>
 // from %27 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
     long long v1 = 22848LL;
     float v2 = 0.0f;
@@ -188,34 +180,26 @@ extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restric
 
 // %30 elementwise [1]: launch <<<1, 256>>>
 // from %30 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k11_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 1LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28096LL + v0)] = (-(F[22880LL] * 0.03125f));
   }
 }
 
-// %38 elementwise [320]: launch <<<2, 256>>>
-// from %38 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k13_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(22848LL + v0)] = (-0.03125f * F[(23168LL + v0)]);
-  }
-}
-
 // %40 elementwise [32, 10]: launch <<<2, 256>>>
 // from %40 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(23168LL + v0)] = ((-F[(22848LL + v0)]) / F[(23808LL + v2)]);
+    F[(22848LL + v0)] = ((-(-0.03125f * F[(23168LL + v0)])) / F[(23808LL + v2)]);
   }
 }
 
 // %41 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
 // from %41 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (23168LL + (v0 * 10LL));
+    long long v1 = (22848LL + (v0 * 10LL));
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -238,16 +222,16 @@ extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restric
 
 // %47 elementwise [32, 10]: launch <<<2, 256>>>
 // from %47 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(27456LL + v0)] = fmaf(F[(23488LL + v2)], F[(22528LL + v0)], F[(22848LL + v0)]);
+    F[(27456LL + v0)] = fmaf(-0.03125f, F[(23168LL + v0)], (F[(23488LL + v2)] * F[(22528LL + v0)]));
   }
 }
 
 // %48 reduce_sum [32, 10] axes=[0]: launch <<<10, 32>>>
 // from %48 at 12:30 `linear(10)`
-extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 10LL; v0 += (long long)gridDim.x) {
     long long v1 = (27456LL + v0);
     float v2 = 0.0f;
@@ -270,19 +254,20 @@ extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restric
   }
 }
 
-// %53 elementwise [2048]: launch <<<8, 256>>>
+// %53 elementwise [32, 64]: launch <<<8, 256>>>
 // from %53 at 12:22 `relu`
-extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(18432LL + v0)] = (F[(22528LL + v0)] * ((F[(20480LL + v0)] > 0.0f) ? 1.0f : 0.0f));
+    long long v1 = (v0 % 64LL);
+    F[(20480LL + v0)] = (F[(22528LL + v0)] * (((F[(18432LL + v0)] + F[(27776LL + v1)]) > 0.0f) ? 1.0f : 0.0f));
   }
 }
 
 // %54 reduce_sum [32, 64] axes=[0]: launch <<<64, 32>>>
 // from %54 at 12:8 `linear(64)`
-extern "C" __global__ void __launch_bounds__(32) k19_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 64LL; v0 += (long long)gridDim.x) {
-    long long v1 = (18432LL + v0);
+    long long v1 = (20480LL + v0);
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 32LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + (v3 * 64LL))]);
@@ -305,7 +290,7 @@ extern "C" __global__ void __launch_bounds__(32) k19_reduce_sum(float* __restric
 
 // %66 elementwise [64]: launch <<<1, 256>>>
 // from %66 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(27904LL + v0)] = fmaf(F[(27904LL + v0)], 0.9f, (F[(27840LL + v0)] * 0.1f));
   }
@@ -313,7 +298,7 @@ extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restr
 
 // %72 elementwise [64]: launch <<<1, 256>>>
 // from %72 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k19_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(27968LL + v0)] = fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f));
   }
@@ -321,7 +306,7 @@ extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restr
 
 // %79 elementwise [64]: launch <<<1, 256>>>
 // from %79 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(27776LL + v0)] = (F[(27776LL + v0)] - (F[28112LL] * (F[(27904LL + v0)] / fmaf(sqrtf(F[(27968LL + v0)]), F[28128LL], 1e-8f))));
   }
@@ -329,7 +314,7 @@ extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restr
 
 // %88 elementwise [4096]: launch <<<16, 256>>>
 // from %88 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(8192LL + v0)] = fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f));
   }
@@ -337,7 +322,7 @@ extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restr
 
 // %94 elementwise [4096]: launch <<<16, 256>>>
 // from %94 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(12288LL + v0)] = fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f));
   }
@@ -345,7 +330,7 @@ extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restr
 
 // %101 elementwise [4096]: launch <<<16, 256>>>
 // from %101 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[v0] = (F[v0] - (F[28112LL] * (F[(8192LL + v0)] / fmaf(sqrtf(F[(12288LL + v0)]), F[28128LL], 1e-8f))));
   }
@@ -353,7 +338,7 @@ extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restr
 
 // %110 elementwise [10]: launch <<<1, 256>>>
 // from %110 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28064LL + v0)] = fmaf(F[(28064LL + v0)], 0.9f, (F[(28048LL + v0)] * 0.1f));
   }
@@ -361,7 +346,7 @@ extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restr
 
 // %116 elementwise [10]: launch <<<1, 256>>>
 // from %116 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28080LL + v0)] = fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f));
   }
@@ -369,7 +354,7 @@ extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restr
 
 // %123 elementwise [10]: launch <<<1, 256>>>
 // from %123 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k28_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28032LL + v0)] = (F[(28032LL + v0)] - (F[28112LL] * (F[(28064LL + v0)] / fmaf(sqrtf(F[(28080LL + v0)]), F[28128LL], 1e-8f))));
   }
@@ -377,7 +362,7 @@ extern "C" __global__ void __launch_bounds__(256) k28_elementwise(float* __restr
 
 // %132 elementwise [640]: launch <<<3, 256>>>
 // from %132 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k29_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(25856LL + v0)] = fmaf(F[(25856LL + v0)], 0.9f, (F[(25216LL + v0)] * 0.1f));
   }
@@ -385,7 +370,7 @@ extern "C" __global__ void __launch_bounds__(256) k29_elementwise(float* __restr
 
 // %138 elementwise [640]: launch <<<3, 256>>>
 // from %138 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k30_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k28_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(26496LL + v0)] = fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f));
   }
@@ -393,7 +378,7 @@ extern "C" __global__ void __launch_bounds__(256) k30_elementwise(float* __restr
 
 // %145 elementwise [640]: launch <<<3, 256>>>
 // from %145 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k31_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k29_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(24576LL + v0)] = (F[(24576LL + v0)] - (F[28112LL] * (F[(25856LL + v0)] / fmaf(sqrtf(F[(26496LL + v0)]), F[28128LL], 1e-8f))));
   }
