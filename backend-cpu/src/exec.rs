@@ -211,7 +211,9 @@ pub(crate) fn reduce(
     loop {
         let o: usize = idx.iter().zip(&ostride).map(|(a, b)| a * b).sum();
         let row = &x[i..i + n];
-        if inner_reduced {
+        if inner_reduced && op == ReduceOp::Sum {
+            y[o] += sum(row);
+        } else if inner_reduced {
             y[o] = row.iter().fold(y[o], |acc, &v| fold(acc, v));
         } else {
             for (t, &v) in y[o..o + n].iter_mut().zip(row) {
@@ -233,6 +235,30 @@ pub(crate) fn reduce(
             idx[d] = 0;
         }
     }
+}
+
+/// The sum of `row` in sixteen interleaved partial sums, added pairwise at the end: the
+/// additions vectorize (a sequential sum waits on each add's latency, 0.85 ns per element),
+/// and the result is at least as accurate as the sequential one.
+fn sum(row: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut blocks = row.chunks_exact(16);
+    for block in &mut blocks {
+        for (l, &v) in lanes.iter_mut().zip(block) {
+            *l += v;
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(blocks.remainder()) {
+        *l += v;
+    }
+    let mut width = 16;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+    }
+    lanes[0]
 }
 
 /// Evaluate a fallback kernel's one-op graph with the reference interpreter (f32 precision),
@@ -377,5 +403,24 @@ pub(crate) fn gemm(
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every length around the sixteen lanes and a long row: the lanes and the tail all count.
+    #[test]
+    fn lane_sums_add_every_element() {
+        for n in (0..40).chain([1000, 4097]) {
+            let row: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32) * 0.25 - 12.0)
+                .collect();
+            let exact: f64 = row.iter().map(|&v| f64::from(v)).sum();
+            let got = f64::from(super::sum(&row));
+            assert!(
+                (got - exact).abs() <= 1e-6 * exact.abs().max(1.0),
+                "n={n}: {got} vs {exact}"
+            );
+        }
     }
 }
