@@ -83,6 +83,8 @@ fn windows() -> Vec<Window> {
         w([3, 3], [1, 2], [2, 1], [2, 2]),
         w([5, 4], [2, 3], [1, 2], [1, 1]),
         w([4, 4], [2, 2], [1, 1], [1, 1]),
+        // LeNet's convolutions (the direct kernels: stride 1, no padding).
+        w([5, 5], [1, 1], [0, 0], [1, 1]),
         // The pools' fast paths: 2x2 and 3x3 kernels with every window inside.
         w([2, 2], [2, 2], [0, 0], [1, 1]),
         w([3, 3], [2, 2], [0, 0], [1, 1]),
@@ -94,7 +96,15 @@ fn windows() -> Vec<Window> {
 fn convolutions_match_the_interpreter() {
     let mut rng = Rng(0xC0DE);
     for window in windows() {
-        for (n, c, o, h, w) in [(1, 2, 3, 7, 9), (3, 3, 5, 8, 6), (3, 1, 1, 11, 5)] {
+        // The last two reach the direct kernels' partial column blocks and channel groups.
+        let shapes = [
+            (1, 2, 3, 7, 9),
+            (3, 3, 5, 8, 6),
+            (3, 1, 1, 11, 5),
+            (2, 3, 11, 13, 21),
+            (1, 2, 16, 12, 12),
+        ];
+        for (n, c, o, h, w) in shapes {
             let Some(oh) = window.output_size(h, 0) else {
                 continue;
             };
