@@ -83,6 +83,27 @@ fn classify(graph: &Graph, id: NodeId) -> Class {
     }
 }
 
+/// For a reshape from `operand` to `alias` that only splits axes: per operand axis, the
+/// range of alias axes whose product it is (trailing alias axes of size 1 belong to none);
+/// `None` for any other reshape.
+fn split_groups(operand: &[usize], alias: &[usize]) -> Option<Vec<std::ops::Range<usize>>> {
+    let mut groups = Vec::with_capacity(operand.len());
+    let mut d = 0;
+    for &size in operand {
+        let start = d;
+        let mut product = 1;
+        while product < size && d < alias.len() {
+            product *= alias[d];
+            d += 1;
+        }
+        if product != size {
+            return None;
+        }
+        groups.push(start..d);
+    }
+    alias[d..].iter().all(|&n| n == 1).then_some(groups)
+}
+
 /// An affine index map from the kernel's multi-index to one node's multi-index: node axis `j`
 /// is `base[j] + sum_d coef[j][d] * k[d]`.
 #[derive(Clone, Debug)]
@@ -94,6 +115,29 @@ struct Map {
 }
 
 impl Map {
+    /// This map (into an alias of shape `alias`) as a map into the operand the alias splits
+    /// (`groups` from [`split_groups`]): each operand index is the row-major combination of
+    /// its group's alias indices, still affine.
+    fn merged(&self, groups: &[std::ops::Range<usize>], alias: &[usize]) -> Map {
+        let mut base = vec![0; groups.len()];
+        let mut coef = vec![vec![0; self.kdims]; groups.len()];
+        for (g, range) in groups.iter().enumerate() {
+            let mut weight = 1;
+            for d in range.clone().rev() {
+                base[g] += self.base[d] * weight;
+                for (c, &k) in coef[g].iter_mut().zip(&self.coef[d]) {
+                    *c += k * weight;
+                }
+                weight *= alias[d];
+            }
+        }
+        Map {
+            base,
+            coef,
+            kdims: self.kdims,
+        }
+    }
+
     fn identity(rank: usize) -> Map {
         Map {
             base: vec![0; rank],
@@ -166,6 +210,35 @@ impl Planner<'_> {
             .ok_or_else(|| format!("internal: node %{} has no slot", id.index()))
     }
 
+    /// Whether alias `id` (a reshape that only splits axes, or a same-shape view) stands for a
+    /// value that is not materialised: its users then inline the value through it.
+    fn virtual_view(&self, id: NodeId) -> bool {
+        self.class[&id] == Class::Alias && {
+            let operand = self.graph.operands(id)[0];
+            self.class[&operand] == Class::Elementwise
+                && !self.materialized.contains(&operand)
+                && split_groups(&self.graph.ty(operand).shape, &self.graph.ty(id).shape).is_some()
+        }
+    }
+
+    /// The users of `id`, with each alias that could be virtual (it only splits axes and is
+    /// not an output) replaced by its own users, so a reshape between two elementwise ops does
+    /// not force the first into memory.
+    fn users_through_views(&self, id: NodeId, outputs: &HashSet<NodeId>) -> Vec<NodeId> {
+        let mut users = Vec::new();
+        for &u in &self.users[&id] {
+            let splits = self.class[&u] == Class::Alias
+                && !outputs.contains(&u)
+                && split_groups(&self.graph.ty(id).shape, &self.graph.ty(u).shape).is_some();
+            if splits {
+                users.extend(self.users_through_views(u, outputs));
+            } else {
+                users.push(u);
+            }
+        }
+        users
+    }
+
     /// Whether every user of elementwise `id` may compute it again rather than read it from
     /// memory: it costs at most [`RECOMPUTE_OPS`] cheap operations (no transcendental) and
     /// reads at most one buffer of its own size (smaller, broadcast ones are cache-resident).
@@ -178,6 +251,10 @@ impl Planner<'_> {
         let mut stack = vec![id];
         while let Some(n) = stack.pop() {
             let node = self.graph.node(n);
+            if self.virtual_view(n) {
+                stack.extend(self.graph.operands(n));
+                continue;
+            }
             let inlined = n == id
                 || (!self.materialized.contains(&n) && self.class[&n] == Class::Elementwise);
             if !inlined {
@@ -206,6 +283,16 @@ impl Planner<'_> {
 
     /// Build the expression of `id` under `map` (a map into `id`'s own multi-index).
     fn expr(&self, id: NodeId, map: &Map, root: bool) -> Result<Expr, String> {
+        if self.virtual_view(id) {
+            let operand = self.graph.operands(id)[0];
+            let groups = split_groups(&self.graph.ty(operand).shape, &self.graph.ty(id).shape)
+                .ok_or("internal: a virtual view that is not a split")?;
+            return self.expr(
+                operand,
+                &map.merged(&groups, &self.graph.ty(id).shape),
+                false,
+            );
+        }
         if !root && self.materialized.contains(&id) || self.class[&id] != Class::Elementwise {
             let slot = self.slot_of(id)?;
             let ty = self.graph.ty(id);
@@ -369,7 +456,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
         if p.class[&id] != Class::Elementwise {
             continue;
         }
-        let users = &p.users[&id];
+        let users = &p.users_through_views(id, &outputs);
         let node = graph.node(id);
         let all_ew_users = users.iter().all(|u| p.class[u] == Class::Elementwise);
         let must = outputs.contains(&id)
@@ -379,7 +466,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                 Op::Broadcast | Op::Transpose { .. } | Op::Slice { .. } => {
                     let operand = graph.operands(id)[0];
                     let operand_free = p.materialized.contains(&operand)
-                        || p.class[&operand] != Class::Elementwise
+                        || (p.class[&operand] != Class::Elementwise && !p.virtual_view(operand))
                         || matches!(graph.node(operand).op, Op::Fill { .. });
                     users.len() > 1 && !operand_free
                 }
@@ -415,9 +502,12 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                 }
             }
             Class::Alias => {
-                let s = p.slot_of(ops[0])?;
-                p.slots.insert(id, s);
                 coverage.aliases += 1;
+                // A view of a value that is never materialised is only ever inlined.
+                if !p.virtual_view(id) {
+                    let s = p.slot_of(ops[0])?;
+                    p.slots.insert(id, s);
+                }
             }
             Class::Elementwise => {
                 coverage.fused += 1;
@@ -645,6 +735,39 @@ mod tests {
             2,
             "x * 0.5 is inlined into both users"
         );
+    }
+
+    #[test]
+    fn reshapes_that_split_axes_are_seen_through() {
+        use super::split_groups;
+        assert_eq!(split_groups(&[6, 4], &[2, 3, 4]), Some(vec![0..2, 2..3]));
+        assert_eq!(split_groups(&[1, 4], &[4, 1]), Some(vec![0..0, 0..1]));
+        assert_eq!(
+            split_groups(&[2, 3, 4], &[6, 4]),
+            None,
+            "a merge is not affine"
+        );
+        assert_eq!(split_groups(&[4, 6], &[6, 4]), None);
+        // `t = x * 0.5` computed as [1, 64] and reshaped to [64] before both users: still
+        // recomputed by each.
+        let half = |g: &mut Graph, x, _| {
+            let wide = Some(Type::f32(vec![1, 64]));
+            let x = g
+                .add(Op::Reshape, &[x], wide.clone(), Span::default())
+                .unwrap();
+            let h = g
+                .add(Op::Fill { value: 0.5 }, &[], wide, Span::default())
+                .unwrap();
+            let t = add(g, Op::Binary(BinaryOp::Mul), &[x, h]);
+            g.add(
+                Op::Reshape,
+                &[t],
+                Some(Type::f32(vec![64])),
+                Span::default(),
+            )
+            .unwrap()
+        };
+        assert_eq!(kernels_with_shared(half), 2);
     }
 
     #[test]

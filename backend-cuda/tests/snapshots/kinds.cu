@@ -15,7 +15,7 @@ __device__ __forceinline__ long long netc_f2ll(float x) {
 // lenet.net train
 // %94 col2im [2, 6, 14, 14]: launch <<<10, 256>>>
 // from %94 at 13:8 `conv2d(16, kernel: 5)`
-extern "C" __global__ void __launch_bounds__(256) k30_col2im(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k28_col2im(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2352LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 14LL);
     long long v2 = (v0 / 14LL);
@@ -44,7 +44,7 @@ extern "C" __global__ void __launch_bounds__(256) k30_col2im(float* __restrict__
 // transformer.net train
 // %436 concat[axis=2] [2, 32, 384]: launch <<<96, 256>>>
 // from %436 at 18:35 `self_attention(heads)`
-extern "C" __global__ void __launch_bounds__(256) k133_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k115_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 24576LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 384LL);
     long long v2 = (v0 % 384LL);
@@ -134,7 +134,7 @@ extern "C" __global__ void __launch_bounds__(256) k2_max_pool2d(float* __restric
 // lenet.net train
 // %87 max_pool2d_grad [2, 16, 10, 10]: launch <<<13, 256>>>
 // from %87 at 13:41 `max_pool(2)`
-extern "C" __global__ void __launch_bounds__(256) k27_max_pool2d_grad(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k25_max_pool2d_grad(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 3200LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 10LL);
     long long v2 = (v0 / 10LL);
@@ -181,7 +181,7 @@ extern "C" __global__ void __launch_bounds__(256) k27_max_pool2d_grad(float* __r
 // lenet.net train
 // %47 one_hot[classes=10]: launch <<<1, 256>>>
 // from %47 at 22:8 `cross_entropy(LeNet(image), label)`
-extern "C" __global__ void __launch_bounds__(256) k14_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k12_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 20LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 10LL);
     long long v2 = (v0 % 10LL);
@@ -189,7 +189,7 @@ extern "C" __global__ void __launch_bounds__(256) k14_one_hot(float* __restrict_
     if (((v2 == 0LL) && (((v3 >= 0LL) && (v3 < 10LL)) == 0))) {
       *err = 1;
     }
-    F[(336656LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
+    F[(336624LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
   }
 }
 
@@ -214,7 +214,7 @@ extern "C" __global__ void __launch_bounds__(32) k9_reduce_max(float* __restrict
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = netc_max(v2, v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336624LL + v0)] = v2;
+      F[(336688LL + v0)] = v2;
     }
   }
 }
@@ -222,7 +222,7 @@ extern "C" __global__ void __launch_bounds__(32) k9_reduce_max(float* __restrict
 // lenet.net train
 // %42 reduce_sum [2, 10] axes=[1]: launch <<<2, 32>>>
 // from %42 at 22:8 `cross_entropy(LeNet(image), label)`
-extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
     long long v1 = (336592LL + (v0 * 10LL));
     float v2 = 0.0f;
@@ -240,7 +240,7 @@ extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336720LL + v0)] = v2;
+      F[(336704LL + v0)] = v2;
     }
   }
 }
@@ -248,7 +248,7 @@ extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restric
 // transformer.net train
 // %608 scatter_add [5000, 128]: launch <<<32, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k192_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k174_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 8192LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 128LL);
     long long v2 = (v0 % 128LL);
@@ -264,7 +264,7 @@ extern "C" __global__ void __launch_bounds__(256) k192_scatter_add(float* __rest
 // transformer.net train
 // %608 scatter_add zero [5000, 128]: launch <<<2500, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k191_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k173_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640000LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(640000LL + v0)] = 0.0f;
   }
@@ -273,7 +273,7 @@ extern "C" __global__ void __launch_bounds__(256) k191_scatter_add_zero(float* _
 // lenet.net train
 // %95 dy [N,O,P] -> [O,N,P] [2, 16, 10, 10]: launch <<<13, 256>>>
 // from %95 at 13:8 `conv2d(16, kernel: 5)`
-extern "C" __global__ void __launch_bounds__(256) k32_transpose(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k30_transpose(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 3200LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 100LL);
     long long v2 = (v0 / 100LL);

@@ -50,39 +50,23 @@ extern "C" __global__ void __launch_bounds__(32) k2_reduce_max(float* __restrict
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = netc_max(v2, v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(22848LL + v0)] = v2;
+      F[(23488LL + v0)] = v2;
     }
   }
 }
 
-// %15 elementwise [32, 10]: launch <<<2, 256>>>
-// from %15 at 17:8 `cross_entropy(Mlp(pixels), label)`
+// %18 elementwise [32, 10]: launch <<<2, 256>>>
+// from %18 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(256) k3_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(22528LL + v0)] = F[(22848LL + v2)];
-  }
-}
-
-// %17 elementwise [320]: launch <<<2, 256>>>
-// from %17 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k4_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(22848LL + v0)] = (F[(27136LL + v0)] - F[(22528LL + v0)]);
-  }
-}
-
-// %18 elementwise [320]: launch <<<2, 256>>>
-// from %18 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(22528LL + v0)] = expf(F[(22848LL + v0)]);
+    F[(22528LL + v0)] = expf((F[(27136LL + v0)] - F[(23488LL + v2)]));
   }
 }
 
 // %19 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
 // from %19 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k6_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k4_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
     long long v1 = (22528LL + (v0 * 10LL));
     float v2 = 0.0f;
@@ -100,14 +84,14 @@ extern "C" __global__ void __launch_bounds__(32) k6_reduce_sum(float* __restrict
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23808LL + v0)] = v2;
+      F[(23520LL + v0)] = v2;
     }
   }
 }
 
 // %24 one_hot[classes=10]: launch <<<2, 256>>>
 // from %24 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k7_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k5_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 10LL);
     long long v2 = (v0 % 10LL);
@@ -115,24 +99,24 @@ extern "C" __global__ void __launch_bounds__(256) k7_one_hot(float* __restrict__
     if (((v2 == 0LL) && (((v3 >= 0LL) && (v3 < 10LL)) == 0))) {
       *err = 1;
     }
-    F[(23168LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
+    F[(22848LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
   }
 }
 
 // %25 elementwise [32, 10]: launch <<<2, 256>>>
 // from %25 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k8_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k6_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(23488LL + v0)] = ((F[(22848LL + v0)] - logf(F[(23808LL + v2)])) * F[(23168LL + v0)]);
+    F[(23168LL + v0)] = (((F[(27136LL + v0)] - F[(23488LL + v2)]) - logf(F[(23520LL + v2)])) * F[(22848LL + v0)]);
   }
 }
 
 // %26 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
 // from %26 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k9_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k7_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (23488LL + (v0 * 10LL));
+    long long v1 = (23168LL + (v0 * 10LL));
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -148,16 +132,16 @@ extern "C" __global__ void __launch_bounds__(32) k9_reduce_sum(float* __restrict
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(22848LL + v0)] = v2;
+      F[(23488LL + v0)] = v2;
     }
   }
 }
 
 // %27 reduce_sum [32] axes=[0]: launch <<<1, 32>>>
 // from %27 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k8_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
-    long long v1 = 22848LL;
+    long long v1 = 23488LL;
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 32LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -173,33 +157,33 @@ extern "C" __global__ void __launch_bounds__(32) k10_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(22880LL + v0)] = v2;
+      F[(23168LL + v0)] = v2;
     }
   }
 }
 
 // %30 elementwise [1]: launch <<<1, 256>>>
 // from %30 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k11_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k9_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 1LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(28096LL + v0)] = (-(F[22880LL] * 0.03125f));
+    F[(28096LL + v0)] = (-(F[23168LL] * 0.03125f));
   }
 }
 
 // %40 elementwise [32, 10]: launch <<<2, 256>>>
 // from %40 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k10_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(22848LL + v0)] = ((-(-0.03125f * F[(23168LL + v0)])) / F[(23808LL + v2)]);
+    F[(23168LL + v0)] = ((-(-0.03125f * F[(22848LL + v0)])) / F[(23520LL + v2)]);
   }
 }
 
 // %41 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
 // from %41 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (22848LL + (v0 * 10LL));
+    long long v1 = (23168LL + (v0 * 10LL));
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -222,16 +206,16 @@ extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restric
 
 // %47 elementwise [32, 10]: launch <<<2, 256>>>
 // from %47 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 10LL);
-    F[(27456LL + v0)] = fmaf(-0.03125f, F[(23168LL + v0)], (F[(23488LL + v2)] * F[(22528LL + v0)]));
+    F[(27456LL + v0)] = fmaf(-0.03125f, F[(22848LL + v0)], (F[(23488LL + v2)] * F[(22528LL + v0)]));
   }
 }
 
 // %48 reduce_sum [32, 10] axes=[0]: launch <<<10, 32>>>
 // from %48 at 12:30 `linear(10)`
-extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 10LL; v0 += (long long)gridDim.x) {
     long long v1 = (27456LL + v0);
     float v2 = 0.0f;
@@ -256,7 +240,7 @@ extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restric
 
 // %53 elementwise [32, 64]: launch <<<8, 256>>>
 // from %53 at 12:22 `relu`
-extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 64LL);
     F[(20480LL + v0)] = (F[(22528LL + v0)] * (((F[(18432LL + v0)] + F[(27776LL + v1)]) > 0.0f) ? 1.0f : 0.0f));
@@ -265,7 +249,7 @@ extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restr
 
 // %54 reduce_sum [32, 64] axes=[0]: launch <<<64, 32>>>
 // from %54 at 12:8 `linear(64)`
-extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 64LL; v0 += (long long)gridDim.x) {
     long long v1 = (20480LL + v0);
     float v2 = 0.0f;
@@ -290,7 +274,7 @@ extern "C" __global__ void __launch_bounds__(32) k17_reduce_sum(float* __restric
 
 // %66 elementwise [64]: launch <<<1, 256>>>
 // from %66 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(27904LL + v0)] = fmaf(F[(27904LL + v0)], 0.9f, (F[(27840LL + v0)] * 0.1f));
   }
@@ -298,7 +282,7 @@ extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restr
 
 // %72 elementwise [64]: launch <<<1, 256>>>
 // from %72 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k19_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k17_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(27968LL + v0)] = fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f));
   }
@@ -306,7 +290,7 @@ extern "C" __global__ void __launch_bounds__(256) k19_elementwise(float* __restr
 
 // %79 elementwise [64]: launch <<<1, 256>>>
 // from %79 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(27776LL + v0)] = (F[(27776LL + v0)] - (F[28112LL] * (F[(27904LL + v0)] / fmaf(sqrtf(F[(27968LL + v0)]), F[28128LL], 1e-8f))));
   }
@@ -314,7 +298,7 @@ extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restr
 
 // %88 elementwise [4096]: launch <<<16, 256>>>
 // from %88 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k19_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(8192LL + v0)] = fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f));
   }
@@ -322,7 +306,7 @@ extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restr
 
 // %94 elementwise [4096]: launch <<<16, 256>>>
 // from %94 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(12288LL + v0)] = fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f));
   }
@@ -330,7 +314,7 @@ extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restr
 
 // %101 elementwise [4096]: launch <<<16, 256>>>
 // from %101 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[v0] = (F[v0] - (F[28112LL] * (F[(8192LL + v0)] / fmaf(sqrtf(F[(12288LL + v0)]), F[28128LL], 1e-8f))));
   }
@@ -338,7 +322,7 @@ extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restr
 
 // %110 elementwise [10]: launch <<<1, 256>>>
 // from %110 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28064LL + v0)] = fmaf(F[(28064LL + v0)], 0.9f, (F[(28048LL + v0)] * 0.1f));
   }
@@ -346,7 +330,7 @@ extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restr
 
 // %116 elementwise [10]: launch <<<1, 256>>>
 // from %116 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28080LL + v0)] = fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f));
   }
@@ -354,7 +338,7 @@ extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restr
 
 // %123 elementwise [10]: launch <<<1, 256>>>
 // from %123 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28032LL + v0)] = (F[(28032LL + v0)] - (F[28112LL] * (F[(28064LL + v0)] / fmaf(sqrtf(F[(28080LL + v0)]), F[28128LL], 1e-8f))));
   }
@@ -362,7 +346,7 @@ extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restr
 
 // %132 elementwise [640]: launch <<<3, 256>>>
 // from %132 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(25856LL + v0)] = fmaf(F[(25856LL + v0)], 0.9f, (F[(25216LL + v0)] * 0.1f));
   }
@@ -370,7 +354,7 @@ extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restr
 
 // %138 elementwise [640]: launch <<<3, 256>>>
 // from %138 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k28_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(26496LL + v0)] = fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f));
   }
@@ -378,7 +362,7 @@ extern "C" __global__ void __launch_bounds__(256) k28_elementwise(float* __restr
 
 // %145 elementwise [640]: launch <<<3, 256>>>
 // from %145 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k29_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(24576LL + v0)] = (F[(24576LL + v0)] - (F[28112LL] * (F[(25856LL + v0)] / fmaf(sqrtf(F[(26496LL + v0)]), F[28128LL], 1e-8f))));
   }
