@@ -1,4 +1,5 @@
-//! Two calling conventions over cached [`CompiledStep`]s, so the training loop can switch
+//! Two calling conventions over cached compiled graphs ([`CompiledStep`] here, the CUDA
+//! backend's steps through the same [`CompiledGraph`] trait), so the training loop can switch
 //! backends without restructuring:
 //!
 //! - [`Runner::run`] is the interpreter's convention (`HashMap` of named [`Value`]s in and
@@ -17,15 +18,98 @@ use netc_compiler::ir::{DType, Graph, Op, Type};
 
 use crate::CompiledStep;
 
+/// A graph compiled for one device, with named inputs and outputs in its own memory: what a
+/// [`Runner`] caches and drives.
+pub trait CompiledGraph: Sized {
+    /// Compile `graph` (plan and code generation).
+    fn compile(graph: &Graph) -> Result<Self, String>;
+    /// Milliseconds [`CompiledGraph::compile`] took.
+    fn compile_ms(&self) -> f64;
+    /// Whether the graph has an input of this name.
+    fn has_input(&self, name: &str) -> bool;
+    /// Copy a value into the input of this name.
+    fn set_value(&mut self, name: &str, value: &Value) -> Result<(), String>;
+    /// Run the graph once; updates land in their inputs.
+    fn run(&mut self) -> Result<(), String>;
+    /// An output's value after the last run, as a value of type `ty`.
+    fn output_value(&self, name: &str, ty: &Type) -> Result<Value, String>;
+    /// An input's current value (a parameter after the last run's update), of type `ty`.
+    fn input_value(&self, name: &str, ty: &Type) -> Result<Value, String>;
+    /// Set input `name` to `other`'s input of the same name.
+    fn copy_input_from(&mut self, other: &Self, name: &str) -> Result<(), String>;
+    /// Start or stop timing kernels (backends without a profiler ignore it).
+    fn set_profiling(&mut self, _on: bool) {}
+    /// Per kernel, its description and the time spent in it while profiling.
+    fn profile(&self) -> Vec<(String, std::time::Duration)> {
+        Vec::new()
+    }
+}
+
+impl CompiledGraph for CompiledStep {
+    fn compile(graph: &Graph) -> Result<Self, String> {
+        CompiledStep::compile(graph)
+    }
+
+    fn compile_ms(&self) -> f64 {
+        CompiledStep::compile_ms(self)
+    }
+
+    fn has_input(&self, name: &str) -> bool {
+        CompiledStep::has_input(self, name)
+    }
+
+    fn set_value(&mut self, name: &str, value: &Value) -> Result<(), String> {
+        match &value.data {
+            Data::F(d) => self.set_input_f64(name, d),
+            Data::I(d) => self.set_input_i64(name, d),
+        }
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        CompiledStep::run(self)
+    }
+
+    fn output_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
+        Ok(match ty.dtype {
+            DType::F32 => Value::from_f64(
+                ty.shape.clone(),
+                self.output_slice(name)?
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .collect(),
+            ),
+            DType::I64 => Value::i64(ty.shape.clone(), self.output_i64(name)?),
+        })
+    }
+
+    fn input_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
+        Ok(match ty.dtype {
+            DType::F32 => Value::f32(ty.shape.clone(), self.input(name)?),
+            DType::I64 => Value::i64(ty.shape.clone(), self.input_i64(name)?),
+        })
+    }
+
+    fn copy_input_from(&mut self, other: &Self, name: &str) -> Result<(), String> {
+        CompiledStep::copy_input_from(self, other, name)
+    }
+
+    fn set_profiling(&mut self, on: bool) {
+        CompiledStep::set_profiling(self, on);
+    }
+
+    fn profile(&self) -> Vec<(String, std::time::Duration)> {
+        CompiledStep::profile(self)
+    }
+}
+
 /// A cached step: the graph's identity (its address and size). The graphs must outlive the
 /// runner and not change (a training loop's `Program` does neither).
 type Key = (usize, usize);
 
 /// Compiled steps keyed by graph identity, compiled on first use, and where the newest copy
 /// of each persistent value lives.
-#[derive(Default)]
-pub struct Runner {
-    cache: HashMap<Key, CompiledStep>,
+pub struct Runner<S: CompiledGraph = CompiledStep> {
+    cache: HashMap<Key, S>,
     /// Persistent values some step updated: the newest version, the step holding it, and the
     /// version the host's map holds. A value not listed is newest in the host's map.
     versions: HashMap<String, Version>,
@@ -48,24 +132,40 @@ struct Version {
     host: u64,
 }
 
+impl<S: CompiledGraph> Default for Runner<S> {
+    fn default() -> Self {
+        Runner {
+            cache: HashMap::new(),
+            versions: HashMap::new(),
+            held: HashMap::new(),
+            persistent: HashMap::new(),
+            clock: 0,
+            profiling: false,
+            order: Vec::new(),
+        }
+    }
+}
+
 impl Runner {
-    /// An empty cache.
+    /// An empty cache of natively compiled steps (other backends: `Runner::default()`).
     pub fn new() -> Runner {
         Runner::default()
     }
+}
 
+impl<S: CompiledGraph> Runner<S> {
     /// Milliseconds spent compiling every graph compiled so far (plan and code generation,
     /// not the first run), for `netc bench`'s `compile_ms`.
     pub fn compile_ms(&self) -> f64 {
-        self.cache.values().map(CompiledStep::compile_ms).sum()
+        self.cache.values().map(S::compile_ms).sum()
     }
 
-    fn compiled(&mut self, graph: &Graph) -> Result<(Key, &mut CompiledStep), String> {
+    fn compiled(&mut self, graph: &Graph) -> Result<(Key, &mut S), String> {
         let key = (std::ptr::from_ref(graph) as usize, graph.node_count());
         let step = match self.cache.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let mut step = CompiledStep::compile(graph)?;
+                let mut step = S::compile(graph)?;
                 step.set_profiling(self.profiling);
                 self.order.push(key);
                 e.insert(step)
@@ -118,7 +218,7 @@ impl Runner {
         let (_, step) = self.compiled(graph)?;
         for (name, value) in inputs {
             if step.has_input(name) {
-                set_value(step, name, value)?;
+                step.set_value(name, value)?;
             }
         }
         step.run()?;
@@ -128,7 +228,7 @@ impl Runner {
             .map(|o| {
                 Ok((
                     o.name.clone(),
-                    output_value(step, &o.name, graph.ty(o.node))?,
+                    step.output_value(&o.name, graph.ty(o.node))?,
                 ))
             })
             .collect()
@@ -151,7 +251,7 @@ impl Runner {
         for (name, value) in inputs {
             let step = self.cache.get_mut(&key).expect("compiled above");
             if step.has_input(name) {
-                set_value(step, name, value)?;
+                step.set_value(name, value)?;
             }
         }
         let names = self.persistent.entry(key).or_insert_with(|| {
@@ -180,7 +280,11 @@ impl Runner {
             }
             held.insert(name.to_string(), newest);
             match from {
-                None => set_value(self.cache.get_mut(&key).expect("compiled"), name, host)?,
+                None => self
+                    .cache
+                    .get_mut(&key)
+                    .expect("compiled")
+                    .set_value(name, host)?,
                 Some(holder) => {
                     let [Some(to), Some(from)] = self.cache.get_disjoint_mut([&key, &holder])
                     else {
@@ -216,7 +320,7 @@ impl Runner {
                     .iter()
                     .find(|o| o.name == name)
                     .ok_or_else(|| format!("the step has no output `{name}`"))?;
-                output_value(step, name, graph.ty(o.node))
+                step.output_value(name, graph.ty(o.node))
             })
             .collect()
     }
@@ -231,35 +335,9 @@ impl Runner {
             let Some(current) = state.get_mut(name) else {
                 continue;
             };
-            let shape = current.ty.shape.clone();
-            *current = match current.ty.dtype {
-                DType::F32 => Value::f32(shape, step.input(name)?),
-                DType::I64 => Value::i64(shape, step.input_i64(name)?),
-            };
+            *current = step.input_value(name, &current.ty)?;
             v.host = v.newest;
         }
         Ok(())
     }
-}
-
-/// Copy one named value into a step's input slot.
-fn set_value(step: &mut CompiledStep, name: &str, value: &Value) -> Result<(), String> {
-    match &value.data {
-        Data::F(d) => step.set_input_f64(name, d),
-        Data::I(d) => step.set_input_i64(name, d),
-    }
-}
-
-/// A step's output as a [`Value`] of the graph's type.
-fn output_value(step: &CompiledStep, name: &str, ty: &Type) -> Result<Value, String> {
-    Ok(match ty.dtype {
-        DType::F32 => Value::from_f64(
-            ty.shape.clone(),
-            step.output_slice(name)?
-                .iter()
-                .map(|&x| f64::from(x))
-                .collect(),
-        ),
-        DType::I64 => Value::i64(ty.shape.clone(), step.output_i64(name)?),
-    })
 }

@@ -21,8 +21,9 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 use netc_backend_cpu::kernel::Slot;
+use netc_backend_cpu::runner::CompiledGraph;
 use netc_compiler::ir::interp::{Data, Value};
-use netc_compiler::ir::{DType, Graph};
+use netc_compiler::ir::{DType, Graph, Type};
 
 use crate::lower::{Config, CudaProgram, Gemm, Step, lower};
 use crate::nvrtc::{Cache, Nvrtc, Target};
@@ -408,6 +409,21 @@ impl CudaStep {
         self.read_f32(s)
     }
 
+    /// An i64 input's current value.
+    pub fn input_i64(&self, name: &str) -> Result<Vec<i64>, String> {
+        let s = *self
+            .inputs
+            .get(name)
+            .ok_or_else(|| format!("the step has no input `{name}`"))?;
+        if s.dtype != DType::I64 {
+            return Err(format!("input `{name}` is f32"));
+        }
+        self.device
+            .stream
+            .clone_dtoh(&self.i64s.slice(s.offset..s.offset + s.len))
+            .map_err(driver)
+    }
+
     /// An i64 output's value.
     pub fn output_i64(&self, name: &str) -> Result<Vec<i64>, String> {
         let s = *self
@@ -424,57 +440,64 @@ impl CudaStep {
     }
 }
 
-/// The interpreter's calling convention (named [`Value`]s in and out) over [`CudaStep`]s
-/// compiled on first use, so the training loop can run on a GPU without restructuring. Like the
-/// CPU backend's `Runner`, it copies every given input down and every output up on each call;
-/// parameters that the step itself updated are still uploaded again (simple and correct; the
-/// in-place [`CudaStep`] API avoids it).
-#[derive(Default)]
-pub struct Runner {
-    cache: HashMap<(usize, usize), CudaStep>,
+/// The CPU backend's runner over [`CudaStep`]s: the interpreter's calling convention, and
+/// training steps whose parameters and optimizer state stay on the device between calls (only
+/// batches and scalars go down, only requested outputs come up).
+pub type Runner = netc_backend_cpu::runner::Runner<CudaStep>;
+
+/// A [`Runner`], once a CUDA device opens, so a missing GPU is reported before any work starts.
+pub fn runner() -> Result<Runner, String> {
+    Device::open(0)?;
+    Ok(Runner::default())
 }
 
-impl Runner {
-    /// An empty cache. Fails unless a CUDA device can be opened, so a missing GPU is reported
-    /// before any work starts.
-    pub fn new() -> Result<Runner, String> {
-        Device::open(0)?;
-        Ok(Runner::default())
+impl CompiledGraph for CudaStep {
+    fn compile(graph: &Graph) -> Result<Self, String> {
+        CudaStep::compile(graph)
     }
 
-    /// Evaluate `graph` like `interp::run(graph, inputs, Precision::F32)` on the GPU. Graphs are
-    /// keyed by address and size: they must outlive the runner and not change.
-    pub fn run(
-        &mut self,
-        graph: &Graph,
-        inputs: &HashMap<String, Value>,
-    ) -> Result<HashMap<String, Value>, String> {
-        let key = (std::ptr::from_ref(graph) as usize, graph.node_count());
-        let step = match self.cache.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(CudaStep::compile(graph)?),
-        };
-        for (name, value) in inputs {
-            if !step.has_input(name) {
-                continue;
-            }
-            match &value.data {
-                Data::F(d) => {
-                    step.set_input(name, &d.iter().map(|&x| x as f32).collect::<Vec<_>>())?
-                }
-                Data::I(d) => step.set_input_i64(name, d)?,
-            }
+    fn compile_ms(&self) -> f64 {
+        CudaStep::compile_ms(self)
+    }
+
+    fn has_input(&self, name: &str) -> bool {
+        CudaStep::has_input(self, name)
+    }
+
+    fn set_value(&mut self, name: &str, value: &Value) -> Result<(), String> {
+        match &value.data {
+            Data::F(d) => self.set_input(name, &d.iter().map(|&x| x as f32).collect::<Vec<_>>()),
+            Data::I(d) => self.set_input_i64(name, d),
         }
-        step.run()?;
-        let mut out = HashMap::new();
-        for o in &graph.outputs {
-            let ty = graph.ty(o.node);
-            let value = match ty.dtype {
-                DType::F32 => Value::f32(ty.shape.clone(), step.output(&o.name)?),
-                DType::I64 => Value::i64(ty.shape.clone(), step.output_i64(&o.name)?),
-            };
-            out.insert(o.name.clone(), value);
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        CudaStep::run(self)
+    }
+
+    fn output_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
+        Ok(match ty.dtype {
+            DType::F32 => Value::f32(ty.shape.clone(), self.output(name)?),
+            DType::I64 => Value::i64(ty.shape.clone(), self.output_i64(name)?),
+        })
+    }
+
+    fn input_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
+        Ok(match ty.dtype {
+            DType::F32 => Value::f32(ty.shape.clone(), self.input(name)?),
+            DType::I64 => Value::i64(ty.shape.clone(), self.input_i64(name)?),
+        })
+    }
+
+    /// Through the host: the two steps' arenas belong to different streams.
+    fn copy_input_from(&mut self, other: &Self, name: &str) -> Result<(), String> {
+        let s = *other
+            .inputs
+            .get(name)
+            .ok_or_else(|| format!("the other step has no input `{name}`"))?;
+        match s.dtype {
+            DType::F32 => self.set_input(name, &other.input(name)?),
+            DType::I64 => self.set_input_i64(name, &other.input_i64(name)?),
         }
-        Ok(out)
     }
 }

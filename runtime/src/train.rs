@@ -68,8 +68,8 @@ impl Executor {
 
     /// Run a training step graph: `inputs` are the batch and scalars; the graph's other inputs
     /// that `state` names (parameters, buffers, optimizer state) come from there, and its
-    /// updates go back. The native backend keeps them resident between steps, so `state` is
-    /// current only after [`Executor::sync`]. Returns the outputs named in `wanted`.
+    /// updates go back. The native and CUDA backends keep them resident between steps, so
+    /// `state` is current only after [`Executor::sync`]. Returns the outputs named in `wanted`.
     pub fn run_step(
         &mut self,
         graph: &Graph,
@@ -77,8 +77,10 @@ impl Executor {
         state: &mut HashMap<String, Value>,
         wanted: &[&str],
     ) -> Result<Vec<Value>, String> {
-        if self.backend == Backend::Cranelift {
-            return self.runner.run_step(graph, inputs, state, wanted);
+        match self.backend {
+            Backend::Cranelift => return self.runner.run_step(graph, inputs, state, wanted),
+            Backend::Cuda => return self.cuda()?.run_step(graph, inputs, state, wanted),
+            Backend::Interp => {}
         }
         let mut all = inputs.clone();
         for id in graph.inputs() {
@@ -106,10 +108,19 @@ impl Executor {
 
     /// Bring `state` up to date with the values [`Executor::run_step`] left resident.
     pub fn sync(&mut self, state: &mut HashMap<String, Value>) -> Result<(), String> {
-        match self.backend {
-            Backend::Cranelift => self.runner.sync(state),
-            Backend::Interp | Backend::Cuda => Ok(()),
+        match (self.backend, &mut self.cuda) {
+            (Backend::Cranelift, _) => self.runner.sync(state),
+            (Backend::Cuda, Some(cuda)) => cuda.sync(state),
+            _ => Ok(()),
         }
+    }
+
+    /// The CUDA runner, opened on first use (so constructing an executor never touches a GPU).
+    fn cuda(&mut self) -> Result<&mut netc_backend_cuda::device::Runner, String> {
+        if self.cuda.is_none() {
+            self.cuda = Some(netc_backend_cuda::device::runner()?);
+        }
+        Ok(self.cuda.as_mut().expect("opened above"))
     }
 
     /// Run `graph` on named inputs, returning its named outputs.
@@ -121,12 +132,7 @@ impl Executor {
         match self.backend {
             Backend::Interp => interp::run(graph, inputs, Precision::F32).map_err(|e| e.message),
             Backend::Cranelift => self.runner.run(graph, inputs),
-            Backend::Cuda => {
-                if self.cuda.is_none() {
-                    self.cuda = Some(netc_backend_cuda::device::Runner::new()?);
-                }
-                self.cuda.as_mut().expect("opened above").run(graph, inputs)
-            }
+            Backend::Cuda => self.cuda()?.run(graph, inputs),
         }
     }
 }
