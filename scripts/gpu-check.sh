@@ -23,6 +23,8 @@ nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader || 
 
 cargo build --release
 cargo test --release -p netc-backend-cuda -- --nocapture 2>&1 | tee /tmp/netc-gpu-tests.log
+# Training through the runtime with parameters resident on the device (a two-step GAN).
+cargo test --release -p netc-runtime --test train cuda -- --nocapture 2>&1 | tee -a /tmp/netc-gpu-tests.log
 tests="$(grep -E '^test result' /tmp/netc-gpu-tests.log | awk '{p+=$4; f+=$6} END {print p " passed, " f " failed"}')"
 
 rows=()
