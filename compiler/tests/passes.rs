@@ -611,6 +611,46 @@ fn simplify_leaves_rewrites_that_change_types() {
     assert_eq!(simplify::run(&mut after), 0);
 }
 
+/// The gradients of four slices of one tensor (an LSTM's gates), each zero-padded back to the
+/// whole width and summed, become one concat of the four; a sum whose values overlap stays.
+#[test]
+fn simplify_turns_sums_of_padded_slices_into_one_concat() {
+    let mut b = Builder::new();
+    let parts: Vec<NodeId> = (0..4)
+        .map(|i| b.input(&format!("d{i}"), f32t(&[2, 3])))
+        .collect();
+    let padded: Vec<NodeId> = (0..4)
+        .map(|i| {
+            let mut blocks = Vec::new();
+            if i > 0 {
+                blocks.push(b.fill(0.0, f32t(&[2, 3 * i])));
+            }
+            blocks.push(parts[i]);
+            if i < 3 {
+                blocks.push(b.fill(0.0, f32t(&[2, 3 * (3 - i)])));
+            }
+            b.add(Op::Concat { axis: 1 }, &blocks, None)
+        })
+        .collect();
+    let s1 = b.bin(BinaryOp::Add, padded[0], padded[1]);
+    let s2 = b.bin(BinaryOp::Add, s1, padded[2]);
+    let s3 = b.bin(BinaryOp::Add, s2, padded[3]);
+    // Overlapping: d0 padded right plus a full-width value.
+    let whole = b.input("whole", f32t(&[2, 12]));
+    let overlap = b.bin(BinaryOp::Add, padded[0], whole);
+    b.g.set_output("sum", s3);
+    b.g.set_output("overlap", overlap);
+    let mut after = b.g.clone();
+    assert_eq!(simplify::run(&mut after), 3);
+    let sum = after.output("sum").unwrap();
+    assert_eq!(after.node(sum).op, Op::Concat { axis: 1 });
+    assert_eq!(after.operands(sum), parts);
+    let overlap = after.output("overlap").unwrap();
+    assert_eq!(after.node(overlap).op, Op::Binary(BinaryOp::Add));
+    assert_well_typed(&after);
+    assert_same_semantics(&b.g, &after, 5, "padded sums");
+}
+
 #[test]
 fn optimize_cleans_a_backward_style_graph() {
     // What autodiff produces for y = sum(x * w): a seed of ones, a multiply by ones, a reshape

@@ -16,7 +16,11 @@
 //!   `b` (an `I64` fill truncates `c` first, as the interpreter does; an `F32` `c` so small that
 //!   it rounds to zero in f32 is left alone).
 //!
-//! Rewrites in place (the node keeps its id, type and span and takes the inner node's operand):
+//! Rewrites in place (the node keeps its id, type and span; its op and operands change):
+//!
+//! - `add(concat(x, 0), concat(0, y))` → `concat(x, y)` along one axis, when block by block at
+//!   most one side is not a zero fill and no value block would have to be split (the sum of
+//!   slice gradients; zero fills are added for the zero blocks that remain);
 //!
 //! - `transpose(transpose(x, p), q)` → `transpose(x, r)` with `r[i] = p[q[i]]` (or `x` when
 //!   `r` is the identity);
@@ -31,7 +35,7 @@
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
-use super::super::{BinaryOp, DType, Graph, NodeId, Op, UnaryOp, op};
+use super::super::{BinaryOp, DType, Graph, NodeId, Op, Type, UnaryOp, op};
 
 /// What to do with one node.
 enum Rewrite {
@@ -68,10 +72,147 @@ pub fn run(graph: &mut Graph) -> usize {
                 graph.graph[n].op = new_op;
                 changed += 1;
             }
-            _ => {}
+            _ => {
+                if merge_padded_sum(graph, n) {
+                    changed += 1;
+                }
+            }
         }
     }
     changed
+}
+
+/// One block along the concatenation axis: a value, or zeros of this length.
+#[derive(Clone, Copy)]
+enum Part {
+    Value(NodeId),
+    Zeros(usize),
+}
+
+/// `x`'s blocks along `axis`: a `concat` on that axis gives its operands (zero fills as
+/// zeros), a zero fill one block of zeros, anything else one value.
+fn blocks(graph: &Graph, x: NodeId, axis: usize) -> Vec<(usize, Part)> {
+    let zero = |id: NodeId| super::fill_value(graph, id) == Some(0.0);
+    let operands = match graph.node(x).op {
+        Op::Concat { axis: a } if a == axis => graph.operands(x),
+        _ => vec![x],
+    };
+    operands
+        .into_iter()
+        .map(|o| {
+            let len = graph.ty(o).shape[axis];
+            (
+                len,
+                if zero(o) {
+                    Part::Zeros(len)
+                } else {
+                    Part::Value(o)
+                },
+            )
+        })
+        .collect()
+}
+
+/// For `add(a, b)` with a zero-padded `concat` on one side (a slice's gradient) and, block by
+/// block, at most one non-zero side: the blocks of the sum. Summing the gradients of the four
+/// gate slices of an LSTM step then becomes one `concat` instead of four padded buffers and
+/// three additions.
+fn padded_sum(graph: &Graph, n: NodeId) -> Option<(usize, Vec<Part>)> {
+    let Op::Binary(BinaryOp::Add) = graph.node(n).op else {
+        return None;
+    };
+    let ops = graph.operands(n);
+    let axis = ops.iter().find_map(|&o| match graph.node(o).op {
+        Op::Concat { axis } => Some(axis),
+        _ => None,
+    })?;
+    let sides = [blocks(graph, ops[0], axis), blocks(graph, ops[1], axis)];
+    // Every block edge of either side, in order.
+    let mut edges: Vec<usize> = sides
+        .iter()
+        .flat_map(|blocks| {
+            blocks.iter().scan(0, |at, (len, _)| {
+                *at += len;
+                Some(*at)
+            })
+        })
+        .collect();
+    edges.sort_unstable();
+    edges.dedup();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut start = 0;
+    for end in edges {
+        let mut value = None;
+        for blocks in &sides {
+            let mut at = 0;
+            for &(len, part) in blocks {
+                if at <= start && end <= at + len {
+                    if let Part::Value(v) = part {
+                        // A value must be taken whole, and only from one side.
+                        if at != start || at + len != end || value.is_some() {
+                            return None;
+                        }
+                        value = Some(v);
+                    }
+                    break;
+                }
+                at += len;
+            }
+        }
+        match (value, parts.last_mut()) {
+            (Some(v), _) => parts.push(Part::Value(v)),
+            (None, Some(Part::Zeros(z))) => *z += end - start,
+            (None, _) => parts.push(Part::Zeros(end - start)),
+        }
+        start = end;
+    }
+    Some((axis, parts))
+}
+
+/// Rewrite `add(a, b)` in place as the `concat` [`padded_sum`] finds, adding the zero fills
+/// it needs; whether it did.
+fn merge_padded_sum(graph: &mut Graph, n: NodeId) -> bool {
+    let Some((axis, parts)) = padded_sum(graph, n) else {
+        return false;
+    };
+    let ty = graph.ty(n).clone();
+    let span = graph.node(n).span;
+    let mut operands = Vec::with_capacity(parts.len());
+    for part in parts {
+        operands.push(match part {
+            Part::Value(v) => v,
+            Part::Zeros(len) => {
+                let mut shape = ty.shape.clone();
+                shape[axis] = len;
+                let fill = Type {
+                    dtype: ty.dtype,
+                    shape,
+                };
+                match graph.add(Op::Fill { value: 0.0 }, &[], Some(fill), span) {
+                    Ok(id) => id,
+                    Err(_) => return false,
+                }
+            }
+        });
+    }
+    let concat = Op::Concat { axis };
+    let types: Vec<&Type> = operands.iter().map(|&o| graph.ty(o)).collect();
+    if op::infer(&concat, &types, Some(&ty)).as_ref() != Ok(&ty) {
+        return false;
+    }
+    let edges: Vec<_> = graph
+        .graph
+        .edges_directed(n, Direction::Incoming)
+        .map(|e| e.id())
+        .collect();
+    for e in edges {
+        graph.graph.remove_edge(e);
+    }
+    for (i, &o) in operands.iter().enumerate() {
+        graph.graph.add_edge(o, n, i);
+    }
+    graph.graph[n].op = concat;
+    true
 }
 
 /// The rewrite that applies to node `n`, if any (types are checked by the caller).
