@@ -19,7 +19,8 @@ use netc_compiler::ir::{DType, Graph, Op, Type};
 use crate::CompiledStep;
 
 /// A graph compiled for one device, with named inputs and outputs in its own memory: what a
-/// [`Runner`] caches and drives.
+/// [`Runner`] caches and drives. Implementors provide the typed accessors; the conversions to
+/// and from [`Value`]s are shared.
 pub trait CompiledGraph: Sized {
     /// Compile `graph` (plan and code generation).
     fn compile(graph: &Graph) -> Result<Self, String>;
@@ -27,16 +28,57 @@ pub trait CompiledGraph: Sized {
     fn compile_ms(&self) -> f64;
     /// Whether the graph has an input of this name.
     fn has_input(&self, name: &str) -> bool;
-    /// Copy a value into the input of this name.
-    fn set_value(&mut self, name: &str, value: &Value) -> Result<(), String>;
+    /// Set an f32 input from f64 elements (rounded to f32).
+    fn set_input_f64(&mut self, name: &str, data: &[f64]) -> Result<(), String>;
+    /// Set an i64 input.
+    fn set_input_i64(&mut self, name: &str, data: &[i64]) -> Result<(), String>;
     /// Run the graph once; updates land in their inputs.
     fn run(&mut self) -> Result<(), String>;
+    /// An f32 input's current value (a parameter after the last run's update).
+    fn input_f32(&self, name: &str) -> Result<Vec<f32>, String>;
+    /// An i64 input's current value.
+    fn input_i64(&self, name: &str) -> Result<Vec<i64>, String>;
+    /// An f32 output's value after the last run.
+    fn output_f32(&self, name: &str) -> Result<Vec<f32>, String>;
+    /// An i64 output's value after the last run.
+    fn output_i64(&self, name: &str) -> Result<Vec<i64>, String>;
+
+    /// Copy a value into the input of this name.
+    fn set_value(&mut self, name: &str, value: &Value) -> Result<(), String> {
+        match &value.data {
+            Data::F(d) => self.set_input_f64(name, d),
+            Data::I(d) => self.set_input_i64(name, d),
+        }
+    }
+
     /// An output's value after the last run, as a value of type `ty`.
-    fn output_value(&self, name: &str, ty: &Type) -> Result<Value, String>;
-    /// An input's current value (a parameter after the last run's update), of type `ty`.
-    fn input_value(&self, name: &str, ty: &Type) -> Result<Value, String>;
-    /// Set input `name` to `other`'s input of the same name.
-    fn copy_input_from(&mut self, other: &Self, name: &str) -> Result<(), String>;
+    fn output_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
+        Ok(match ty.dtype {
+            DType::F32 => Value::f32(ty.shape.clone(), self.output_f32(name)?),
+            DType::I64 => Value::i64(ty.shape.clone(), self.output_i64(name)?),
+        })
+    }
+
+    /// An input's current value, of type `ty`.
+    fn input_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
+        Ok(match ty.dtype {
+            DType::F32 => Value::f32(ty.shape.clone(), self.input_f32(name)?),
+            DType::I64 => Value::i64(ty.shape.clone(), self.input_i64(name)?),
+        })
+    }
+
+    /// Set input `name` to `other`'s input of the same name (through the host unless the
+    /// backend can do better).
+    fn copy_input_from(&mut self, other: &Self, name: &str) -> Result<(), String> {
+        match other.input_f32(name) {
+            Ok(data) => {
+                let wide: Vec<f64> = data.into_iter().map(f64::from).collect();
+                self.set_input_f64(name, &wide)
+            }
+            Err(_) => self.set_input_i64(name, &other.input_i64(name)?),
+        }
+    }
+
     /// Start or stop timing kernels (backends without a profiler ignore it).
     fn set_profiling(&mut self, _on: bool) {}
     /// Per kernel, its description and the time spent in it while profiling.
@@ -58,37 +100,35 @@ impl CompiledGraph for CompiledStep {
         CompiledStep::has_input(self, name)
     }
 
-    fn set_value(&mut self, name: &str, value: &Value) -> Result<(), String> {
-        match &value.data {
-            Data::F(d) => self.set_input_f64(name, d),
-            Data::I(d) => self.set_input_i64(name, d),
-        }
+    fn set_input_f64(&mut self, name: &str, data: &[f64]) -> Result<(), String> {
+        CompiledStep::set_input_f64(self, name, data)
+    }
+
+    fn set_input_i64(&mut self, name: &str, data: &[i64]) -> Result<(), String> {
+        CompiledStep::set_input_i64(self, name, data)
     }
 
     fn run(&mut self) -> Result<(), String> {
         CompiledStep::run(self)
     }
 
-    fn output_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
-        Ok(match ty.dtype {
-            DType::F32 => Value::from_f64(
-                ty.shape.clone(),
-                self.output_slice(name)?
-                    .iter()
-                    .map(|&x| f64::from(x))
-                    .collect(),
-            ),
-            DType::I64 => Value::i64(ty.shape.clone(), self.output_i64(name)?),
-        })
+    fn input_f32(&self, name: &str) -> Result<Vec<f32>, String> {
+        self.input(name)
     }
 
-    fn input_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
-        Ok(match ty.dtype {
-            DType::F32 => Value::f32(ty.shape.clone(), self.input(name)?),
-            DType::I64 => Value::i64(ty.shape.clone(), self.input_i64(name)?),
-        })
+    fn input_i64(&self, name: &str) -> Result<Vec<i64>, String> {
+        CompiledStep::input_i64(self, name)
     }
 
+    fn output_f32(&self, name: &str) -> Result<Vec<f32>, String> {
+        self.output(name)
+    }
+
+    fn output_i64(&self, name: &str) -> Result<Vec<i64>, String> {
+        CompiledStep::output_i64(self, name)
+    }
+
+    /// Arena to arena, no conversion.
     fn copy_input_from(&mut self, other: &Self, name: &str) -> Result<(), String> {
         CompiledStep::copy_input_from(self, other, name)
     }

@@ -22,8 +22,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use netc_backend_cpu::kernel::Slot;
 use netc_backend_cpu::runner::CompiledGraph;
-use netc_compiler::ir::interp::{Data, Value};
-use netc_compiler::ir::{DType, Graph, Type};
+use netc_compiler::ir::{DType, Graph};
 
 use crate::lower::{Config, CudaProgram, Gemm, Step, lower};
 use crate::nvrtc::{Cache, Nvrtc, Target};
@@ -464,40 +463,31 @@ impl CompiledGraph for CudaStep {
         CudaStep::has_input(self, name)
     }
 
-    fn set_value(&mut self, name: &str, value: &Value) -> Result<(), String> {
-        match &value.data {
-            Data::F(d) => self.set_input(name, &d.iter().map(|&x| x as f32).collect::<Vec<_>>()),
-            Data::I(d) => self.set_input_i64(name, d),
-        }
+    fn set_input_f64(&mut self, name: &str, data: &[f64]) -> Result<(), String> {
+        self.set_input(name, &data.iter().map(|&x| x as f32).collect::<Vec<_>>())
+    }
+
+    fn set_input_i64(&mut self, name: &str, data: &[i64]) -> Result<(), String> {
+        CudaStep::set_input_i64(self, name, data)
     }
 
     fn run(&mut self) -> Result<(), String> {
         CudaStep::run(self)
     }
 
-    fn output_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
-        Ok(match ty.dtype {
-            DType::F32 => Value::f32(ty.shape.clone(), self.output(name)?),
-            DType::I64 => Value::i64(ty.shape.clone(), self.output_i64(name)?),
-        })
+    fn input_f32(&self, name: &str) -> Result<Vec<f32>, String> {
+        self.input(name)
     }
 
-    fn input_value(&self, name: &str, ty: &Type) -> Result<Value, String> {
-        Ok(match ty.dtype {
-            DType::F32 => Value::f32(ty.shape.clone(), self.input(name)?),
-            DType::I64 => Value::i64(ty.shape.clone(), self.input_i64(name)?),
-        })
+    fn input_i64(&self, name: &str) -> Result<Vec<i64>, String> {
+        CudaStep::input_i64(self, name)
     }
 
-    /// Through the host: the two steps' arenas belong to different streams.
-    fn copy_input_from(&mut self, other: &Self, name: &str) -> Result<(), String> {
-        let s = *other
-            .inputs
-            .get(name)
-            .ok_or_else(|| format!("the other step has no input `{name}`"))?;
-        match s.dtype {
-            DType::F32 => self.set_input(name, &other.input(name)?),
-            DType::I64 => self.set_input_i64(name, &other.input_i64(name)?),
-        }
+    fn output_f32(&self, name: &str) -> Result<Vec<f32>, String> {
+        self.output(name)
+    }
+
+    fn output_i64(&self, name: &str) -> Result<Vec<i64>, String> {
+        CudaStep::output_i64(self, name)
     }
 }

@@ -148,6 +148,23 @@ impl Graph {
         self.outputs.iter().find(|o| o.name == name).map(|o| o.node)
     }
 
+    /// Give node `n` a new op and operands in place: its id, type and span stay, so its users
+    /// and outputs are untouched (rewriting passes check the type first).
+    pub fn set_op(&mut self, n: NodeId, op: Op, operands: &[NodeId]) {
+        let edges: Vec<_> = self
+            .graph
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+        for e in edges {
+            self.graph.remove_edge(e);
+        }
+        for (i, &o) in operands.iter().enumerate() {
+            self.graph.add_edge(o, n, i);
+        }
+        self.graph[n].op = op;
+    }
+
     pub fn set_output(&mut self, name: &str, node: NodeId) {
         self.outputs.push(Output {
             name: name.to_string(),

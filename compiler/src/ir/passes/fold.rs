@@ -25,9 +25,6 @@
 //! Other ops are left alone: their elements differ (`Random`, `OneHot`, convolutions and pools
 //! near padding) or come from sums of products (`MatMul`).
 
-use petgraph::Direction;
-use petgraph::visit::EdgeRef;
-
 use super::super::{BinaryOp, DType, Graph, NodeId, Op, ReduceOp, UnaryOp, interp};
 
 /// Fold nodes whose operands are all fills; returns how many nodes became fills, scan bodies
@@ -42,15 +39,7 @@ pub fn run(graph: &mut Graph) -> usize {
         let Some(value) = folded(graph, n, &operands) else {
             continue;
         };
-        graph.graph[n].op = Op::Fill { value };
-        let edges: Vec<_> = graph
-            .graph
-            .edges_directed(n, Direction::Incoming)
-            .map(|e| e.id())
-            .collect();
-        for e in edges {
-            graph.graph.remove_edge(e);
-        }
+        graph.set_op(n, Op::Fill { value }, &[]);
         changed += 1;
     }
     changed

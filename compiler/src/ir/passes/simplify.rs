@@ -32,9 +32,6 @@
 //! outputs still type-check. Nodes are visited in topological order, so whole chains collapse
 //! in one run; inner nodes left unused are removed later by dead-code elimination.
 
-use petgraph::Direction;
-use petgraph::visit::EdgeRef;
-
 use super::super::{BinaryOp, DType, Graph, NodeId, Op, Type, UnaryOp, op};
 
 /// What to do with one node.
@@ -60,16 +57,7 @@ pub fn run(graph: &mut Graph) -> usize {
                 if op::infer(&new_op, &[graph.ty(x)], Some(ty)).as_ref() != Ok(ty) {
                     continue;
                 }
-                let edges: Vec<_> = graph
-                    .graph
-                    .edges_directed(n, Direction::Incoming)
-                    .map(|e| e.id())
-                    .collect();
-                for e in edges {
-                    graph.graph.remove_edge(e);
-                }
-                graph.graph.add_edge(x, n, 0);
-                graph.graph[n].op = new_op;
+                graph.set_op(n, new_op, &[x]);
                 changed += 1;
             }
             _ => {
@@ -200,18 +188,7 @@ fn merge_padded_sum(graph: &mut Graph, n: NodeId) -> bool {
     if op::infer(&concat, &types, Some(&ty)).as_ref() != Ok(&ty) {
         return false;
     }
-    let edges: Vec<_> = graph
-        .graph
-        .edges_directed(n, Direction::Incoming)
-        .map(|e| e.id())
-        .collect();
-    for e in edges {
-        graph.graph.remove_edge(e);
-    }
-    for (i, &o) in operands.iter().enumerate() {
-        graph.graph.add_edge(o, n, i);
-    }
-    graph.graph[n].op = concat;
+    graph.set_op(n, concat, &operands);
     true
 }
 
