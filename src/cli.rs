@@ -935,7 +935,11 @@ fn bench(
                 use std::io::Write;
                 // The JSON first, even when stdout is a pipe (block-buffered).
                 let _ = std::io::stdout().flush();
-                eprint!("{}", result.profile_table(top));
+                if result.profile.is_empty() {
+                    eprintln!("no kernel profile: only the native backend times its kernels");
+                } else {
+                    eprint!("{}", result.profile_table(top));
+                }
             }
             0
         }

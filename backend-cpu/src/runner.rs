@@ -279,7 +279,9 @@ impl<S: CompiledGraph> Runner<S> {
     /// copy is. The step's updates stay in its arena (`state` is not written: call
     /// [`Runner::sync`] before reading it). Returns the outputs named in `wanted`.
     ///
-    /// Between `run_step` calls `state` must only change through [`Runner::sync`].
+    /// Between `run_step` calls `state` must only change through [`Runner::sync`], and a graph
+    /// run this way is not also given to [`Runner::run`] (which would overwrite its resident
+    /// values behind the runner's back).
     pub fn run_step(
         &mut self,
         graph: &Graph,
