@@ -407,6 +407,9 @@ fn bench_reports_json_and_a_kernel_profile() {
     assert_eq!(json["backend"], "cranelift");
     assert!(json["steps"].as_u64().unwrap() >= 3, "{json}");
     assert!(json["steps_per_s"].as_f64().unwrap() > 0.0, "{json}");
+    // PyTorch's count for this step (issue 5's table): 385 024 FLOPs.
+    assert_eq!(json["gflop_per_step"].as_f64().unwrap(), 0.000385, "{json}");
+    assert!(json["gflop_per_s"].as_f64().unwrap() > 0.0, "{json}");
     let table = String::from_utf8(out.stderr).unwrap();
     assert!(table.contains("ms per iteration in kernels"), "{table}");
     assert!(table.contains(" matmul %"), "{table}");

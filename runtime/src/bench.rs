@@ -24,6 +24,10 @@ pub struct BenchResult {
     pub samples_per_s: f64,
     pub peak_rss_mb: f64,
     pub steps: u64,
+    /// Floating-point operations of one iteration's matmuls and convolutions (PyTorch's
+    /// counting), and the rate they ran at.
+    pub gflop_per_step: f64,
+    pub gflop_per_s: f64,
     /// With profiling: each kernel's milliseconds per iteration, slowest first.
     pub profile: Vec<(String, f64)>,
 }
@@ -53,7 +57,7 @@ impl BenchResult {
     /// One JSON object, as `netc bench` prints it.
     pub fn json(&self) -> String {
         format!(
-            "{{\"model\": \"{}\", \"backend\": \"{}\", \"threads\": {}, \"batch\": {}, \"compile_ms\": {:.2}, \"steps_per_s\": {:.3}, \"samples_per_s\": {:.1}, \"peak_rss_mb\": {:.1}, \"steps\": {}}}",
+            "{{\"model\": \"{}\", \"backend\": \"{}\", \"threads\": {}, \"batch\": {}, \"compile_ms\": {:.2}, \"steps_per_s\": {:.3}, \"samples_per_s\": {:.1}, \"peak_rss_mb\": {:.1}, \"steps\": {}, \"gflop_per_step\": {:.6}, \"gflop_per_s\": {:.2}}}",
             self.model,
             self.backend,
             self.threads,
@@ -62,7 +66,9 @@ impl BenchResult {
             self.steps_per_s,
             self.samples_per_s,
             self.peak_rss_mb,
-            self.steps
+            self.steps,
+            self.gflop_per_step,
+            self.gflop_per_s
         )
     }
 }
@@ -162,6 +168,11 @@ pub fn bench(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let steps_per_s = steps as f64 / elapsed;
+    let gflop_per_step = program
+        .steps
+        .iter()
+        .map(|s| netc_compiler::ir::flops::contraction_flops(&s.graph) as f64 / 1e9)
+        .sum::<f64>();
     let mut kernels = Vec::new();
     if profile {
         exec.set_profiling(true);
@@ -199,6 +210,8 @@ pub fn bench(
         samples_per_s: steps_per_s * program.batch as f64,
         peak_rss_mb: peak_rss_mb(),
         steps,
+        gflop_per_step,
+        gflop_per_s: gflop_per_step * steps_per_s,
         profile: kernels,
     })
 }

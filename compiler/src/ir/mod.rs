@@ -7,6 +7,7 @@
 
 pub mod autodiff;
 pub mod dot;
+pub mod flops;
 pub mod interp;
 pub mod op;
 pub mod passes;
