@@ -211,12 +211,15 @@ impl Planner<'_> {
     }
 
     /// Whether alias `id` (a reshape that only splits axes, or a same-shape view) stands for a
-    /// value that is not materialised: its users then inline the value through it.
+    /// value that is not materialised (directly or through another such view): its users then
+    /// inline the value through it.
     fn virtual_view(&self, id: NodeId) -> bool {
         self.class[&id] == Class::Alias && {
             let operand = self.graph.operands(id)[0];
-            self.class[&operand] == Class::Elementwise
-                && !self.materialized.contains(&operand)
+            let unmaterialized = (self.class[&operand] == Class::Elementwise
+                && !self.materialized.contains(&operand))
+                || self.virtual_view(operand);
+            unmaterialized
                 && split_groups(&self.graph.ty(operand).shape, &self.graph.ty(id).shape).is_some()
         }
     }
@@ -748,26 +751,26 @@ mod tests {
             "a merge is not affine"
         );
         assert_eq!(split_groups(&[4, 6], &[6, 4]), None);
-        // `t = x * 0.5` computed as [1, 64] and reshaped to [64] before both users: still
-        // recomputed by each.
-        let half = |g: &mut Graph, x, _| {
-            let wide = Some(Type::f32(vec![1, 64]));
-            let x = g
-                .add(Op::Reshape, &[x], wide.clone(), Span::default())
-                .unwrap();
-            let h = g
-                .add(Op::Fill { value: 0.5 }, &[], wide, Span::default())
-                .unwrap();
-            let t = add(g, Op::Binary(BinaryOp::Mul), &[x, h]);
-            g.add(
-                Op::Reshape,
-                &[t],
-                Some(Type::f32(vec![64])),
-                Span::default(),
-            )
-            .unwrap()
-        };
-        assert_eq!(kernels_with_shared(half), 2);
+        // `t = x * 0.5` computed as [1, 64] and reshaped to [64] before both users (with a
+        // stop_gradient between, two views in a row): still recomputed by each.
+        for stop in [false, true] {
+            let half = |g: &mut Graph, x, _| {
+                let wide = Some(Type::f32(vec![1, 64]));
+                let x = g
+                    .add(Op::Reshape, &[x], wide.clone(), Span::default())
+                    .unwrap();
+                let h = g
+                    .add(Op::Fill { value: 0.5 }, &[], wide, Span::default())
+                    .unwrap();
+                let mut t = add(g, Op::Binary(BinaryOp::Mul), &[x, h]);
+                if stop {
+                    t = add(g, Op::StopGradient, &[t]);
+                }
+                let flat = Some(Type::f32(vec![64]));
+                g.add(Op::Reshape, &[t], flat, Span::default()).unwrap()
+            };
+            assert_eq!(kernels_with_shared(half), 2, "stop_gradient: {stop}");
+        }
     }
 
     #[test]
