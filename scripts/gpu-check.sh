@@ -32,11 +32,11 @@ for f in benches/*.net; do
   cpu="$(target/release/netc bench "$f" --seconds 3 2>/dev/null || echo '{}')"
   gpu="$(target/release/netc bench "$f" --device cuda --seconds 3 2>&1 || true)"
   num() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p" <<<"$2"; }
-  rows+=("$(printf '%-24s %12s %12s %12s' "$(basename "$f" .net)" "$(num steps_per_s "$cpu")" "$(num steps_per_s "$gpu")" "$(num compile_ms "$gpu")")")
+  rows+=("$(printf '%-24s %12s %12s %12s %12s' "$(basename "$f" .net)" "$(num steps_per_s "$cpu")" "$(num steps_per_s "$gpu")" "$(num gflop_per_s "$gpu")" "$(num compile_ms "$gpu")")")
   if ! grep -q steps_per_s <<<"$gpu"; then echo "$f on cuda: $gpu"; fi
 done
 
 echo
 echo "GPU tests: $tests"
-printf '%-24s %12s %12s %12s\n' model "cpu steps/s" "gpu steps/s" "gpu compile ms"
+printf '%-24s %12s %12s %12s %12s\n' model "cpu steps/s" "gpu steps/s" "gpu GFLOP/s" "gpu compile ms"
 printf '%s\n' "${rows[@]}"
