@@ -207,9 +207,8 @@ fn load_f(index: Expr) -> Expr {
     Expr::Load(Mem::F, index.boxed())
 }
 
-/// `0 <= x && x < n`.
-/// For element `e` of a `[rows, width]` gather output (or scatter input): the table row id
-/// read from the i64 ids at `ids` for `e`'s row, and `e`'s column.
+/// For element `e` of a `[rows, width]` gather output (or scatter input, or one-hot output):
+/// the id read from the i64 ids at `ids` for `e`'s row, and `e`'s column.
 fn table_row(b: &mut Builder, e: &Expr, width: usize, ids: usize) -> (Expr, Expr) {
     let s = b.let_(
         Ty::I64,
@@ -226,6 +225,7 @@ fn table_row(b: &mut Builder, e: &Expr, width: usize, ids: usize) -> (Expr, Expr
     (id, j)
 }
 
+/// `0 <= x && x < n`.
 fn in_range(x: &Expr, n: usize) -> Expr {
     Expr::And(
         Expr::cmp(Cmp::Ge, x.clone(), Expr::I64(0)).boxed(),
@@ -631,18 +631,7 @@ impl Lowering {
                     format!("one_hot[classes={classes}]"),
                     out.len,
                     |b, e| {
-                        let s = b.let_(
-                            Ty::I64,
-                            Expr::arith(Arith::Div, e.clone(), Expr::idx(classes)),
-                        );
-                        let c = b.let_(
-                            Ty::I64,
-                            Expr::arith(Arith::Rem, e.clone(), Expr::idx(classes)),
-                        );
-                        let id = b.let_(
-                            Ty::I64,
-                            Expr::Load(Mem::I, Expr::plus(Expr::idx(ids), s).boxed()),
-                        );
+                        let (id, c) = table_row(b, &e, classes, ids);
                         b.if_(
                             Expr::And(
                                 Expr::cmp(Cmp::Eq, c.clone(), Expr::I64(0)).boxed(),

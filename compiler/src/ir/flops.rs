@@ -7,6 +7,10 @@ use super::{Graph, Op};
 
 /// Two times the multiply-adds of every matmul and convolution in `graph`.
 pub fn contraction_flops(graph: &Graph) -> u64 {
+    2 * multiply_adds(graph)
+}
+
+fn multiply_adds(graph: &Graph) -> u64 {
     graph
         .graph
         .node_indices()
@@ -14,7 +18,7 @@ pub fn contraction_flops(graph: &Graph) -> u64 {
             let node = graph.node(id);
             let ty = |i: usize| graph.ty(graph.operands(id)[i]);
             let out = node.ty.numel() as u64;
-            let macs = match &node.op {
+            match &node.op {
                 Op::MatMul { ta, .. } => {
                     let a = &ty(0).shape;
                     let k = if *ta { a[a.len() - 2] } else { a[a.len() - 1] };
@@ -30,10 +34,9 @@ pub fn contraction_flops(graph: &Graph) -> u64 {
                 Op::ConvTranspose2d { .. } => {
                     ty(0).numel() as u64 * ty(1).shape[1..].iter().product::<usize>() as u64
                 }
-                Op::Scan(scan) => contraction_flops(&scan.body) / 2 * scan.length as u64,
+                Op::Scan(scan) => multiply_adds(&scan.body) * scan.length as u64,
                 _ => 0,
-            };
-            2 * macs
+            }
         })
         .sum()
 }
