@@ -23,6 +23,19 @@ fn add(g: &mut Graph, op: Op, operands: &[NodeId], given: Option<Type>) -> NodeI
         .unwrap_or_else(|e| panic!("{}", e.message))
 }
 
+/// `a x b`, neither transposed.
+fn matmul(g: &mut Graph, a: NodeId, b: NodeId) -> NodeId {
+    add(
+        g,
+        Op::MatMul {
+            ta: false,
+            tb: false,
+        },
+        &[a, b],
+        None,
+    )
+}
+
 /// Random values for every input of `g`.
 fn inputs(g: &Graph, seed: u64) -> HashMap<String, Value> {
     common::random_inputs(g, &mut Rng(seed), 1.0)
@@ -117,15 +130,7 @@ fn splits_that_keep_the_order_are_exact() {
     // A batch of seven matrices.
     let a = input(&mut g, "a", &[7, 33, 65]);
     let b = input(&mut g, "b", &[7, 65, 47]);
-    let mm = add(
-        &mut g,
-        Op::MatMul {
-            ta: false,
-            tb: false,
-        },
-        &[a, b],
-        None,
-    );
+    let mm = matmul(&mut g, a, b);
     g.set_output("batched_matmul", mm);
 
     let inputs = inputs(&g, 0x7EAD);
@@ -154,15 +159,7 @@ fn splits_that_reorder_sums_match_the_interpreter() {
     g.set_output("weight_grad", dw);
     let a = input(&mut g, "a", &[150, 130]);
     let b = input(&mut g, "b", &[130, 121]);
-    let mm = add(
-        &mut g,
-        Op::MatMul {
-            ta: false,
-            tb: false,
-        },
-        &[a, b],
-        None,
-    );
+    let mm = matmul(&mut g, a, b);
     g.set_output("matmul", mm);
     let inputs = inputs(&g, 0x5EED);
     for threads in [2, 3] {
