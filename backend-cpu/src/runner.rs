@@ -320,7 +320,7 @@ impl<S: CompiledGraph> Runner<S> {
             if held.get(name) == Some(&newest) {
                 continue;
             }
-            held.insert(name.to_string(), newest);
+            set_version(held, name, newest);
             match from {
                 None => self
                     .cache
@@ -342,16 +342,20 @@ impl<S: CompiledGraph> Runner<S> {
         for o in &graph.outputs {
             if let Some(name) = &o.updates {
                 self.clock += 1;
-                held.insert(name.clone(), self.clock);
-                let host = self.versions.get(name).map_or(0, |v| v.host);
-                self.versions.insert(
-                    name.clone(),
-                    Version {
-                        newest: self.clock,
-                        holder: key,
-                        host,
-                    },
-                );
+                set_version(held, name, self.clock);
+                match self.versions.get_mut(name) {
+                    Some(v) => (v.newest, v.holder) = (self.clock, key),
+                    None => {
+                        self.versions.insert(
+                            name.clone(),
+                            Version {
+                                newest: self.clock,
+                                holder: key,
+                                host: 0,
+                            },
+                        );
+                    }
+                }
             }
         }
         wanted
@@ -381,5 +385,16 @@ impl<S: CompiledGraph> Runner<S> {
             v.host = v.newest;
         }
         Ok(())
+    }
+}
+
+/// Record that a step holds `version` of `name`, allocating the name only the first time (this
+/// runs for every parameter on every step).
+fn set_version(held: &mut HashMap<String, u64>, name: &str, version: u64) {
+    match held.get_mut(name) {
+        Some(v) => *v = version,
+        None => {
+            held.insert(name.to_string(), version);
+        }
     }
 }
