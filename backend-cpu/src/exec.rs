@@ -102,25 +102,12 @@ pub(crate) fn matmul(
         // row-major (or transposed) blocks at these offsets. Calls for different `i` at once
         // write disjoint output matrices and read only operands.
         unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                base.add(out.offset + i * m * n),
-                1,
-                n as isize,
+            raw_gemm(
+                (m, n, k),
+                (base.add(out.offset + i * m * n), n as isize, 1),
                 false,
-                base.add(a.offset + i * m * k),
-                lhs_cs,
-                lhs_rs,
-                base.add(b.offset + i * k * n),
-                rhs_cs,
-                rhs_rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
+                (base.add(a.offset + i * m * k), lhs_rs, lhs_cs),
+                (base.add(b.offset + i * k * n), rhs_rs, rhs_cs),
                 parallelism,
             );
         }
@@ -332,6 +319,65 @@ pub(crate) fn views<T, const I: usize, const O: usize>(
     (ins, outs)
 }
 
+/// The share of the `gemm` crate's 16 x 6 micro-tiles that an `m x n` product fills: a
+/// product with fewer than 16 rows (a convolution with 6 output channels) wastes most of every
+/// tile, the same product transposed fills them.
+fn tile_fill(m: usize, n: usize) -> f64 {
+    let fill = |len: usize, tile: usize| len as f64 / len.next_multiple_of(tile) as f64;
+    fill(m, 16) * fill(n, 6)
+}
+
+/// `dst = lhs x rhs` (`dst += ...` when `accumulate`) through `gemm::gemm`, each matrix given as
+/// `(pointer, row stride, column stride)`; computed as `dst^T = rhs^T x lhs^T` when that
+/// orientation fills the micro-tiles better (the same sums, so both agree to rounding).
+///
+/// # Safety
+/// Every element the strides reach for the `m x k`, `k x n` and `m x n` extents must be valid,
+/// and `dst` must overlap neither operand (nor, for parallel calls, another call's `dst`).
+unsafe fn raw_gemm(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs, dst_cs): (*mut f32, isize, isize),
+    accumulate: bool,
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+    parallelism: gemm::Parallelism,
+) {
+    let ((m, n), (dst_rs, dst_cs), lhs, rhs) = if tile_fill(n, m) > tile_fill(m, n) {
+        (
+            (n, m),
+            (dst_cs, dst_rs),
+            (rhs.0, rhs.2, rhs.1),
+            (lhs.0, lhs.2, lhs.1),
+        )
+    } else {
+        ((m, n), (dst_rs, dst_cs), lhs, rhs)
+    };
+    // SAFETY: the caller's contract; transposing swaps only which stride is which.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs,
+            dst_rs,
+            accumulate,
+            lhs.0,
+            lhs.2,
+            lhs.1,
+            rhs.0,
+            rhs.2,
+            rhs.1,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// A strided matrix view for [`gemm`]: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat<'a> {
@@ -382,25 +428,12 @@ pub(crate) fn gemm(
     // SAFETY: the asserts keep every element the strides reach inside its slice; `dst` is a
     // unique borrow, so it overlaps neither operand.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dst_cs as isize,
-            dst_rs as isize,
+        raw_gemm(
+            (m, n, k),
+            (dst.as_mut_ptr(), dst_rs as isize, dst_cs as isize),
             accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
+            (lhs.data.as_ptr(), lhs.rs as isize, lhs.cs as isize),
+            (rhs.data.as_ptr(), rhs.rs as isize, rhs.cs as isize),
             gemm::Parallelism::None,
         );
     }

@@ -98,22 +98,27 @@ struct Chunk {
     rows: usize,
     positions: usize,
     other: usize,
+    /// Elements of one zero-padded image (the im2col source, or the col2im target), 0 when
+    /// the convolution has no padding and works on the image itself.
+    padded: usize,
 }
 
 impl Chunk {
     fn of(op: &Op, shapes: &[Vec<usize>], out: &[usize]) -> Option<Chunk> {
-        let (rows, positions, other) = match op {
+        let (rows, positions, other, image) = match op {
             // col[C*kh*kw, H'*W'] per image; the GEMM's output [O, H'*W'].
             Op::Conv2d { window } => (
                 shapes[0][1] * window.kernel[0] * window.kernel[1],
                 out[2] * out[3],
                 out[1],
+                &shapes[0][1..],
             ),
             // col[C*kh*kw, H'*W'] with H', W' those of dy; dy regrouped [O, H'*W'].
             Op::Conv2dWeightGrad { window } => (
                 shapes[0][1] * window.kernel[0] * window.kernel[1],
                 shapes[1][2] * shapes[1][3],
                 shapes[1][1],
+                &shapes[0][1..],
             ),
             // col[O*kh*kw, H*W] over the input's positions, scattered into the output; x
             // regrouped [I, H*W].
@@ -121,8 +126,20 @@ impl Chunk {
                 out[1] * window.kernel[0] * window.kernel[1],
                 shapes[0][2] * shapes[0][3],
                 shapes[0][1],
+                &out[1..],
             ),
             _ => return None,
+        };
+        let window = match op {
+            Op::Conv2d { window }
+            | Op::Conv2dWeightGrad { window }
+            | Op::ConvTranspose2d { window } => window,
+            _ => return None,
+        };
+        let padded = if window.padding == [0, 0] {
+            0
+        } else {
+            image[0] * (image[1] + 2 * window.padding[0]) * (image[2] + 2 * window.padding[1])
         };
         let images = (CHUNK_COL / (rows * positions).max(1)).clamp(1, shapes[0][0].max(1));
         Some(Chunk {
@@ -130,12 +147,21 @@ impl Chunk {
             rows,
             positions,
             other,
+            padded,
         })
     }
 
-    /// Scratch elements: the column matrix and the staging matrix.
+    /// Scratch elements: the column matrix, the staging matrix and the padded image.
     fn len(&self) -> usize {
-        (self.rows + self.other) * self.images * self.positions
+        (self.rows + self.other) * self.images * self.positions + self.padded
+    }
+
+    /// `scratch` cut into the column matrix, the staging matrix and the padded image for a
+    /// batch of `n` images.
+    fn split(self, scratch: &mut [f32], n: usize) -> (&mut [f32], &mut [f32], &mut [f32]) {
+        let (col, rest) = scratch.split_at_mut(self.rows * n * self.positions);
+        let (staged, rest) = rest.split_at_mut(self.other * n * self.positions);
+        (col, staged, &mut rest[..self.padded])
     }
 }
 
@@ -400,55 +426,58 @@ fn concat<T: Copy>(
     }
 }
 
-/// The input coordinate read by output position `pos` and tap `tap` along `axis`, or any value
-/// `>= size` where it falls in the padding (the subtraction wraps instead of going negative).
-#[inline]
-fn coord(window: &Window, axis: usize, pos: usize, tap: usize) -> usize {
-    (pos * window.stride[axis] + tap * window.dilation[axis]).wrapping_sub(window.padding[axis])
-}
-
-/// The range `j0..j1` of the `ow` window positions whose tap `b` along w lands inside a row of
-/// `iw` elements (they are contiguous: the coordinate grows with `j`).
-#[inline]
-fn valid(win: &Window, b: usize, ow: usize, iw: usize) -> (usize, usize) {
-    let (s, off, p) = (win.stride[1], b * win.dilation[1], win.padding[1]);
-    // First j with j*s + off >= p, and first j with j*s + off >= p + iw.
-    let first_at = |bound: usize| bound.saturating_sub(off).div_ceil(s).min(ow);
-    let j0 = first_at(p);
-    (j0, first_at(p + iw).max(j0))
+/// The planes of a `[c, ih, iw]` image with the window's padding as zeros around each, in
+/// `buf` (the image itself when there is no padding), and their padded height and width:
+/// with the padding in memory, every window tap reads inside its plane and im2col needs no
+/// bounds tests.
+fn padded<'a>(
+    img: &'a [f32],
+    (c, ih, iw): (usize, usize, usize),
+    win: &Window,
+    buf: &'a mut [f32],
+) -> (&'a [f32], usize, usize) {
+    let [ph, pw] = win.padding;
+    if ph == 0 && pw == 0 {
+        return (&img[..c * ih * iw], ih, iw);
+    }
+    let (h, w) = (ih + 2 * ph, iw + 2 * pw);
+    let buf = &mut buf[..c * h * w];
+    buf.fill(0.0);
+    for (dst, src) in buf
+        .chunks_exact_mut(h * w)
+        .zip(img.chunks_exact((ih * iw).max(1)))
+    {
+        for (line, row) in dst[ph * w..]
+            .chunks_exact_mut(w)
+            .zip(src.chunks_exact(iw.max(1)))
+        {
+            copy_row(&mut line[pw..pw + iw], row);
+        }
+    }
+    (buf, h, w)
 }
 
 /// `col[(c, a, b) * ld + (i, j)] = img[c, i*s - p + a*d, j*s - p + b*d]` (zero in the
 /// padding) for an image `[c, ih, iw]` and `oh x ow` window positions: the GEMM operand of a
-/// convolution, rows `ld` elements apart (several images side by side).
+/// convolution, rows `ld` elements apart (several images side by side). `pad` holds the padded
+/// image ([`padded`]).
 fn im2col(
     img: &[f32],
-    (c, ih, iw): (usize, usize, usize),
+    dims: (usize, usize, usize),
     (oh, ow): (usize, usize),
     win: &Window,
     (col, ld): (&mut [f32], usize),
+    pad: &mut [f32],
 ) {
-    let positions = oh * ow;
+    let (planes, h, w) = padded(img, dims, win, pad);
+    let ([s0, s1], [d0, d1]) = (win.stride, win.dilation);
     let mut rows = col.chunks_mut(ld.max(1));
-    for ch in 0..c {
-        let plane = &img[ch * ih * iw..(ch + 1) * ih * iw];
+    for plane in planes.chunks_exact((h * w).max(1)).take(dims.0) {
         for a in 0..win.kernel[0] {
             for b in 0..win.kernel[1] {
                 let Some(dst) = rows.next() else { return };
-                let dst = &mut dst[..positions];
-                // The same columns are in bounds on every line (hoisted: `valid` divides).
-                let (j0, j1) = valid(win, b, ow, iw);
-                let first = coord(win, 1, j0, b);
-                for (i, line) in dst.chunks_exact_mut(ow.max(1)).enumerate().take(oh) {
-                    let h = coord(win, 0, i, a);
-                    if h >= ih {
-                        line.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[h * iw..(h + 1) * iw];
-                    line[..j0].fill(0.0);
-                    line[j1..].fill(0.0);
-                    gather_row(&mut line[j0..j1], &src[first..], win.stride[1]);
+                for (i, line) in dst[..oh * ow].chunks_exact_mut(ow.max(1)).enumerate() {
+                    gather_row(line, &plane[(i * s0 + a * d0) * w + b * d1..], s1);
                 }
             }
         }
@@ -483,11 +512,18 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
 /// `line[j] = src[j * s]` for every `j` of `line`: one im2col row.
 #[inline(always)]
 fn gather_row(line: &mut [f32], src: &[f32], s: usize) {
-    if s == 1 {
-        copy_row(line, &src[..line.len()]);
-    } else {
-        for (t, &x) in line.iter_mut().zip(src.iter().step_by(s)) {
-            *t = x;
+    match s {
+        1 => copy_row(line, &src[..line.len()]),
+        // DCGAN's stride: pairs, so the loop has no stride arithmetic.
+        2 => {
+            for (t, pair) in line.iter_mut().zip(src.chunks(2)) {
+                *t = pair[0];
+            }
+        }
+        _ => {
+            for (t, &x) in line.iter_mut().zip(src.iter().step_by(s)) {
+                *t = x;
+            }
         }
     }
 }
@@ -496,38 +532,68 @@ fn gather_row(line: &mut [f32], src: &[f32], s: usize) {
 /// [`gather_row`].
 #[inline(always)]
 fn scatter_add_row(dst: &mut [f32], line: &[f32], s: usize) {
-    for (t, &x) in dst.iter_mut().step_by(s).zip(line) {
-        *t += x;
+    match s {
+        1 => {
+            for (t, &x) in dst.iter_mut().zip(line) {
+                *t += x;
+            }
+        }
+        2 => {
+            for (pair, &x) in dst.chunks_mut(2).zip(line) {
+                pair[0] += x;
+            }
+        }
+        _ => {
+            for (t, &x) in dst.iter_mut().step_by(s).zip(line) {
+                *t += x;
+            }
+        }
     }
 }
 
-/// The adjoint of [`im2col`]: `img[c, i*s - p + a*d, j*s - p + b*d] += col[(c, a, b) * ld +
-/// (i, j)]` for every in-bounds target (`img` must start zeroed).
+/// The adjoint of [`im2col`]: `img[c, i*s - p + a*d, j*s - p + b*d] = sum of col[(c, a, b) *
+/// ld + (i, j)]` over the taps that land on each element (`img` is overwritten). With padding
+/// the sums go to the padded image in `pad` first, whose interior is then copied out.
 fn col2im(
     (col, ld): (&[f32], usize),
     (c, ih, iw): (usize, usize, usize),
     (oh, ow): (usize, usize),
     win: &Window,
     img: &mut [f32],
+    pad: &mut [f32],
 ) {
-    let positions = oh * ow;
+    let [ph, pw] = win.padding;
+    let (h, w) = (ih + 2 * ph, iw + 2 * pw);
+    let direct = ph == 0 && pw == 0;
+    let planes = if direct {
+        &mut img[..c * h * w]
+    } else {
+        &mut pad[..c * h * w]
+    };
+    planes.fill(0.0);
+    let ([s0, s1], [d0, d1]) = (win.stride, win.dilation);
     let mut rows = col.chunks(ld.max(1));
-    for ch in 0..c {
-        let plane = &mut img[ch * ih * iw..(ch + 1) * ih * iw];
+    for plane in planes.chunks_exact_mut((h * w).max(1)) {
         for a in 0..win.kernel[0] {
             for b in 0..win.kernel[1] {
                 let Some(src) = rows.next() else { return };
-                let src = &src[..positions];
-                let (j0, j1) = valid(win, b, ow, iw);
-                let first = coord(win, 1, j0, b);
-                for (i, line) in src.chunks_exact(ow.max(1)).enumerate().take(oh) {
-                    let h = coord(win, 0, i, a);
-                    if h >= ih {
-                        continue;
-                    }
-                    let dst = &mut plane[h * iw..(h + 1) * iw];
-                    scatter_add_row(&mut dst[first..], &line[j0..j1], win.stride[1]);
+                for (i, line) in src[..oh * ow].chunks_exact(ow.max(1)).enumerate() {
+                    let at = (i * s0 + a * d0) * w + b * d1;
+                    scatter_add_row(&mut plane[at..], line, s1);
                 }
+            }
+        }
+    }
+    if !direct {
+        for (dst, src) in img
+            .chunks_exact_mut((ih * iw).max(1))
+            .zip(pad.chunks_exact(h * w))
+        {
+            for (row, line) in dst
+                .chunks_exact_mut(iw.max(1))
+                .zip(src[ph * w..].chunks_exact(w))
+            {
+                copy_row(row, &line[pw..pw + iw]);
             }
         }
     }
@@ -575,10 +641,17 @@ fn conv2d(
     let image = c * ih * iw;
     for (at, batch) in batches(images, chunk) {
         let n = batch.len();
-        let (col, out) = scratch[..(k + o) * n * p].split_at_mut(k * n * p);
+        let (col, out, pad) = chunk.split(scratch, n);
         for (j, img) in batch.enumerate() {
             let x = &x[img * image..(img + 1) * image];
-            im2col(x, (c, ih, iw), (oh, ow), win, (&mut col[j * p..], n * p));
+            im2col(
+                x,
+                (c, ih, iw),
+                (oh, ow),
+                win,
+                (&mut col[j * p..], n * p),
+                pad,
+            );
         }
         let y = &mut y[at * o * p..(at + n) * o * p];
         // One image: the GEMM writes its output in place.
@@ -625,10 +698,17 @@ fn conv2d_weight_grad(
     dw.fill(0.0);
     for (_, batch) in batches(images, chunk) {
         let n = batch.len();
-        let (col, staged) = scratch[..(k + o) * n * p].split_at_mut(k * n * p);
+        let (col, staged, pad) = chunk.split(scratch, n);
         for (j, img) in batch.clone().enumerate() {
             let x = &x[img * image..(img + 1) * image];
-            im2col(x, (c, ih, iw), (oh, ow), win, (&mut col[j * p..], n * p));
+            im2col(
+                x,
+                (c, ih, iw),
+                (oh, ow),
+                win,
+                (&mut col[j * p..], n * p),
+                pad,
+            );
         }
         let dy = &dy[batch.start * o * p..batch.end * o * p];
         let lhs = if n == 1 {
@@ -658,7 +738,7 @@ fn conv2d_weight_grad(
 
 /// `ConvTranspose2d` with `w [I, O, kh, kw]` of the images in `images`, a batch at a time:
 /// `col (O*kh*kw x c*H*W) = w^T x X` with `X` the `c` images of `x` side by side, then col2im
-/// scatters each image's columns into the zeroed output (`y` starts at the range's first image).
+/// scatters each image's columns into its output image (`y` starts at the range's first image).
 fn conv_transpose2d(
     x: &[f32],
     w: &[f32],
@@ -671,10 +751,9 @@ fn conv_transpose2d(
     let [_, ci, h, wd] = xs;
     let [_, o, oh, ow] = ys;
     let (k, p) = (chunk.rows, chunk.positions);
-    y.fill(0.0);
     for (at, batch) in batches(images, chunk) {
         let n = batch.len();
-        let (col, staged) = scratch[..(k + ci) * n * p].split_at_mut(k * n * p);
+        let (col, staged, pad) = chunk.split(scratch, n);
         let x = &x[batch.start * ci * p..batch.end * ci * p];
         let rhs = if n == 1 {
             x
@@ -706,6 +785,7 @@ fn conv_transpose2d(
                 (h, wd),
                 win,
                 &mut y[(at + j) * image..(at + j + 1) * image],
+                pad,
             );
         }
     }

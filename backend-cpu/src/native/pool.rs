@@ -11,7 +11,12 @@ use std::ops::Range;
 
 use netc_compiler::ir::Window;
 
-use super::coord;
+/// The input coordinate read by output position `pos` and tap `tap` along `axis`, or any value
+/// `>= size` where it falls in the padding (the subtraction wraps instead of going negative).
+#[inline]
+fn coord(window: &Window, axis: usize, pos: usize, tap: usize) -> usize {
+    (pos * window.stride[axis] + tap * window.dilation[axis]).wrapping_sub(window.padding[axis])
+}
 
 /// The window positions along `axis` whose every tap lies inside an input of `size`
 /// elements, out of `out` positions: a contiguous range (empty when none does).
