@@ -83,7 +83,7 @@ fn windows() -> Vec<Window> {
         w([3, 3], [1, 2], [2, 1], [2, 2]),
         w([5, 4], [2, 3], [1, 2], [1, 1]),
         w([4, 4], [2, 2], [1, 1], [1, 1]),
-        // LeNet's convolutions (the direct kernels: stride 1, no padding).
+        // LeNet's convolutions (stride 1, no padding: im2col reads the image itself).
         w([5, 5], [1, 1], [0, 0], [1, 1]),
         // The pools' fast paths: 2x2 and 3x3 kernels with every window inside.
         w([2, 2], [2, 2], [0, 0], [1, 1]),
@@ -96,7 +96,7 @@ fn windows() -> Vec<Window> {
 fn convolutions_match_the_interpreter() {
     let mut rng = Rng(0xC0DE);
     for window in windows() {
-        // The last two reach the direct kernels' partial column blocks and channel groups.
+        // The last two batch several images into one GEMM and span several micro-tiles.
         let shapes = [
             (1, 2, 3, 7, 9),
             (3, 3, 5, 8, 6),
