@@ -675,9 +675,18 @@ fn batches(images: Range<usize>, chunk: Chunk) -> impl Iterator<Item = (usize, R
         .map(move |i| (i - start, i..(i + chunk.images).min(images.end)))
 }
 
+/// Whether a convolution's im2col is cheaper built row by row ([`im2col`]: runs of `ow`
+/// contiguous taps) than position by position ([`im2row`]: runs of `kw`): for stride-1 windows
+/// narrower than the output (LeNet's 5x5 over 28 columns: 18% faster steps); strided windows
+/// (DCGAN's 4x4, stride 2) gather every other element row by row and go 5% faster by position.
+fn rows_are_longer(win: &Window, ow: usize) -> bool {
+    win.stride[1] == 1 && ow > win.kernel[1]
+}
+
 /// `Conv2d` of the images in `images`, a batch at a time: `Y (O x c*P) = w (O x K) x col (K x
-/// c*P)` with `K = C*kh*kw`, `P` the output positions and `c` images side by side, then `Y`
-/// regrouped into `y` (which starts at the range's first image).
+/// c*P)` with `K = C*kh*kw`, `P` the output positions and `c` images side by side (`col` built
+/// in whichever layout [`rows_are_longer`] picks), then `Y` regrouped into `y` (which starts at
+/// the range's first image).
 fn conv2d(
     x: &[f32],
     w: &[f32],
@@ -691,19 +700,24 @@ fn conv2d(
     let [_, o, oh, ow] = ys;
     let (k, p) = (chunk.rows, chunk.positions);
     let image = c * ih * iw;
+    let by_rows = rows_are_longer(win, ow);
     for (at, batch) in batches(images, chunk) {
         let n = batch.len();
         let (col, out, pad) = chunk.split(scratch, n);
         for (j, img) in batch.enumerate() {
             let x = &x[img * image..(img + 1) * image];
-            im2col(
-                x,
-                (c, ih, iw),
-                (oh, ow),
-                win,
-                (&mut col[j * p..], n * p),
-                pad,
-            );
+            if by_rows {
+                im2col(
+                    x,
+                    (c, ih, iw),
+                    (oh, ow),
+                    win,
+                    (&mut col[j * p..], n * p),
+                    pad,
+                );
+            } else {
+                im2row(x, (c, ih, iw), (oh, ow), win, &mut col[j * p * k..], pad);
+            }
         }
         let y = &mut y[at * o * p..(at + n) * o * p];
         // One image: the GEMM writes its output in place.
@@ -718,10 +732,18 @@ fn conv2d(
                 rs: k,
                 cs: 1,
             },
-            Mat {
-                data: col,
-                rs: n * p,
-                cs: 1,
+            if by_rows {
+                Mat {
+                    data: col,
+                    rs: n * p,
+                    cs: 1,
+                }
+            } else {
+                Mat {
+                    data: col,
+                    rs: 1,
+                    cs: k,
+                }
             },
         );
         if n > 1 {
