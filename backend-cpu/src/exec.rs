@@ -389,6 +389,17 @@ pub(crate) struct Mat<'a> {
     pub cs: usize,
 }
 
+impl<'a> Mat<'a> {
+    /// A row-major matrix whose rows are `len` elements long.
+    pub fn rows(data: &'a [f32], len: usize) -> Mat<'a> {
+        Mat {
+            data,
+            rs: len,
+            cs: 1,
+        }
+    }
+}
+
 /// `dst = lhs x rhs` (or `dst += lhs x rhs` when `accumulate`) for an `m x k` `lhs`, a `k x n`
 /// `rhs` and an `m x n` `dst` with element `(i, j)` at `dst[i * dst_rs + j * dst_cs]`, through
 /// the same `gemm` call as [`matmul`] (one thread). Safe: every extent is checked against its

@@ -675,6 +675,14 @@ fn batches(images: Range<usize>, chunk: Chunk) -> impl Iterator<Item = (usize, R
         .map(move |i| (i - start, i..(i + chunk.images).min(images.end)))
 }
 
+/// Whether a window over an `h x w` image is one dense product: no padding, unit dilation and
+/// the kernel exactly the image, so its only position reads the whole image in im2col's order
+/// and the convolution is a plain matrix product over the images, with no im2col or col2im
+/// (DCGAN's layers between 4x4 maps and 1x1 codes, which spent ~15 ns per one-element row).
+fn dense(win: &Window, (h, w): (usize, usize)) -> bool {
+    win.padding == [0, 0] && win.dilation == [1, 1] && win.kernel == [h, w]
+}
+
 /// Whether a convolution's im2col is cheaper built row by row ([`im2col`]: runs of `ow`
 /// contiguous taps) than position by position ([`im2row`]: runs of `kw`): for stride-1 windows
 /// narrower than the output (LeNet's 5x5 over 28 columns: 18% faster steps); strided windows
@@ -700,6 +708,17 @@ fn conv2d(
     let [_, o, oh, ow] = ys;
     let (k, p) = (chunk.rows, chunk.positions);
     let image = c * ih * iw;
+    if dense(win, (ih, iw)) {
+        // y[i, o] = x[i, :] . w[o, :]
+        let (n, x) = (images.len(), &x[images.start * k..images.end * k]);
+        let w = Mat {
+            data: w,
+            rs: 1,
+            cs: k,
+        };
+        gemm((n, o, k), y, (o, 1), false, Mat::rows(x, k), w);
+        return;
+    }
     let by_rows = rows_are_longer(win, ow);
     for (at, batch) in batches(images, chunk) {
         let n = batch.len();
@@ -771,6 +790,17 @@ fn conv2d_weight_grad(
     let [_, o, oh, ow] = ds;
     let (k, p) = (chunk.rows, chunk.positions);
     let image = c * ih * iw;
+    if dense(win, (ih, iw)) {
+        // dw[o, :] = sum over the images of dy[i, o] x[i, :]
+        let (n, x) = (images.len(), &x[images.start * k..images.end * k]);
+        let dy = Mat {
+            data: &dy[images.start * o..images.end * o],
+            rs: 1,
+            cs: o,
+        };
+        gemm((o, k, n), dw, (k, 1), false, dy, Mat::rows(x, k));
+        return;
+    }
     dw.fill(0.0);
     for (_, batch) in batches(images, chunk) {
         let n = batch.len();
@@ -820,6 +850,19 @@ fn conv_transpose2d(
     let [_, ci, h, wd] = xs;
     let [_, o, oh, ow] = ys;
     let (k, p) = (chunk.rows, chunk.positions);
+    if (h, wd) == (1, 1) && dense(win, (oh, ow)) {
+        // y[i, :] = x[i, :] w, the whole output image being one window
+        let (n, x) = (images.len(), &x[images.start * ci..images.end * ci]);
+        gemm(
+            (n, k, ci),
+            y,
+            (k, 1),
+            false,
+            Mat::rows(x, ci),
+            Mat::rows(w, k),
+        );
+        return;
+    }
     for (at, batch) in batches(images, chunk) {
         let n = batch.len();
         let (col, staged, pad) = chunk.split(scratch, n);

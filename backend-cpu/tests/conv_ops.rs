@@ -96,13 +96,19 @@ fn windows() -> Vec<Window> {
 fn convolutions_match_the_interpreter() {
     let mut rng = Rng(0xC0DE);
     for window in windows() {
-        // The last two batch several images into one GEMM and span several micro-tiles.
+        // The fourth and fifth batch several images into one GEMM and span several
+        // micro-tiles; the last four are as large as some window, the dense products
+        // (output 1x1, and its transpose from 1x1).
         let shapes = [
             (1, 2, 3, 7, 9),
             (3, 3, 5, 8, 6),
             (3, 1, 1, 11, 5),
             (2, 3, 11, 13, 21),
             (1, 2, 16, 12, 12),
+            (4, 3, 7, 5, 5),
+            (5, 2, 3, 2, 2),
+            (3, 4, 6, 3, 3),
+            (4, 5, 2, 1, 1),
         ];
         for (n, c, o, h, w) in shapes {
             let Some(oh) = window.output_size(h, 0) else {
