@@ -89,7 +89,7 @@ pub fn supports(op: &Op, operands: &[DType], out: DType) -> bool {
 const CHUNK_COL: usize = 1 << 17;
 
 /// How a convolution batches its images: `images` per GEMM, whose column matrix is `rows x
-/// (images * positions)`, plus a staging matrix of `other x (images * positions)` (the
+/// (images * positions)` (or its transpose, built by [`im2row`]), plus a staging matrix of `other x (images * positions)` (the
 /// output of a forward convolution, `dy` of a weight gradient, `x` of a transposed
 /// convolution, each regrouped from per-image to per-channel rows).
 #[derive(Clone, Copy, Debug)]
@@ -105,13 +105,14 @@ struct Chunk {
 
 impl Chunk {
     fn of(op: &Op, shapes: &[Vec<usize>], out: &[usize]) -> Option<Chunk> {
-        let (rows, positions, other, image) = match op {
+        let (rows, positions, other, image, window) = match op {
             // col[C*kh*kw, H'*W'] per image; the GEMM's output [O, H'*W'].
             Op::Conv2d { window } => (
                 shapes[0][1] * window.kernel[0] * window.kernel[1],
                 out[2] * out[3],
                 out[1],
                 &shapes[0][1..],
+                window,
             ),
             // col[C*kh*kw, H'*W'] with H', W' those of dy; dy regrouped [O, H'*W'].
             Op::Conv2dWeightGrad { window } => (
@@ -119,6 +120,7 @@ impl Chunk {
                 shapes[1][2] * shapes[1][3],
                 shapes[1][1],
                 &shapes[0][1..],
+                window,
             ),
             // col[O*kh*kw, H*W] over the input's positions, scattered into the output; x
             // regrouped [I, H*W].
@@ -127,13 +129,8 @@ impl Chunk {
                 shapes[0][2] * shapes[0][3],
                 shapes[0][1],
                 &out[1..],
+                window,
             ),
-            _ => return None,
-        };
-        let window = match op {
-            Op::Conv2d { window }
-            | Op::Conv2dWeightGrad { window }
-            | Op::ConvTranspose2d { window } => window,
             _ => return None,
         };
         let padded = if window.padding == [0, 0] {
