@@ -467,4 +467,68 @@ mod tests {
             );
         }
     }
+
+    /// Products in both orientations (few rows, few columns, strided and transposed operands,
+    /// accumulating or not) against a plain f64 sum: `raw_gemm` transposes some of them.
+    #[test]
+    fn gemm_matches_plain_sums_in_either_orientation() {
+        use super::{Mat, gemm, tile_fill};
+        assert!(
+            tile_fill(40, 6) > tile_fill(6, 40),
+            "the 6-row case is transposed"
+        );
+        let value = |i: usize| ((i * 29 % 53) as f32) * 0.125 - 3.0;
+        for (m, n, k) in [
+            (6, 40, 7),
+            (40, 6, 7),
+            (3, 75, 31),
+            (16, 6, 5),
+            (17, 13, 64),
+        ] {
+            // lhs stored transposed (column-major), rhs row-major, dst with a padded row.
+            let lhs: Vec<f32> = (0..m * k).map(value).collect();
+            let rhs: Vec<f32> = (0..k * n).map(|i| value(i + 7)).collect();
+            for accumulate in [false, true] {
+                let ld = n + 3;
+                let mut dst: Vec<f32> = (0..m * ld).map(|i| value(i + 3)).collect();
+                let before = dst.clone();
+                let a = Mat {
+                    data: &lhs,
+                    rs: 1,
+                    cs: m,
+                };
+                gemm(
+                    (m, n, k),
+                    &mut dst,
+                    (ld, 1),
+                    accumulate,
+                    a,
+                    Mat::rows(&rhs, n),
+                );
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k)
+                            .map(|l| f64::from(lhs[l * m + i]) * f64::from(rhs[l * n + j]))
+                            .sum();
+                        let want = dot
+                            + if accumulate {
+                                f64::from(before[i * ld + j])
+                            } else {
+                                0.0
+                            };
+                        let got = f64::from(dst[i * ld + j]);
+                        assert!(
+                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                            "{m}x{n}x{k} acc={accumulate} ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                    // The padding between rows is untouched.
+                    assert_eq!(
+                        &dst[i * ld + n..(i + 1) * ld],
+                        &before[i * ld + n..(i + 1) * ld]
+                    );
+                }
+            }
+        }
+    }
 }
