@@ -1,7 +1,8 @@
 //! Parity with PyTorch on fixed weights: the reference architectures of `tests/parity/*.net`
-//! compiled to step graphs and run on the reference interpreter (float32) from the golden
-//! parameters and batch, compared with PyTorch's loss, outputs, gradients, buffers and one SGD
-//! and one Adam step, at the tolerances `tests/parity/README.md` sets.
+//! compiled to step graphs and run on the reference interpreter (float32) and on the Cranelift
+//! backend from the golden parameters and batch, compared with PyTorch's loss, outputs,
+//! gradients, buffers and one SGD and one Adam step, at the tolerances `tests/parity/README.md`
+//! sets.
 //!
 //! The golden files come from `../shared/reference/<model>` when it exists (so another set made
 //! the same way, with other seeds and batch sizes, is tested too), else from the copy in
@@ -16,12 +17,33 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::PathBuf;
 
+use netc_compiler::ir::Graph;
 use netc_compiler::ir::interp::{self, Data, Precision, Value};
 use netc_compiler::lower::program::{Program, StepGraph, compile_run};
 use netc_compiler::weights;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where the step graphs run: the oracle, and the backend `netc train` uses by default.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Interpreter,
+    Cranelift,
+}
+
+impl Backend {
+    fn run(self, graph: &Graph, inputs: &HashMap<String, Value>) -> HashMap<String, Value> {
+        match self {
+            Backend::Interpreter => {
+                interp::run(graph, inputs, Precision::F32).unwrap_or_else(|e| panic!("{e:?}"))
+            }
+            Backend::Cranelift => netc_backend_cpu::Runner::new()
+                .run(graph, inputs)
+                .unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
 }
 
 fn reference(model: &str) -> PathBuf {
@@ -261,7 +283,7 @@ fn initial_buffers(case: &Case, g: &Golden, program: &Program) -> BTreeMap<Strin
 /// Run one step graph: the batch, the initial parameters, the current buffers, fresh optimizer
 /// state and the scalars of step 1 at the base learning rate.
 fn run_step(
-    case: &Case,
+    (case, backend): (&Case, Backend),
     g: &Golden,
     program: &Program,
     step: &StepGraph,
@@ -294,14 +316,14 @@ fn run_step(
         }
     }
     inputs.insert("rng_seed".into(), Value::scalar_i64(0));
-    interp::run(&step.graph, &inputs, Precision::F32).unwrap_or_else(|e| panic!("{e:?}"))
+    backend.run(&step.graph, &inputs)
 }
 
 /// Run every step of one optimizer's program and check its results. Reference keys: a
 /// single-step run has `loss`, `grad.*`, `output`; step `discriminator` of a multi-step run has
 /// `d_loss`, `d_grad.*` and, after it, the buffers `after_d_step.*`; the buffers after the last
 /// step are `after_step.*`.
-fn run_case(case: &Case, run: &str, g: &Golden, checks: &mut Checks) {
+fn run_case((case, backend): (&Case, Backend), run: &str, g: &Golden, checks: &mut Checks) {
     let program = compile(case, &source(case), run, g);
     let mut buffers = initial_buffers(case, g, &program);
     let last = program.steps.len() - 1;
@@ -319,8 +341,8 @@ fn run_case(case: &Case, run: &str, g: &Golden, checks: &mut Checks) {
                 },
             )
         };
-        let out = run_step(case, g, &program, step, &buffers);
-        let label = format!("{run}/{}", step.name);
+        let out = run_step((case, backend), g, &program, step, &buffers);
+        let label = format!("{backend:?} {run}/{}", step.name);
         checks.compare(
             "loss",
             &format!("{label}: loss"),
@@ -392,7 +414,7 @@ fn run_case(case: &Case, run: &str, g: &Golden, checks: &mut Checks) {
 
 /// Evaluate each probe with a one-step run appended to the file: its loss `mse(expr, expr)`
 /// makes `expr` the step's `prediction` output (the target must be a tensor for that).
-fn run_probes(case: &Case, g: &Golden, checks: &mut Checks) {
+fn run_probes((case, backend): (&Case, Backend), g: &Golden, checks: &mut Checks) {
     for probe in case.probes {
         let (expr, model) = (probe.expr, probe.model);
         let run = format!(
@@ -401,10 +423,10 @@ fn run_probes(case: &Case, g: &Golden, checks: &mut Checks) {
         let src = format!("{}\n{run}", source(case));
         let program = compile(case, &src, "probe", g);
         let buffers = initial_buffers(case, g, &program);
-        let out = run_step(case, g, &program, &program.steps[0], &buffers);
+        let out = run_step((case, backend), g, &program, &program.steps[0], &buffers);
         checks.compare(
             "outputs",
-            &format!("probe {}", probe.key),
+            &format!("{backend:?} probe {}", probe.key),
             out.get("prediction"),
             g.expected.get(probe.key),
             VALUES,
@@ -415,9 +437,11 @@ fn run_probes(case: &Case, g: &Golden, checks: &mut Checks) {
 fn check(case: Case) {
     let g = golden(case.model);
     let mut checks = Checks::default();
-    run_case(&case, "sgd", &g, &mut checks);
-    run_case(&case, "adam", &g, &mut checks);
-    run_probes(&case, &g, &mut checks);
+    for backend in [Backend::Interpreter, Backend::Cranelift] {
+        run_case((&case, backend), "sgd", &g, &mut checks);
+        run_case((&case, backend), "adam", &g, &mut checks);
+        run_probes((&case, backend), &g, &mut checks);
+    }
     for (kind, (err, what)) in &checks.worst {
         println!("{}: {kind:<12} max rel L2 {err:.2e} ({what})", case.model);
     }
