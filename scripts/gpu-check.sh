@@ -25,6 +25,8 @@ cargo build --release
 cargo test --release -p netc-backend-cuda -- --nocapture 2>&1 | tee /tmp/netc-gpu-tests.log
 # Training through the runtime with parameters resident on the device (a two-step GAN).
 cargo test --release -p netc-runtime --test train cuda -- --nocapture 2>&1 | tee -a /tmp/netc-gpu-tests.log
+# PyTorch parity of the five reference models, on the device among the other backends.
+cargo test --release --test parity -- --nocapture 2>&1 | tee -a /tmp/netc-gpu-tests.log
 tests="$(grep -E '^test result' /tmp/netc-gpu-tests.log | awk '{p+=$4; f+=$6} END {print p " passed, " f " failed"}')"
 
 rows=()

@@ -1,6 +1,7 @@
 //! Parity with PyTorch on fixed weights: the reference architectures of `tests/parity/*.net`
-//! compiled to step graphs and run on the reference interpreter (float32) and on the Cranelift
-//! backend from the golden parameters and batch, compared with PyTorch's loss, outputs,
+//! compiled to step graphs and run on the reference interpreter (float32), on the Cranelift
+//! backend and, where a GPU is present, on CUDA (else that skips with a note), from the golden
+//! parameters and batch, compared with PyTorch's loss, outputs,
 //! gradients, buffers and one SGD and one Adam step, at the tolerances `tests/parity/README.md`
 //! sets.
 //!
@@ -26,14 +27,26 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where the step graphs run: the oracle, and the backend `netc train` uses by default.
+/// Where the step graphs run: the oracle, the backend `netc train` uses by default, and a GPU
+/// where one is present.
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     Interpreter,
     Cranelift,
+    Cuda,
 }
 
 impl Backend {
+    /// The backends this machine has: CUDA only with a device (else a note that it skipped).
+    fn present() -> Vec<Backend> {
+        let mut all = vec![Backend::Interpreter, Backend::Cranelift];
+        match netc_backend_cuda::device::runner() {
+            Ok(_) => all.push(Backend::Cuda),
+            Err(e) => eprintln!("parity on CUDA: skipped ({e})"),
+        }
+        all
+    }
+
     fn run(self, graph: &Graph, inputs: &HashMap<String, Value>) -> HashMap<String, Value> {
         match self {
             Backend::Interpreter => {
@@ -41,6 +54,9 @@ impl Backend {
             }
             Backend::Cranelift => netc_backend_cpu::Runner::new()
                 .run(graph, inputs)
+                .unwrap_or_else(|e| panic!("{e}")),
+            Backend::Cuda => netc_backend_cuda::device::runner()
+                .and_then(|mut r| r.run(graph, inputs))
                 .unwrap_or_else(|e| panic!("{e}")),
         }
     }
@@ -437,7 +453,7 @@ fn run_probes((case, backend): (&Case, Backend), g: &Golden, checks: &mut Checks
 fn check(case: Case) {
     let g = golden(case.model);
     let mut checks = Checks::default();
-    for backend in [Backend::Interpreter, Backend::Cranelift] {
+    for backend in Backend::present() {
         run_case((&case, backend), "sgd", &g, &mut checks);
         run_case((&case, backend), "adam", &g, &mut checks);
         run_probes((&case, backend), &g, &mut checks);
