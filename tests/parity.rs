@@ -1,9 +1,8 @@
 //! Parity with PyTorch on fixed weights: the reference architectures of `tests/parity/*.net`
 //! compiled to step graphs and run on the reference interpreter (float32), on the Cranelift
 //! backend and, where a GPU is present, on CUDA (else that skips with a note), from the golden
-//! parameters and batch, compared with PyTorch's loss, outputs,
-//! gradients, buffers and one SGD and one Adam step, at the tolerances `tests/parity/README.md`
-//! sets.
+//! parameters and batch, compared with PyTorch's loss, outputs, gradients, buffers and one SGD
+//! and one Adam step, at the tolerances `tests/parity/README.md` sets.
 //!
 //! The golden files come from `../shared/reference/<model>` when it exists (so another set made
 //! the same way, with other seeds and batch sizes, is tested too), else from the copy in
