@@ -107,13 +107,13 @@ impl Jit {
         })
     }
 
-    /// Compile one elementwise kernel; its address is available after [`Jit::finish`], at
-    /// the returned index.
+    /// Compile one elementwise kernel computing `arena[offset + k] = expr(k)` for each of
+    /// `outs` (element offset, expression) over `shape`; its address is available after
+    /// [`Jit::finish`], at the returned index.
     pub fn add_elementwise(
         &mut self,
-        out_offset: usize,
+        outs: &[(usize, &Expr)],
         shape: &[usize],
-        expr: &Expr,
     ) -> Result<usize, String> {
         let ptr = self.module.target_config().pointer_type();
         let mut sig = Signature::new(self.module.isa().default_call_conv());
@@ -146,7 +146,7 @@ impl Jit {
                 strides_out: row_major(shape),
                 split: (lo, hi),
             };
-            g.body(out_offset, shape, expr);
+            g.body(outs, shape);
             g.b.ins().return_(&[]);
             g.b.seal_all_blocks();
             g.b.finalize(frontend);
@@ -205,14 +205,30 @@ struct Gen<'a> {
     b: FunctionBuilder<'a>,
     base: Value,
     fma: bool,
-    /// Per load (in `Expr::loads` order): its address at the start of the current row, in bytes
-    /// from the arena base, as an i64.
+    /// Per load (in `Expr::loads` order, output after output): its address at the start of the
+    /// current row, in bytes from the arena base, as an i64.
     row_bases: Vec<Value>,
-    /// The output's row address (absolute).
+    /// The current row's address within the outputs (absolute, without an output's offset:
+    /// the outputs share the shape, so one row address serves them all).
     out_row: Value,
     strides_out: Vec<usize>,
     /// The range of the outermost dimension this call computes (the function's arguments).
     split: (Value, Value),
+}
+
+/// The fixed parts of a kernel's loop nest, shared by every level of [`Gen::outer`].
+#[derive(Clone, Copy)]
+struct Nest<'a> {
+    /// The innermost dimension.
+    last: usize,
+    shape: &'a [usize],
+    /// Per load (in evaluation order over all outputs): its strides, and its element offset.
+    loads: &'a [Vec<usize>],
+    offsets: &'a [usize],
+    /// Each output's element offset and expression.
+    outs: &'a [(usize, &'a Expr)],
+    /// Whether the innermost dimension runs in `f32x4` steps.
+    vector: bool,
 }
 
 fn flags() -> MemFlagsData {
@@ -253,34 +269,37 @@ impl Gen<'_> {
         self.b.block_params(exit)[0]
     }
 
-    /// The loop nest of `out = expr` over `shape`, the outermost dimension over `self.split`.
-    fn body(&mut self, out_offset: usize, shape: &[usize], expr: &Expr) {
-        let (offsets, loads): (Vec<usize>, Vec<Vec<usize>>) = expr
-            .loads()
-            .into_iter()
+    /// The loop nest of `out = expr` for every output over `shape`, the outermost dimension
+    /// over `self.split`.
+    fn body(&mut self, outs: &[(usize, &Expr)], shape: &[usize]) {
+        let (offsets, loads): (Vec<usize>, Vec<Vec<usize>>) = outs
+            .iter()
+            .flat_map(|(_, e)| e.loads())
             .map(|(o, s)| (o, s.to_vec()))
             .unzip();
         let last = shape.len() - 1;
         let vector = shape[last] >= 4 && loads.iter().all(|s| s[last] <= 1);
         let mut idx: Vec<Value> = Vec::new();
-        self.outer(
-            0, last, shape, &loads, &offsets, out_offset, &mut idx, vector, expr,
-        );
+        let at = Nest {
+            last,
+            shape,
+            loads: &loads,
+            offsets: &offsets,
+            outs,
+            vector,
+        };
+        self.outer(0, &at, &mut idx);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn outer(
-        &mut self,
-        d: usize,
-        last: usize,
-        shape: &[usize],
-        loads: &[Vec<usize>],
-        offsets: &[usize],
-        out_offset: usize,
-        idx: &mut Vec<Value>,
-        vector: bool,
-        expr: &Expr,
-    ) {
+    fn outer(&mut self, d: usize, at: &Nest<'_>, idx: &mut Vec<Value>) {
+        let Nest {
+            last,
+            shape,
+            loads,
+            offsets,
+            outs,
+            vector,
+        } = *at;
         if d == last {
             // Row bases from the outer indices.
             let mut bases = Vec::new();
@@ -294,7 +313,8 @@ impl Gen<'_> {
                 }
                 bases.push(v);
             }
-            let mut o = self.iconst(out_offset * 4);
+            // The row's offset within every output (they share the shape).
+            let mut o = self.iconst(0);
             for (e, &i) in idx.iter().enumerate() {
                 let t = self.b.ins().imul_imm_s(i, (self.strides_out[e] * 4) as i64);
                 o = self.b.ins().iadd(o, t);
@@ -305,28 +325,18 @@ impl Gen<'_> {
             let mut j = start;
             if vector {
                 j = self.counted(start, end, 4, &mut |g, j| {
-                    g.element(Mode::Vector, j, loads, expr)
+                    g.element(Mode::Vector, j, loads, outs)
                 });
             }
             self.counted(j, end, 1, &mut |g, j| {
-                g.element(Mode::Scalar, j, loads, expr)
+                g.element(Mode::Scalar, j, loads, outs)
             });
             return;
         }
         let (start, end) = self.bounds(d, shape);
         self.counted(start, end, 1, &mut |g, i| {
             idx.push(i);
-            g.outer(
-                d + 1,
-                last,
-                shape,
-                loads,
-                offsets,
-                out_offset,
-                idx,
-                vector,
-                expr,
-            );
+            g.outer(d + 1, at, idx);
             idx.pop();
         });
     }
@@ -340,13 +350,20 @@ impl Gen<'_> {
         }
     }
 
-    /// Compute and store the element(s) at inner index `j`.
-    fn element(&mut self, mode: Mode, j: Value, loads: &[Vec<usize>], expr: &Expr) {
+    /// Compute the element(s) at inner index `j` of every output, then store them all (so a
+    /// load of an output's own element sees its old value).
+    fn element(&mut self, mode: Mode, j: Value, loads: &[Vec<usize>], outs: &[(usize, &Expr)]) {
         let mut next = 0;
-        let v = self.eval(mode, j, loads, expr, &mut next);
+        let values: Vec<Value> = outs
+            .iter()
+            .map(|(_, expr)| self.eval(mode, j, loads, expr, &mut next))
+            .collect();
         let off = self.b.ins().imul_imm_s(j, 4);
         let addr = self.b.ins().iadd(self.out_row, off);
-        self.b.ins().store(flags(), v, addr, 0);
+        for (&(offset, _), v) in outs.iter().zip(values) {
+            let at = self.b.ins().iadd_imm_s(addr, (offset * 4) as i64);
+            self.b.ins().store(flags(), v, at, 0);
+        }
     }
 
     fn splat(&mut self, mode: Mode, x: f32) -> Value {

@@ -34,11 +34,9 @@ fn redirect(program: &mut KernelProgram, from: Slot, to: Slot) -> bool {
     if from.dtype != DType::F32 || to.dtype != DType::F32 || from.len != to.len || from.len == 0 {
         return false;
     }
-    let Some(k) = program
-        .kernels
-        .iter()
-        .position(|k| matches!(k, Kernel::Elementwise { out, .. } if *out == from))
-    else {
+    let Some(k) = program.kernels.iter().position(
+        |k| matches!(k, Kernel::Elementwise { out, also, .. } if *out == from && also.is_empty()),
+    ) else {
         return false;
     };
     let Kernel::Elementwise { shape, expr, .. } = &program.kernels[k] else {

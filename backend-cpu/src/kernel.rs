@@ -167,6 +167,10 @@ pub enum Kernel {
         out: Slot,
         shape: Vec<usize>,
         expr: Expr,
+        /// Further outputs of the same loop, `slot[k] = expr(k)` over the same shape (sibling
+        /// kernels merged in by [`crate::siblings`], as Adam's `m` and `v` into its parameter
+        /// update). Every value of an element is computed before any is stored.
+        also: Vec<(Slot, Expr)>,
     },
     /// `out = reduce(op, input)` over `axes` of the contiguous `shape`, summing each output in
     /// the input's row-major order (the interpreter's order, so f32 sums agree exactly).
@@ -323,9 +327,14 @@ impl KernelProgram {
                 out: o,
                 shape,
                 expr,
+                also,
             } => {
                 let _ = write!(out, "elementwise %{node} {} {} = ", dims(shape), slot(o));
                 expr.write(out);
+                for (o, e) in also {
+                    let _ = write!(out, "; {} = ", slot(o));
+                    e.write(out);
+                }
             }
             Kernel::Reduce {
                 node,

@@ -30,6 +30,7 @@ pub mod plan;
 mod reuse;
 pub mod runner;
 mod scan;
+mod siblings;
 
 pub use par::{set_threads, threads};
 pub use runner::Runner;
@@ -38,7 +39,7 @@ use std::collections::HashMap;
 
 use netc_compiler::ir::{DType, Graph};
 
-use crate::kernel::{Kernel, KernelProgram, Slot};
+use crate::kernel::{Expr, Kernel, KernelProgram, Slot};
 
 /// One step graph, compiled for the host CPU, with its arenas.
 pub struct CompiledStep {
@@ -88,31 +89,47 @@ impl CompiledStep {
             };
             match k {
                 Kernel::Elementwise {
-                    out, shape, expr, ..
+                    out,
+                    shape,
+                    expr,
+                    also,
+                    ..
                 } => {
-                    // Every element a load can reach must be inside the arena (the safety
-                    // argument of entering the generated code rests on it).
-                    for (off, strides) in expr.loads() {
-                        let reach: usize = strides
-                            .iter()
-                            .zip(shape)
-                            .map(|(s, n)| s * (n - 1))
-                            .sum::<usize>()
-                            + off;
-                        if reach >= program.f32_len {
-                            return Err("internal: a load reaches outside the arena".into());
+                    let outs: Vec<(&Slot, &Expr)> = std::iter::once((out, expr))
+                        .chain(also.iter().map(|(s, e)| (s, e)))
+                        .collect();
+                    let elements = shape.iter().product::<usize>();
+                    let mut ops = 0;
+                    for &(out, expr) in &outs {
+                        // Every element a load can reach must be inside the arena (the safety
+                        // argument of entering the generated code rests on it).
+                        for (off, strides) in expr.loads() {
+                            let reach: usize = strides
+                                .iter()
+                                .zip(shape)
+                                .map(|(s, n)| s * (n - 1))
+                                .sum::<usize>()
+                                + off;
+                            if reach >= program.f32_len {
+                                return Err("internal: a load reaches outside the arena".into());
+                            }
                         }
+                        if !check(out) || out.len != elements {
+                            return Err(
+                                "internal: an elementwise output is outside the arena".into()
+                            );
+                        }
+                        ops += expr.op_count();
                     }
-                    if !check(out) || out.len != shape.iter().product::<usize>() {
-                        return Err("internal: an elementwise output is outside the arena".into());
-                    }
-                    let work = out.len * expr.op_count().max(1);
+                    let work = elements * ops.max(1);
                     let parts = if threads > 1 && work >= par::ELEMENTWISE_WORK {
                         threads.min(shape[0])
                     } else {
                         1
                     };
-                    index.push(Some((jit.add_elementwise(out.offset, shape, expr)?, parts)));
+                    let outs: Vec<(usize, &Expr)> =
+                        outs.into_iter().map(|(s, e)| (s.offset, e)).collect();
+                    index.push(Some((jit.add_elementwise(&outs, shape)?, parts)));
                 }
                 _ => index.push(None),
             }

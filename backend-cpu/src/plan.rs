@@ -526,6 +526,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
                     out,
                     shape,
                     expr,
+                    also: Vec::new(),
                 });
             }
             Class::Reduce => {
@@ -686,6 +687,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
     };
     crate::inplace::update_in_place(&mut program);
     crate::reuse::pack(&mut program, &p.allocations);
+    crate::siblings::merge(&mut program);
     Ok(program)
 }
 
@@ -700,8 +702,8 @@ mod tests {
         g.add(op, operands, None, Span::default()).unwrap()
     }
 
-    /// Elementwise kernels planned for `t = shared(x, y)` used by two outputs, `t + x` and
-    /// `t * t`.
+    /// Values written by elementwise kernels planned for `t = shared(x, y)` used by two
+    /// outputs, `t + x` and `t * t` (a kernel with sibling outputs counts each).
     fn kernels_with_shared(shared: impl Fn(&mut Graph, NodeId, NodeId) -> NodeId) -> usize {
         let mut g = Graph::new();
         let ty = Type::f32(vec![64]);
@@ -716,8 +718,11 @@ mod tests {
         program
             .kernels
             .iter()
-            .filter(|k| matches!(k, Kernel::Elementwise { .. }))
-            .count()
+            .map(|k| match k {
+                Kernel::Elementwise { also, .. } => 1 + also.len(),
+                _ => 0,
+            })
+            .sum()
     }
 
     #[test]

@@ -167,10 +167,16 @@ pub(crate) fn visit_kernel(kernel: &mut Kernel, f: &mut impl FnMut(DType, &mut u
         }
     };
     match kernel {
-        Kernel::Elementwise { out, expr, .. } => {
-            slot(out, f);
-            for (offset, _) in expr.loads_mut() {
-                f(DType::F32, offset);
+        Kernel::Elementwise {
+            out, expr, also, ..
+        } => {
+            for (out, expr) in
+                std::iter::once((out, expr)).chain(also.iter_mut().map(|(o, e)| (o, e)))
+            {
+                slot(out, f);
+                for (offset, _) in expr.loads_mut() {
+                    f(DType::F32, offset);
+                }
             }
         }
         Kernel::Reduce { input, out, .. } => {

@@ -306,7 +306,13 @@ impl Lowering {
                 out,
                 shape,
                 expr,
-            } => self.elementwise(*node, *out, shape, expr),
+                also,
+            } => {
+                let outs: Vec<(Slot, &KExpr)> = std::iter::once((*out, expr))
+                    .chain(also.iter().map(|(s, e)| (*s, e)))
+                    .collect();
+                self.elementwise(*node, &outs, shape)
+            }
             KKernel::Reduce {
                 node,
                 op,
@@ -364,19 +370,19 @@ impl Lowering {
         }
     }
 
+    /// One thread per element computing every output's value, then storing them all (as the
+    /// CPU code does: a load of an output's own element sees its old value).
     fn elementwise(
         &mut self,
         node: usize,
-        out: Slot,
+        outs: &[(Slot, &KExpr)],
         shape: &[usize],
-        expr: &KExpr,
     ) -> Result<(), String> {
         let n: usize = shape.iter().product();
         let contiguous = row_major(shape);
-        let needs_index = expr
-            .loads()
+        let needs_index = outs
             .iter()
-            .any(|(_, s)| *s != contiguous.as_slice());
+            .any(|(_, e)| e.loads().iter().any(|(_, s)| *s != contiguous.as_slice()));
         let what = format!("elementwise {shape:?}");
         self.per_element(node, "elementwise", what, n, |b, i| {
             let k = if needs_index {
@@ -384,12 +390,20 @@ impl Lowering {
             } else {
                 Vec::new()
             };
-            let value = translate(expr, &i, &k, &contiguous);
-            b.push(Stmt::Store(
-                Mem::F,
-                Expr::plus(Expr::idx(out.offset), i),
-                value,
-            ));
+            let values: Vec<Expr> = if outs.len() == 1 {
+                vec![translate(outs[0].1, &i, &k, &contiguous)]
+            } else {
+                outs.iter()
+                    .map(|(_, e)| b.let_(Ty::F32, translate(e, &i, &k, &contiguous)))
+                    .collect()
+            };
+            for ((out, _), value) in outs.iter().zip(values) {
+                b.push(Stmt::Store(
+                    Mem::F,
+                    Expr::plus(Expr::idx(out.offset), i.clone()),
+                    value,
+                ));
+            }
         })
     }
 

@@ -89,6 +89,7 @@ fn elementwise_tails_and_strided_loads() {
                     out: slot(out, n),
                     shape: vec![rows, cols],
                     expr,
+                    also: Vec::new(),
                 }],
             ),
             &mut arena,

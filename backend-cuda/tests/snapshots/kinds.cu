@@ -44,7 +44,7 @@ extern "C" __global__ void __launch_bounds__(256) k28_col2im(float* __restrict__
 // transformer.net train
 // %443 concat[axis=2] [2, 32, 384]: launch <<<96, 256>>>
 // from %443 at 18:35 `self_attention(heads)`
-extern "C" __global__ void __launch_bounds__(256) k114_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k107_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 24576LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 384LL);
     long long v2 = (v0 % 384LL);
@@ -248,7 +248,7 @@ extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restric
 // transformer.net train
 // %608 scatter_add [5000, 128]: launch <<<32, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k166_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k159_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 8192LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 128LL);
     long long v2 = (v0 % 128LL);
@@ -264,7 +264,7 @@ extern "C" __global__ void __launch_bounds__(256) k166_scatter_add(float* __rest
 // transformer.net train
 // %608 scatter_add zero [5000, 128]: launch <<<2500, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k165_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k158_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640000LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(640000LL + v0)] = 0.0f;
   }

@@ -272,98 +272,54 @@ extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restric
   }
 }
 
-// %66 elementwise [64]: launch <<<1, 256>>>
-// from %66 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(27904LL + v0)] = fmaf(F[(27904LL + v0)], 0.9f, (F[(27840LL + v0)] * 0.1f));
-  }
-}
-
-// %72 elementwise [64]: launch <<<1, 256>>>
-// from %72 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k17_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(27968LL + v0)] = fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f));
-  }
-}
-
 // %79 elementwise [64]: launch <<<1, 256>>>
 // from %79 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(27776LL + v0)] = (F[(27776LL + v0)] - (F[28112LL] * (F[(27904LL + v0)] / fmaf(sqrtf(F[(27968LL + v0)]), F[28128LL], 1e-8f))));
-  }
-}
-
-// %88 elementwise [4096]: launch <<<16, 256>>>
-// from %88 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k19_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(8192LL + v0)] = fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f));
-  }
-}
-
-// %94 elementwise [4096]: launch <<<16, 256>>>
-// from %94 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k20_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(12288LL + v0)] = fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f));
+    float v1 = (F[(27776LL + v0)] - (F[28112LL] * (fmaf(F[(27904LL + v0)], 0.9f, (F[(27840LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
+    float v2 = fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f));
+    float v3 = fmaf(F[(27904LL + v0)], 0.9f, (F[(27840LL + v0)] * 0.1f));
+    F[(27776LL + v0)] = v1;
+    F[(27968LL + v0)] = v2;
+    F[(27904LL + v0)] = v3;
   }
 }
 
 // %101 elementwise [4096]: launch <<<16, 256>>>
 // from %101 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k21_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k17_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[v0] = (F[v0] - (F[28112LL] * (F[(8192LL + v0)] / fmaf(sqrtf(F[(12288LL + v0)]), F[28128LL], 1e-8f))));
-  }
-}
-
-// %110 elementwise [10]: launch <<<1, 256>>>
-// from %110 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k22_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(28064LL + v0)] = fmaf(F[(28064LL + v0)], 0.9f, (F[(28048LL + v0)] * 0.1f));
-  }
-}
-
-// %116 elementwise [10]: launch <<<1, 256>>>
-// from %116 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k23_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(28080LL + v0)] = fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f));
+    float v1 = (F[v0] - (F[28112LL] * (fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
+    float v2 = fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f));
+    float v3 = fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f));
+    F[v0] = v1;
+    F[(12288LL + v0)] = v2;
+    F[(8192LL + v0)] = v3;
   }
 }
 
 // %123 elementwise [10]: launch <<<1, 256>>>
 // from %123 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k24_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(28032LL + v0)] = (F[(28032LL + v0)] - (F[28112LL] * (F[(28064LL + v0)] / fmaf(sqrtf(F[(28080LL + v0)]), F[28128LL], 1e-8f))));
-  }
-}
-
-// %132 elementwise [640]: launch <<<3, 256>>>
-// from %132 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k25_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(25856LL + v0)] = fmaf(F[(25856LL + v0)], 0.9f, (F[(25216LL + v0)] * 0.1f));
-  }
-}
-
-// %138 elementwise [640]: launch <<<3, 256>>>
-// from %138 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k26_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(26496LL + v0)] = fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f));
+    float v1 = (F[(28032LL + v0)] - (F[28112LL] * (fmaf(F[(28064LL + v0)], 0.9f, (F[(28048LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
+    float v2 = fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f));
+    float v3 = fmaf(F[(28064LL + v0)], 0.9f, (F[(28048LL + v0)] * 0.1f));
+    F[(28032LL + v0)] = v1;
+    F[(28080LL + v0)] = v2;
+    F[(28064LL + v0)] = v3;
   }
 }
 
 // %145 elementwise [640]: launch <<<3, 256>>>
 // from %145 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k27_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k19_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    F[(24576LL + v0)] = (F[(24576LL + v0)] - (F[28112LL] * (F[(25856LL + v0)] / fmaf(sqrtf(F[(26496LL + v0)]), F[28128LL], 1e-8f))));
+    float v1 = (F[(24576LL + v0)] - (F[28112LL] * (fmaf(F[(25856LL + v0)], 0.9f, (F[(25216LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
+    float v2 = fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f));
+    float v3 = fmaf(F[(25856LL + v0)], 0.9f, (F[(25216LL + v0)] * 0.1f));
+    F[(24576LL + v0)] = v1;
+    F[(26496LL + v0)] = v2;
+    F[(25856LL + v0)] = v3;
   }
 }
