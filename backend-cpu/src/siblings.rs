@@ -1,6 +1,8 @@
 //! Sibling fusion: an elementwise kernel that reads, element for element, what an elementwise
-//! kernel just before it wrote over the same shape takes that kernel in as a further output of
-//! its own loop (`Kernel::Elementwise::also`), the read replaced by the sibling's expression.
+//! kernel a few kernels before it wrote over the same shape takes that kernel in as a further
+//! output of its own loop (`Kernel::Elementwise::also`), the read replaced by the sibling's
+//! expression (code generation computes the shared part once: Cranelift's value numbering,
+//! NVRTC's common subexpressions).
 //!
 //! Adam's update is three kernels per parameter: `m`, `v`, then the parameter from both. Merged,
 //! each element's gradient, moments and parameter are read once and the three results written
