@@ -95,6 +95,18 @@ impl Expr {
         out
     }
 
+    /// Every load over a loop of `shape`: the element range its strides reach, its base offset
+    /// and its strides, in evaluation order.
+    pub fn load_ranges(&self, shape: &[usize]) -> Vec<(std::ops::Range<usize>, usize, Vec<usize>)> {
+        self.loads()
+            .into_iter()
+            .map(|(offset, strides)| {
+                let reach: usize = strides.iter().zip(shape).map(|(s, n)| s * (n - 1)).sum();
+                (offset..offset + reach + 1, offset, strides.to_vec())
+            })
+            .collect()
+    }
+
     /// Number of operations (not loads or constants): the work per element.
     pub fn op_count(&self) -> usize {
         match self {
@@ -247,6 +259,97 @@ pub struct Coverage {
     pub native: usize,
     /// Nodes evaluated by the fallback (the interpreter), scans counted with their bodies as one.
     pub fallback: usize,
+}
+
+/// The arena ranges a kernel reads and writes, per arena: what decides whether two kernels may
+/// swap places or run at once.
+pub struct Footprint {
+    pub reads: Vec<(DType, std::ops::Range<usize>)>,
+    pub writes: Vec<(DType, std::ops::Range<usize>)>,
+}
+
+impl Footprint {
+    /// Whether neither kernel touches anything the other writes.
+    pub fn independent(&self, other: &Footprint) -> bool {
+        type Ranges = [(DType, std::ops::Range<usize>)];
+        let clash = |a: &Ranges, b: &Ranges| {
+            a.iter().any(|(da, ra)| {
+                b.iter()
+                    .any(|(db, rb)| da == db && ra.start < rb.end && rb.start < ra.end)
+            })
+        };
+        !clash(&self.writes, &other.reads)
+            && !clash(&self.writes, &other.writes)
+            && !clash(&other.writes, &self.reads)
+    }
+
+    /// The f32 ranges of `ranges` (what elementwise kernels touch).
+    pub fn f32s(ranges: &[(DType, std::ops::Range<usize>)]) -> Vec<std::ops::Range<usize>> {
+        ranges
+            .iter()
+            .filter(|(d, _)| *d == DType::F32)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+impl Kernel {
+    /// Every arena range this kernel reads and writes (a native kernel's scratch counts as
+    /// both; a fused load, the whole range its strides reach).
+    pub fn footprint(&self) -> Footprint {
+        let range = |s: &Slot| (s.dtype, s.offset..s.offset + s.len);
+        let slots = |s: &[Slot]| s.iter().map(range).collect::<Vec<_>>();
+        match self {
+            Kernel::Elementwise {
+                out,
+                shape,
+                expr,
+                also,
+                ..
+            } => {
+                let exprs = std::iter::once(expr).chain(also.iter().map(|(_, e)| e));
+                let reads = exprs
+                    .flat_map(|e| e.load_ranges(shape))
+                    .map(|(r, _, _)| (DType::F32, r))
+                    .collect();
+                let writes = std::iter::once(out)
+                    .chain(also.iter().map(|(s, _)| s))
+                    .map(range)
+                    .collect();
+                Footprint { reads, writes }
+            }
+            Kernel::Reduce { input, out, .. } => Footprint {
+                reads: slots(&[*input]),
+                writes: slots(&[*out]),
+            },
+            Kernel::MatMul { a, b, out, .. } => Footprint {
+                reads: slots(&[*a, *b]),
+                writes: slots(&[*out]),
+            },
+            Kernel::Native {
+                inputs,
+                out,
+                scratch,
+                ..
+            } => Footprint {
+                reads: slots(inputs)
+                    .into_iter()
+                    .chain(scratch.iter().map(range))
+                    .collect(),
+                writes: std::iter::once(out).chain(scratch).map(range).collect(),
+            },
+            Kernel::Fallback {
+                inputs, outputs, ..
+            } => Footprint {
+                reads: slots(inputs),
+                writes: slots(outputs),
+            },
+            Kernel::Copy { from, to } => Footprint {
+                reads: slots(&[*from]),
+                writes: slots(&[*to]),
+            },
+        }
+    }
 }
 
 /// A compiled step's plan: arenas, named inputs and outputs, kernels, and the copies that carry

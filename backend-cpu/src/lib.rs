@@ -103,16 +103,12 @@ impl CompiledStep {
                     for &(out, expr) in &outs {
                         // Every element a load can reach must be inside the arena (the safety
                         // argument of entering the generated code rests on it).
-                        for (off, strides) in expr.loads() {
-                            let reach: usize = strides
-                                .iter()
-                                .zip(shape)
-                                .map(|(s, n)| s * (n - 1))
-                                .sum::<usize>()
-                                + off;
-                            if reach >= program.f32_len {
-                                return Err("internal: a load reaches outside the arena".into());
-                            }
+                        if expr
+                            .load_ranges(shape)
+                            .iter()
+                            .any(|(r, _, _)| r.end > program.f32_len)
+                        {
+                            return Err("internal: a load reaches outside the arena".into());
                         }
                         if !check(out) || out.len != elements {
                             return Err(

@@ -16,9 +16,7 @@
 
 use std::ops::Range;
 
-use netc_compiler::ir::DType;
-
-use crate::kernel::{Expr, Kernel, KernelProgram, Slot};
+use crate::kernel::{Expr, Footprint, Kernel, KernelProgram, Slot};
 use crate::plan::row_major;
 
 /// How far back a kernel looks for a sibling: Adam's three kernels are adjacent.
@@ -75,7 +73,7 @@ fn sibling(kernels: &[Kernel], b: usize) -> Option<usize> {
         let merged_loads: Vec<_> = loads
             .iter()
             .cloned()
-            .chain(expr_loads(a_expr, shape))
+            .chain(a_expr.load_ranges(shape))
             .collect();
         let outputs: Vec<Slot> = std::iter::once(*out)
             .chain(also.iter().map(|(s, _)| *s))
@@ -88,7 +86,7 @@ fn sibling(kernels: &[Kernel], b: usize) -> Option<usize> {
             && quiet_between(
                 &kernels[a + 1..b],
                 a_range.clone(),
-                &expr_loads(a_expr, shape),
+                &a_expr.load_ranges(shape),
             )
             && element_wise(&merged_loads, &outputs, &element)
     })
@@ -102,17 +100,7 @@ fn loads(kernel: &Kernel, shape: &[usize]) -> Vec<(Range<usize>, usize, Vec<usiz
     };
     std::iter::once(expr)
         .chain(also.iter().map(|(_, e)| e))
-        .flat_map(|e| expr_loads(e, shape))
-        .collect()
-}
-
-fn expr_loads(expr: &Expr, shape: &[usize]) -> Vec<(Range<usize>, usize, Vec<usize>)> {
-    expr.loads()
-        .into_iter()
-        .map(|(offset, strides)| {
-            let reach: usize = strides.iter().zip(shape).map(|(s, n)| s * (n - 1)).sum();
-            (offset..offset + reach + 1, offset, strides.to_vec())
-        })
+        .flat_map(|e| e.load_ranges(shape))
         .collect()
 }
 
@@ -131,7 +119,8 @@ fn quiet_between(
     reads: &[(Range<usize>, usize, Vec<usize>)],
 ) -> bool {
     between.iter().all(|k| {
-        let (read, written) = footprint(k);
+        let f = k.footprint();
+        let (read, written) = (Footprint::f32s(&f.reads), Footprint::f32s(&f.writes));
         read.iter().chain(&written).all(|r| !overlap(r, &out))
             && written
                 .iter()
@@ -156,45 +145,6 @@ fn element_wise(
                 !overlap(r, &range(*o)) || (*offset == o.offset && strides.as_slice() == element)
             })
         })
-}
-
-/// The f32 ranges a kernel reads and writes (a native kernel's scratch counts as both).
-fn footprint(kernel: &Kernel) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
-    let f32s = |slots: &mut dyn Iterator<Item = Slot>| -> Vec<Range<usize>> {
-        slots.filter(|s| s.dtype == DType::F32).map(range).collect()
-    };
-    match kernel {
-        Kernel::Elementwise {
-            out, shape, also, ..
-        } => (
-            loads(kernel, shape).into_iter().map(|l| l.0).collect(),
-            f32s(&mut std::iter::once(*out).chain(also.iter().map(|(s, _)| *s))),
-        ),
-        Kernel::Reduce { input, out, .. } => (
-            f32s(&mut [*input].into_iter()),
-            f32s(&mut [*out].into_iter()),
-        ),
-        Kernel::MatMul { a, b, out, .. } => (
-            f32s(&mut [*a, *b].into_iter()),
-            f32s(&mut [*out].into_iter()),
-        ),
-        Kernel::Native {
-            inputs,
-            out,
-            scratch,
-            ..
-        } => (
-            f32s(&mut inputs.iter().copied().chain(*scratch)),
-            f32s(&mut std::iter::once(*out).chain(*scratch)),
-        ),
-        Kernel::Fallback {
-            inputs, outputs, ..
-        } => (
-            f32s(&mut inputs.iter().copied()),
-            f32s(&mut outputs.iter().copied()),
-        ),
-        Kernel::Copy { from, to } => (f32s(&mut [*from].into_iter()), f32s(&mut [*to].into_iter())),
-    }
 }
 
 /// Replace every load of `out` (all element for element, checked by [`sibling`]) by `value`.
