@@ -261,28 +261,14 @@ pub struct Coverage {
     pub fallback: usize,
 }
 
-/// The arena ranges a kernel reads and writes, per arena: what decides whether two kernels may
-/// swap places or run at once.
+/// The arena ranges a kernel reads and writes, per arena: what decides whether a kernel may
+/// move past another (sibling fusion).
 pub struct Footprint {
     pub reads: Vec<(DType, std::ops::Range<usize>)>,
     pub writes: Vec<(DType, std::ops::Range<usize>)>,
 }
 
 impl Footprint {
-    /// Whether neither kernel touches anything the other writes.
-    pub fn independent(&self, other: &Footprint) -> bool {
-        type Ranges = [(DType, std::ops::Range<usize>)];
-        let clash = |a: &Ranges, b: &Ranges| {
-            a.iter().any(|(da, ra)| {
-                b.iter()
-                    .any(|(db, rb)| da == db && ra.start < rb.end && rb.start < ra.end)
-            })
-        };
-        !clash(&self.writes, &other.reads)
-            && !clash(&self.writes, &other.writes)
-            && !clash(&other.writes, &self.reads)
-    }
-
     /// The f32 ranges of `ranges` (what elementwise kernels touch).
     pub fn f32s(ranges: &[(DType, std::ops::Range<usize>)]) -> Vec<std::ops::Range<usize>> {
         ranges
