@@ -280,30 +280,32 @@ impl Footprint {
 }
 
 impl Kernel {
+    /// An elementwise kernel's outputs with their expressions, the primary one first, then
+    /// its sibling outputs (`also`); none for any other kernel.
+    pub fn elementwise_outputs(&self) -> impl Iterator<Item = (Slot, &Expr)> {
+        let (first, also) = match self {
+            Kernel::Elementwise {
+                out, expr, also, ..
+            } => (Some((*out, expr)), also.as_slice()),
+            _ => (None, &[][..]),
+        };
+        first.into_iter().chain(also.iter().map(|(s, e)| (*s, e)))
+    }
+
     /// Every arena range this kernel reads and writes (a native kernel's scratch counts as
     /// both; a fused load, the whole range its strides reach).
     pub fn footprint(&self) -> Footprint {
         let range = |s: &Slot| (s.dtype, s.offset..s.offset + s.len);
         let slots = |s: &[Slot]| s.iter().map(range).collect::<Vec<_>>();
         match self {
-            Kernel::Elementwise {
-                out,
-                shape,
-                expr,
-                also,
-                ..
-            } => {
-                let exprs = std::iter::once(expr).chain(also.iter().map(|(_, e)| e));
-                let reads = exprs
-                    .flat_map(|e| e.load_ranges(shape))
+            Kernel::Elementwise { shape, .. } => Footprint {
+                reads: self
+                    .elementwise_outputs()
+                    .flat_map(|(_, e)| e.load_ranges(shape))
                     .map(|(r, _, _)| (DType::F32, r))
-                    .collect();
-                let writes = std::iter::once(out)
-                    .chain(also.iter().map(|(s, _)| s))
-                    .map(range)
-                    .collect();
-                Footprint { reads, writes }
-            }
+                    .collect(),
+                writes: self.elementwise_outputs().map(|(s, _)| range(&s)).collect(),
+            },
             Kernel::Reduce { input, out, .. } => Footprint {
                 reads: slots(&[*input]),
                 writes: slots(&[*out]),

@@ -88,16 +88,8 @@ impl CompiledStep {
                 DType::I64 => s.offset + s.len <= program.i64_len,
             };
             match k {
-                Kernel::Elementwise {
-                    out,
-                    shape,
-                    expr,
-                    also,
-                    ..
-                } => {
-                    let outs: Vec<(&Slot, &Expr)> = std::iter::once((out, expr))
-                        .chain(also.iter().map(|(s, e)| (s, e)))
-                        .collect();
+                Kernel::Elementwise { shape, .. } => {
+                    let outs: Vec<(Slot, &Expr)> = k.elementwise_outputs().collect();
                     let elements = shape.iter().product::<usize>();
                     let mut ops = 0;
                     for &(out, expr) in &outs {
@@ -110,7 +102,7 @@ impl CompiledStep {
                         {
                             return Err("internal: a load reaches outside the arena".into());
                         }
-                        if !check(out) || out.len != elements {
+                        if !check(&out) || out.len != elements {
                             return Err(
                                 "internal: an elementwise output is outside the arena".into()
                             );

@@ -49,10 +49,7 @@ pub(crate) fn merge(program: &mut KernelProgram) {
 
 /// A kernel before `b` (nearest first) that can become a further output of `b`.
 fn sibling(kernels: &[Kernel], b: usize) -> Option<usize> {
-    let Kernel::Elementwise {
-        out, shape, also, ..
-    } = &kernels[b]
-    else {
+    let Kernel::Elementwise { shape, .. } = &kernels[b] else {
         return None;
     };
     let element = row_major(shape);
@@ -75,8 +72,9 @@ fn sibling(kernels: &[Kernel], b: usize) -> Option<usize> {
             .cloned()
             .chain(a_expr.load_ranges(shape))
             .collect();
-        let outputs: Vec<Slot> = std::iter::once(*out)
-            .chain(also.iter().map(|(s, _)| *s))
+        let outputs: Vec<Slot> = kernels[b]
+            .elementwise_outputs()
+            .map(|(s, _)| s)
             .chain(std::iter::once(*a_out))
             .collect();
         a_also.is_empty()
@@ -95,12 +93,9 @@ fn sibling(kernels: &[Kernel], b: usize) -> Option<usize> {
 /// Every load of an elementwise kernel (all its outputs' expressions): the range it can reach,
 /// its base offset and its strides.
 fn loads(kernel: &Kernel, shape: &[usize]) -> Vec<(Range<usize>, usize, Vec<usize>)> {
-    let Kernel::Elementwise { expr, also, .. } = kernel else {
-        return Vec::new();
-    };
-    std::iter::once(expr)
-        .chain(also.iter().map(|(_, e)| e))
-        .flat_map(|e| e.load_ranges(shape))
+    kernel
+        .elementwise_outputs()
+        .flat_map(|(_, e)| e.load_ranges(shape))
         .collect()
 }
 

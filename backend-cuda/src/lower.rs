@@ -301,16 +301,8 @@ impl Lowering {
 
     fn kernel(&mut self, index: usize, k: &KKernel) -> Result<(), String> {
         match k {
-            KKernel::Elementwise {
-                node,
-                out,
-                shape,
-                expr,
-                also,
-            } => {
-                let outs: Vec<(Slot, &KExpr)> = std::iter::once((*out, expr))
-                    .chain(also.iter().map(|(s, e)| (*s, e)))
-                    .collect();
+            KKernel::Elementwise { node, shape, .. } => {
+                let outs: Vec<(Slot, &KExpr)> = k.elementwise_outputs().collect();
                 self.elementwise(*node, &outs, shape)
             }
             KKernel::Reduce {
