@@ -20,9 +20,9 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
-use netc_compiler::ir::{BinaryOp, UnaryOp};
+use netc_compiler::ir::{BinaryOp, ReduceOp, UnaryOp};
 
-use crate::kernel::Expr;
+use crate::kernel::{Expr, RowStage};
 
 mod math;
 
@@ -115,6 +115,22 @@ impl Jit {
         outs: &[(usize, &Expr)],
         shape: &[usize],
     ) -> Result<usize, String> {
+        let strides_out = row_major(shape);
+        self.define(strides_out, |g| g.body(outs, shape))
+    }
+
+    /// Compile one row kernel ([`Kernel::Rows`](crate::kernel::Kernel::Rows)): its stages,
+    /// row by row, for the rows `lo..hi` given at the call.
+    pub fn add_rows(&mut self, len: usize, stages: &[RowStage]) -> Result<usize, String> {
+        self.define(Vec::new(), |g| g.rows(len, stages))
+    }
+
+    /// Declare and compile one function `fn(arena, lo, hi)` whose body `body` builds.
+    fn define(
+        &mut self,
+        strides_out: Vec<usize>,
+        body: impl FnOnce(&mut Gen<'_>),
+    ) -> Result<usize, String> {
         let ptr = self.module.target_config().pointer_type();
         let mut sig = Signature::new(self.module.isa().default_call_conv());
         sig.params.push(AbiParam::new(ptr));
@@ -143,10 +159,10 @@ impl Jit {
                 fma: self.fma,
                 row_bases: Vec::new(),
                 out_row: base,
-                strides_out: row_major(shape),
+                strides_out,
                 split: (lo, hi),
             };
-            g.body(outs, shape);
+            body(&mut g);
             g.b.ins().return_(&[]);
             g.b.seal_all_blocks();
             g.b.finalize(frontend);
@@ -339,6 +355,99 @@ impl Gen<'_> {
             g.outer(d + 1, at, idx);
             idx.pop();
         });
+    }
+
+    /// Every stage of a row kernel for each row of `self.split`.
+    fn rows(&mut self, len: usize, stages: &[RowStage]) {
+        let (lo, hi) = self.split;
+        self.counted(lo, hi, 1, &mut |g, r| {
+            for stage in stages {
+                g.row_stage(r, len, stage);
+            }
+        });
+    }
+
+    /// One stage for row `r`: a map's loop over the row's columns (or its one value per row),
+    /// or a reduction's loop accumulating four lanes and a scalar tail, combined at the end.
+    fn row_stage(&mut self, r: Value, len: usize, stage: &RowStage) {
+        let outs: Vec<(usize, &Expr)> = stage
+            .outputs()
+            .into_iter()
+            .map(|(s, _, e)| (s.offset, e))
+            .collect();
+        let (offsets, loads): (Vec<usize>, Vec<Vec<usize>>) = outs
+            .iter()
+            .flat_map(|(_, e)| e.loads())
+            .map(|(o, s)| (o, s.to_vec()))
+            .unzip();
+        self.row_bases = loads
+            .iter()
+            .zip(&offsets)
+            .map(|(s, &o)| {
+                let t = self.b.ins().imul_imm_s(r, (s[0] * 4) as i64);
+                self.b.ins().iadd_imm_s(t, (o * 4) as i64)
+            })
+            .collect();
+        let columns = stage.columns(len);
+        let vector = columns >= 4 && loads.iter().all(|s| s[1] <= 1);
+        let start = self.iconst(0);
+        let end = self.iconst(columns);
+        match stage {
+            RowStage::Map { width, .. } => {
+                let at = self.b.ins().imul_imm_s(r, (width * 4) as i64);
+                self.out_row = self.b.ins().iadd(self.base, at);
+                let mut j = start;
+                if vector {
+                    j = self.counted(start, end, 4, &mut |g, j| {
+                        g.element(Mode::Vector, j, &loads, &outs)
+                    });
+                }
+                self.counted(j, end, 1, &mut |g, j| {
+                    g.element(Mode::Scalar, j, &loads, &outs)
+                });
+            }
+            RowStage::Reduce { op, expr, out, .. } => {
+                let init = op.identity() as f32;
+                let lanes = self.b.declare_var(F32X4);
+                let tail = self.b.declare_var(F32);
+                let v = self.splat(Mode::Vector, init);
+                self.b.def_var(lanes, v);
+                let s = self.splat(Mode::Scalar, init);
+                self.b.def_var(tail, s);
+                let accumulate = |g: &mut Self, mode: Mode, acc, j| {
+                    let x = g.eval(mode, j, &loads, expr, &mut 0);
+                    let a = g.b.use_var(acc);
+                    let y = g.combine(*op, a, x);
+                    g.b.def_var(acc, y);
+                };
+                let mut j = start;
+                if vector {
+                    j = self.counted(start, end, 4, &mut |g, j| {
+                        accumulate(g, Mode::Vector, lanes, j)
+                    });
+                }
+                self.counted(j, end, 1, &mut |g, j| accumulate(g, Mode::Scalar, tail, j));
+                let v = self.b.use_var(lanes);
+                let mut total = self.b.use_var(tail);
+                for lane in 0..4 {
+                    let x = self.b.ins().extractlane(v, lane);
+                    total = self.combine(*op, total, x);
+                }
+                let at = self.b.ins().imul_imm_s(r, 4);
+                let at = self.b.ins().iadd(self.base, at);
+                self.b
+                    .ins()
+                    .store(flags(), total, at, (out.offset * 4) as i32);
+            }
+        }
+    }
+
+    /// One step of a reduction: `acc + x`, or the NaN-propagating `max(acc, x)`.
+    fn combine(&mut self, op: ReduceOp, acc: Value, x: Value) -> Value {
+        match op {
+            ReduceOp::Sum => self.b.ins().fadd(acc, x),
+            ReduceOp::Max => self.b.ins().fmax(acc, x),
+        }
     }
 
     /// The loop bounds of dimension `d`: the caller's part for the outermost, else all of it.

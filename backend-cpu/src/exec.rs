@@ -154,11 +154,7 @@ pub(crate) fn reduce(
         input.offset..input.offset + input.len,
         out.offset..out.offset + out.len,
     );
-    let init = match op {
-        ReduceOp::Sum => 0.0,
-        ReduceOp::Max => f32::NEG_INFINITY,
-    };
-    y.fill(init);
+    y.fill(op.identity() as f32);
     if x.is_empty() {
         return;
     }

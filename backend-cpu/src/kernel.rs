@@ -242,6 +242,66 @@ pub enum Kernel {
     /// `to = from`: gives an update output its own slot when it would otherwise share an
     /// input's (an unchanged buffer), so the end-of-step update copies cannot clobber each other.
     Copy { from: Slot, to: Slot },
+    /// Row fusion ([`crate::rows`]): a run of reductions over the last axis and the elementwise
+    /// kernels around them (softmax, layer norm and their gradients), done row by row: every
+    /// stage for row `r`, then every stage for row `r + 1`. A row's intermediate values stay in
+    /// the L1 cache between stages instead of streaming through memory once per kernel.
+    Rows {
+        rows: usize,
+        /// Elements per row (the reduced axis).
+        len: usize,
+        stages: Vec<RowStage>,
+    },
+}
+
+/// One stage of a [`Kernel::Rows`] kernel. Loads index `[row, column]` (two strides); a
+/// stage reads only its own row of what earlier stages of the kernel wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowStage {
+    /// `out[r] = reduce(op, expr(r, j) for j < len)`: one value per row.
+    Reduce {
+        node: usize,
+        op: ReduceOp,
+        expr: Expr,
+        out: Slot,
+    },
+    /// `slot[r * width + j] = expr(r, j)` for `j < width` and each output (`width` is the row
+    /// length, or 1 for values per row such as a mean from a sum). All of a column's values are
+    /// computed before any is stored, as in [`Kernel::Elementwise`].
+    Map {
+        node: usize,
+        width: usize,
+        outs: Vec<(Slot, Expr)>,
+    },
+}
+
+impl RowStage {
+    /// The IR node of the stage's (first) value.
+    pub fn node(&self) -> usize {
+        match self {
+            RowStage::Reduce { node, .. } | RowStage::Map { node, .. } => *node,
+        }
+    }
+
+    /// Elements per row this stage's expressions run over: the row for a reduction, else the
+    /// stage's width.
+    pub fn columns(&self, len: usize) -> usize {
+        match self {
+            RowStage::Reduce { .. } => len,
+            RowStage::Map { width, .. } => *width,
+        }
+    }
+
+    /// The stage's outputs with their widths and expressions (a reduction's expression is its
+    /// input, not its stored value).
+    pub fn outputs(&self) -> Vec<(Slot, usize, &Expr)> {
+        match self {
+            RowStage::Reduce { expr, out, .. } => vec![(*out, 1, expr)],
+            RowStage::Map { width, outs, .. } => {
+                outs.iter().map(|(s, e)| (*s, *width, e)).collect()
+            }
+        }
+    }
 }
 
 /// How the nodes of a graph were covered: the share of the fast paths.
@@ -335,6 +395,23 @@ impl Kernel {
             Kernel::Copy { from, to } => Footprint {
                 reads: slots(&[*from]),
                 writes: slots(&[*to]),
+            },
+            Kernel::Rows { rows, len, stages } => Footprint {
+                reads: stages
+                    .iter()
+                    .flat_map(|st| {
+                        let shape = [*rows, st.columns(*len)];
+                        st.outputs()
+                            .into_iter()
+                            .flat_map(move |(_, _, e)| e.load_ranges(&shape))
+                    })
+                    .map(|(r, _, _)| (DType::F32, r))
+                    .collect(),
+                writes: stages
+                    .iter()
+                    .flat_map(RowStage::outputs)
+                    .map(|(s, _, _)| range(&s))
+                    .collect(),
             },
         }
     }
@@ -506,6 +583,34 @@ impl KernelProgram {
             }
             Kernel::Copy { from, to } => {
                 let _ = write!(out, "copy {} -> {}", slot(from), slot(to));
+            }
+            Kernel::Rows { rows, len, stages } => {
+                let _ = write!(out, "rows [{rows} x {len}]");
+                for st in stages {
+                    match st {
+                        RowStage::Reduce {
+                            node,
+                            op,
+                            expr,
+                            out: o,
+                        } => {
+                            let name = match op {
+                                ReduceOp::Sum => "sum",
+                                ReduceOp::Max => "max",
+                            };
+                            let _ = write!(out, " | reduce_{name} %{node} {} = ", slot(o));
+                            expr.write(out);
+                        }
+                        RowStage::Map { node, width, outs } => {
+                            let _ = write!(out, " | map %{node} width={width}");
+                            for (i, (o, e)) in outs.iter().enumerate() {
+                                let _ =
+                                    write!(out, "{} {} = ", if i == 0 { "" } else { ";" }, slot(o));
+                                e.write(out);
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -28,6 +28,7 @@ pub mod native;
 pub mod par;
 pub mod plan;
 mod reuse;
+mod rows;
 pub mod runner;
 mod scan;
 mod siblings;
@@ -40,6 +41,41 @@ use std::collections::HashMap;
 use netc_compiler::ir::{DType, Graph};
 
 use crate::kernel::{Expr, Kernel, KernelProgram, Slot};
+
+/// Check that every load of `outs` (fused outputs over `shape`, each with the length it must
+/// have) and every output lies inside the arena — the safety argument of entering the
+/// generated code rests on it — and count their operations per element.
+fn checked_ops(
+    outs: &[(Slot, usize, &Expr)],
+    shape: &[usize],
+    program: &KernelProgram,
+) -> Result<usize, String> {
+    let mut ops = 0;
+    for &(out, elements, expr) in outs {
+        if expr
+            .load_ranges(shape)
+            .iter()
+            .any(|(r, _, _)| r.end > program.f32_len)
+        {
+            return Err("internal: a load reaches outside the arena".into());
+        }
+        if out.dtype != DType::F32 || out.offset + out.len > program.f32_len || out.len != elements
+        {
+            return Err("internal: a fused output is outside the arena".into());
+        }
+        ops += expr.op_count();
+    }
+    Ok(ops.max(1))
+}
+
+/// Into how many parts a kernel of `work` (elements times operations) over `rows` rows is split.
+fn parts(threads: usize, work: usize, rows: usize) -> usize {
+    if threads > 1 && work >= par::ELEMENTWISE_WORK {
+        threads.min(rows)
+    } else {
+        1
+    }
+}
 
 /// One step graph, compiled for the host CPU, with its arenas.
 pub struct CompiledStep {
@@ -83,41 +119,30 @@ impl CompiledStep {
         let mut jit = codegen::Jit::new()?;
         let mut index = Vec::new();
         for k in &program.kernels {
-            let check = |s: &Slot| match s.dtype {
-                DType::F32 => s.offset + s.len <= program.f32_len,
-                DType::I64 => s.offset + s.len <= program.i64_len,
-            };
             match k {
                 Kernel::Elementwise { shape, .. } => {
-                    let outs: Vec<(Slot, &Expr)> = k.elementwise_outputs().collect();
                     let elements = shape.iter().product::<usize>();
-                    let mut ops = 0;
-                    for &(out, expr) in &outs {
-                        // Every element a load can reach must be inside the arena (the safety
-                        // argument of entering the generated code rests on it).
-                        if expr
-                            .load_ranges(shape)
-                            .iter()
-                            .any(|(r, _, _)| r.end > program.f32_len)
-                        {
-                            return Err("internal: a load reaches outside the arena".into());
-                        }
-                        if !check(&out) || out.len != elements {
-                            return Err(
-                                "internal: an elementwise output is outside the arena".into()
-                            );
-                        }
-                        ops += expr.op_count();
-                    }
-                    let work = elements * ops.max(1);
-                    let parts = if threads > 1 && work >= par::ELEMENTWISE_WORK {
-                        threads.min(shape[0])
-                    } else {
-                        1
-                    };
+                    let outs: Vec<(Slot, &Expr)> = k.elementwise_outputs().collect();
+                    let checked: Vec<_> = outs.iter().map(|&(s, e)| (s, elements, e)).collect();
+                    let ops = checked_ops(&checked, shape, &program)?;
+                    let parts = parts(threads, shape.iter().product::<usize>() * ops, shape[0]);
                     let outs: Vec<(usize, &Expr)> =
                         outs.into_iter().map(|(s, e)| (s.offset, e)).collect();
                     index.push(Some((jit.add_elementwise(&outs, shape)?, parts)));
+                }
+                Kernel::Rows { rows, len, stages } => {
+                    let mut ops = 0;
+                    for stage in stages {
+                        let shape = [*rows, stage.columns(*len)];
+                        let outs: Vec<_> = stage
+                            .outputs()
+                            .into_iter()
+                            .map(|(s, width, e)| (s, rows * width, e))
+                            .collect();
+                        ops += checked_ops(&outs, &shape, &program)? * shape[1];
+                    }
+                    let parts = parts(threads, rows * ops, *rows);
+                    index.push(Some((jit.add_rows(*len, stages)?, parts)));
                 }
                 _ => index.push(None),
             }
@@ -259,6 +284,10 @@ impl CompiledStep {
                     // Rank-1 kernels split at multiples of 16 elements (whole vectors).
                     let align = if shape.len() == 1 { 16 } else { 1 };
                     exec::call_kernel(code, arena, shape[0], align, parts);
+                }
+                Kernel::Rows { rows, .. } => {
+                    let (code, parts) = code.ok_or("internal: row kernel without code")?;
+                    exec::call_kernel(code, arena, *rows, 1, parts);
                 }
                 Kernel::Reduce {
                     op,

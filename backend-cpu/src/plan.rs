@@ -686,6 +686,7 @@ pub fn plan(graph: &Graph) -> Result<KernelProgram, String> {
         coverage,
     };
     crate::inplace::update_in_place(&mut program);
+    crate::rows::fuse(&mut program);
     crate::reuse::pack(&mut program, &p.allocations);
     crate::siblings::merge(&mut program);
     Ok(program)

@@ -11,7 +11,7 @@
 
 use netc_compiler::ir::DType;
 
-use crate::kernel::{Kernel, KernelProgram, Slot};
+use crate::kernel::{Expr, Kernel, KernelProgram, RowStage, Slot};
 
 /// Pack `program`'s buffers, `allocations` being every buffer the planner made, in increasing
 /// offset order per arena. Shrinks `f32_len` and `i64_len`; the program computes the same.
@@ -166,19 +166,24 @@ pub(crate) fn visit_kernel(kernel: &mut Kernel, f: &mut impl FnMut(DType, &mut u
             f(s.dtype, &mut s.offset);
         }
     };
+    // A fused loop's outputs and the bases of its expressions' loads.
+    let fused = |outs: Vec<(&mut Slot, &mut Expr)>, f: &mut dyn FnMut(DType, &mut usize)| {
+        for (out, expr) in outs {
+            slot(out, f);
+            for (offset, _) in expr.loads_mut() {
+                f(DType::F32, offset);
+            }
+        }
+    };
     match kernel {
         Kernel::Elementwise {
             out, expr, also, ..
-        } => {
-            for (out, expr) in
-                std::iter::once((out, expr)).chain(also.iter_mut().map(|(o, e)| (o, e)))
-            {
-                slot(out, f);
-                for (offset, _) in expr.loads_mut() {
-                    f(DType::F32, offset);
-                }
-            }
-        }
+        } => fused(
+            std::iter::once((out, expr))
+                .chain(also.iter_mut().map(|(o, e)| (o, e)))
+                .collect(),
+            f,
+        ),
         Kernel::Reduce { input, out, .. } => {
             slot(input, f);
             slot(out, f);
@@ -211,6 +216,15 @@ pub(crate) fn visit_kernel(kernel: &mut Kernel, f: &mut impl FnMut(DType, &mut u
         Kernel::Copy { from, to } => {
             slot(from, f);
             slot(to, f);
+        }
+        Kernel::Rows { stages, .. } => {
+            for stage in stages {
+                let outs = match stage {
+                    RowStage::Reduce { expr, out, .. } => vec![(out, expr)],
+                    RowStage::Map { outs, .. } => outs.iter_mut().map(|(o, e)| (o, e)).collect(),
+                };
+                fused(outs, f);
+            }
         }
     }
 }

@@ -18,7 +18,7 @@
 //!   gather form, one thread per output, adding in the CPU backend's order.
 //! - **Fallback**: a host step (the interpreter on copies of its operands), so every graph runs.
 
-use netc_backend_cpu::kernel::{Expr as KExpr, Kernel as KKernel, KernelProgram, Slot};
+use netc_backend_cpu::kernel::{Expr as KExpr, Kernel as KKernel, KernelProgram, RowStage, Slot};
 use netc_compiler::ir::{BinaryOp, DType, Graph, Op, ReduceOp, Window};
 use netc_grammar::ast::Span;
 
@@ -130,6 +130,7 @@ pub fn lower_plan(
     };
     for (i, k) in plan.kernels.iter().enumerate() {
         let node = match k {
+            KKernel::Rows { stages, .. } => stages.first().map(RowStage::node),
             KKernel::Elementwise { node, .. }
             | KKernel::Reduce { node, .. }
             | KKernel::MatMul { node, .. }
@@ -305,6 +306,7 @@ impl Lowering {
                 let outs: Vec<(Slot, &KExpr)> = k.elementwise_outputs().collect();
                 self.elementwise(*node, &outs, shape)
             }
+            KKernel::Rows { rows, len, stages } => self.rows(*rows, *len, stages),
             KKernel::Reduce {
                 node,
                 op,
@@ -382,21 +384,87 @@ impl Lowering {
             } else {
                 Vec::new()
             };
-            let values: Vec<Expr> = if outs.len() == 1 {
-                vec![translate(outs[0].1, &i, &k, &contiguous)]
-            } else {
-                outs.iter()
-                    .map(|(_, e)| b.let_(Ty::F32, translate(e, &i, &k, &contiguous)))
-                    .collect()
-            };
-            for ((out, _), value) in outs.iter().zip(values) {
-                b.push(Stmt::Store(
-                    Mem::F,
-                    Expr::plus(Expr::idx(out.offset), i.clone()),
-                    value,
-                ));
-            }
+            store_values(b, outs, &i, &k, &contiguous);
         })
+    }
+
+    /// A row kernel: one block per row (a grid-stride loop over rows), its stages in order with
+    /// a barrier after each (a stage reads what other threads of the block stored for the row).
+    /// A map's threads stride over the row's columns (thread 0 computes a value per row); a
+    /// reduction is a block reduction like [`Lowering::reduce`]'s, stored by one thread.
+    fn rows(&mut self, rows: usize, len: usize, stages: &[RowStage]) -> Result<(), String> {
+        let block = (len.next_power_of_two() as u32).clamp(WARP, self.config.block);
+        let grid = (rows as u32).min(self.config.max_grid);
+        let mut b = Builder::new();
+        let warps = (block / WARP) as usize;
+        let partials = (warps > 1).then(|| (b.shared(Ty::F32, warps), warps));
+        let tid = Expr::Builtin(Builtin::ThreadIdx);
+        b.for_(
+            Expr::Builtin(Builtin::BlockIdx),
+            Expr::idx(rows),
+            Expr::Builtin(Builtin::GridDim),
+            |b, r| {
+                for stage in stages {
+                    match stage {
+                        RowStage::Map { width, outs, .. } => {
+                            let outs: Vec<(Slot, &KExpr)> =
+                                outs.iter().map(|(s, e)| (*s, e)).collect();
+                            let contiguous = [*width, 1];
+                            let column = |b: &mut Builder, j: Expr| {
+                                let i = b.let_(
+                                    Ty::I64,
+                                    Expr::plus(
+                                        Expr::times(r.clone(), Expr::idx(*width)),
+                                        j.clone(),
+                                    ),
+                                );
+                                store_values(b, &outs, &i, &[r.clone(), j], &contiguous);
+                            };
+                            if *width == 1 {
+                                b.if_(Expr::cmp(Cmp::Eq, tid.clone(), Expr::I64(0)), |b| {
+                                    column(b, Expr::I64(0))
+                                });
+                            } else {
+                                b.for_(
+                                    tid.clone(),
+                                    Expr::idx(*width),
+                                    Expr::Builtin(Builtin::BlockDim),
+                                    column,
+                                );
+                            }
+                        }
+                        RowStage::Reduce { op, expr, out, .. } => {
+                            let acc = b.var(Ty::F32);
+                            b.push(Stmt::Let(acc, Expr::F32(init_of(*op))));
+                            b.for_(
+                                tid.clone(),
+                                Expr::idx(len),
+                                Expr::Builtin(Builtin::BlockDim),
+                                |b, j| {
+                                    let i = Expr::plus(
+                                        Expr::times(r.clone(), Expr::idx(len)),
+                                        j.clone(),
+                                    );
+                                    let x = translate(expr, &i, &[r.clone(), j], &[len, 1]);
+                                    b.push(Stmt::Set(acc, combine(*op, Expr::Var(acc), x)));
+                                },
+                            );
+                            block_total(b, acc, *op, partials, |b, total| {
+                                b.push(Stmt::Store(
+                                    Mem::F,
+                                    Expr::plus(Expr::idx(out.offset), r.clone()),
+                                    total,
+                                ));
+                            });
+                        }
+                    }
+                    b.push(Stmt::Barrier);
+                }
+            },
+        );
+        let node = stages.first().map_or(0, RowStage::node);
+        let what = format!("rows [{rows} x {len}], {} stages", stages.len());
+        self.launch(b, node, "rows", what, grid, block)
     }
 
     fn reduce(
@@ -453,20 +521,11 @@ impl Lowering {
             );
         }
         let block = (len.next_power_of_two() as u32).clamp(WARP, self.config.block);
-        let warps = block / WARP;
         let grid = (outputs as u32).min(self.config.max_grid);
         let mut b = Builder::new();
-        let partials = (warps > 1).then(|| b.shared(Ty::F32, warps as usize));
+        let warps = (block / WARP) as usize;
+        let partials = (warps > 1).then(|| (b.shared(Ty::F32, warps), warps));
         let tid = Expr::Builtin(Builtin::ThreadIdx);
-        let lane = Expr::arith(Arith::Rem, tid.clone(), Expr::I64(WARP as i64));
-        let warp = Expr::arith(Arith::Div, tid.clone(), Expr::I64(WARP as i64));
-        let combine = |a: Expr, x: Expr| {
-            let bop = match op {
-                ReduceOp::Sum => BinaryOp::Add,
-                ReduceOp::Max => BinaryOp::Max,
-            };
-            Expr::Binary(bop, a.boxed(), x.boxed())
-        };
         b.for_(
             Expr::Builtin(Builtin::BlockIdx),
             Expr::idx(outputs),
@@ -491,47 +550,16 @@ impl Lowering {
                         let at = red.iter().zip(&kr).fold(base.clone(), |acc, ((_, s), k)| {
                             Expr::plus(acc, Expr::times(k.clone(), Expr::idx(*s)))
                         });
-                        b.push(Stmt::Set(acc, combine(Expr::Var(acc), load_f(at))));
+                        b.push(Stmt::Set(acc, combine(op, Expr::Var(acc), load_f(at))));
                     },
                 );
-                let total = warp_reduce(b, acc, &combine);
-                match partials {
-                    None => b.if_(Expr::cmp(Cmp::Eq, tid.clone(), Expr::I64(0)), |b| {
-                        b.push(Stmt::Store(
-                            Mem::F,
-                            Expr::plus(Expr::idx(out.offset), o.clone()),
-                            Expr::Var(total),
-                        ));
-                    }),
-                    Some(s) => {
-                        b.if_(Expr::cmp(Cmp::Eq, lane.clone(), Expr::I64(0)), |b| {
-                            b.push(Stmt::Store(s, warp.clone(), Expr::Var(total)));
-                        });
-                        b.push(Stmt::Barrier);
-                        b.if_(Expr::cmp(Cmp::Eq, warp.clone(), Expr::I64(0)), |b| {
-                            let v = b.var(Ty::F32);
-                            b.push(Stmt::Let(
-                                v,
-                                Expr::Select(
-                                    Expr::cmp(Cmp::Lt, lane.clone(), Expr::I64(warps as i64))
-                                        .boxed(),
-                                    Expr::Load(s, lane.clone().boxed()).boxed(),
-                                    Expr::F32(init_of(op)).boxed(),
-                                ),
-                            ));
-                            let total = warp_reduce(b, v, &combine);
-                            b.if_(Expr::cmp(Cmp::Eq, lane.clone(), Expr::I64(0)), |b| {
-                                b.push(Stmt::Store(
-                                    Mem::F,
-                                    Expr::plus(Expr::idx(out.offset), o.clone()),
-                                    Expr::Var(total),
-                                ));
-                            });
-                        });
-                        // The next output reuses the partials.
-                        b.push(Stmt::Barrier);
-                    }
-                }
+                block_total(b, acc, op, partials, |b, total| {
+                    b.push(Stmt::Store(
+                        Mem::F,
+                        Expr::plus(Expr::idx(out.offset), o.clone()),
+                        total,
+                    ));
+                });
             },
         );
         let name = match op {
@@ -1089,9 +1117,87 @@ impl Lowering {
 }
 
 fn init_of(op: ReduceOp) -> f32 {
-    match op {
-        ReduceOp::Sum => 0.0,
-        ReduceOp::Max => f32::NEG_INFINITY,
+    op.identity() as f32
+}
+
+/// One step of a reduction: `acc + x`, or the NaN-propagating `max`.
+fn combine(op: ReduceOp, acc: Expr, x: Expr) -> Expr {
+    let bop = match op {
+        ReduceOp::Sum => BinaryOp::Add,
+        ReduceOp::Max => BinaryOp::Max,
+    };
+    Expr::Binary(bop, acc.boxed(), x.boxed())
+}
+
+/// Reduce every thread's `acc` across the block: by warp shuffles, then (with several warps)
+/// through the shared `partials`, one per warp, reduced by warp 0. `store` runs in the one
+/// thread that ends with the total. Every thread of the block must reach this call (it has
+/// barriers); it ends with one, so `partials` can be reused at once.
+fn block_total(
+    b: &mut Builder,
+    acc: Var,
+    op: ReduceOp,
+    partials: Option<(Mem, usize)>,
+    store: impl FnOnce(&mut Builder, Expr),
+) {
+    let tid = Expr::Builtin(Builtin::ThreadIdx);
+    let lane = Expr::arith(Arith::Rem, tid.clone(), Expr::I64(WARP as i64));
+    let warp = Expr::arith(Arith::Div, tid.clone(), Expr::I64(WARP as i64));
+    let combine = |a: Expr, x: Expr| combine(op, a, x);
+    let total = warp_reduce(b, acc, &combine);
+    match partials {
+        None => b.if_(Expr::cmp(Cmp::Eq, tid, Expr::I64(0)), |b| {
+            store(b, Expr::Var(total))
+        }),
+        Some((s, warps)) => {
+            b.if_(Expr::cmp(Cmp::Eq, lane.clone(), Expr::I64(0)), |b| {
+                b.push(Stmt::Store(s, warp.clone(), Expr::Var(total)));
+            });
+            b.push(Stmt::Barrier);
+            let warps = Expr::I64(warps as i64);
+            b.if_(Expr::cmp(Cmp::Eq, warp, Expr::I64(0)), |b| {
+                let v = b.var(Ty::F32);
+                b.push(Stmt::Let(
+                    v,
+                    Expr::Select(
+                        Expr::cmp(Cmp::Lt, lane.clone(), warps).boxed(),
+                        Expr::Load(s, lane.clone().boxed()).boxed(),
+                        Expr::F32(init_of(op)).boxed(),
+                    ),
+                ));
+                let total = warp_reduce(b, v, &combine);
+                b.if_(Expr::cmp(Cmp::Eq, lane, Expr::I64(0)), |b| {
+                    store(b, Expr::Var(total))
+                });
+            });
+            // The next reduction reuses the partials.
+            b.push(Stmt::Barrier);
+        }
+    }
+}
+
+/// Compute every output's value at flat index `i` (multi-index `k`), then store them all (as
+/// the CPU code does: a load of an output's own element sees its old value).
+fn store_values(
+    b: &mut Builder,
+    outs: &[(Slot, &KExpr)],
+    i: &Expr,
+    k: &[Expr],
+    contiguous: &[usize],
+) {
+    let values: Vec<Expr> = if outs.len() == 1 {
+        vec![translate(outs[0].1, i, k, contiguous)]
+    } else {
+        outs.iter()
+            .map(|(_, e)| b.let_(Ty::F32, translate(e, i, k, contiguous)))
+            .collect()
+    };
+    for ((out, _), value) in outs.iter().zip(values) {
+        b.push(Stmt::Store(
+            Mem::F,
+            Expr::plus(Expr::idx(out.offset), i.clone()),
+            value,
+        ));
     }
 }
 

@@ -15,7 +15,7 @@ __device__ __forceinline__ long long netc_f2ll(float x) {
 // lenet.net train
 // %94 col2im [2, 6, 14, 14]: launch <<<10, 256>>>
 // from %94 at 13:8 `conv2d(16, kernel: 5)`
-extern "C" __global__ void __launch_bounds__(256) k28_col2im(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k22_col2im(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2352LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 14LL);
     long long v2 = (v0 / 14LL);
@@ -44,11 +44,11 @@ extern "C" __global__ void __launch_bounds__(256) k28_col2im(float* __restrict__
 // transformer.net train
 // %443 concat[axis=2] [2, 32, 384]: launch <<<96, 256>>>
 // from %443 at 18:35 `self_attention(heads)`
-extern "C" __global__ void __launch_bounds__(256) k107_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k47_concat(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 24576LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 384LL);
     long long v2 = (v0 % 384LL);
-    long long v3 = ((v2 < 128LL) ? ((4132864LL + (v1 * 128LL)) + v2) : ((v2 < 256LL) ? ((4149248LL + (v1 * 128LL)) + (v2 - 128LL)) : ((4141056LL + (v1 * 128LL)) + (v2 - 256LL))));
+    long long v3 = ((v2 < 128LL) ? ((4149248LL + (v1 * 128LL)) + v2) : ((v2 < 256LL) ? ((4141056LL + (v1 * 128LL)) + (v2 - 128LL)) : ((4124672LL + (v1 * 128LL)) + (v2 - 256LL))));
     F[(4100096LL + v0)] = F[v3];
   }
 }
@@ -134,7 +134,7 @@ extern "C" __global__ void __launch_bounds__(256) k2_max_pool2d(float* __restric
 // lenet.net train
 // %87 max_pool2d_grad [2, 16, 10, 10]: launch <<<13, 256>>>
 // from %87 at 13:41 `max_pool(2)`
-extern "C" __global__ void __launch_bounds__(256) k25_max_pool2d_grad(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k19_max_pool2d_grad(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 3200LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 10LL);
     long long v2 = (v0 / 10LL);
@@ -181,7 +181,7 @@ extern "C" __global__ void __launch_bounds__(256) k25_max_pool2d_grad(float* __r
 // lenet.net train
 // %47 one_hot[classes=10]: launch <<<1, 256>>>
 // from %47 at 22:8 `cross_entropy(LeNet(image), label)`
-extern "C" __global__ void __launch_bounds__(256) k12_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k9_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 20LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 10LL);
     long long v2 = (v0 % 10LL);
@@ -189,44 +189,18 @@ extern "C" __global__ void __launch_bounds__(256) k12_one_hot(float* __restrict_
     if (((v2 == 0LL) && (((v3 >= 0LL) && (v3 < 10LL)) == 0))) {
       *err = 1;
     }
-    F[(336624LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
+    F[(336592LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
   }
 }
 
 // lenet.net train
-// %36 reduce_max [2, 10] axes=[1]: launch <<<2, 32>>>
-// from %36 at 22:8 `cross_entropy(LeNet(image), label)`
-extern "C" __global__ void __launch_bounds__(32) k9_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
-    long long v1 = (351424LL + (v0 * 10LL));
-    float v2 = (-NETC_INF);
-    for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
-      v2 = netc_max(v2, F[(v1 + v3)]);
-    }
-    float v4 = __shfl_down_sync(0xffffffffu, v2, 16);
-    v2 = netc_max(v2, v4);
-    float v5 = __shfl_down_sync(0xffffffffu, v2, 8);
-    v2 = netc_max(v2, v5);
-    float v6 = __shfl_down_sync(0xffffffffu, v2, 4);
-    v2 = netc_max(v2, v6);
-    float v7 = __shfl_down_sync(0xffffffffu, v2, 2);
-    v2 = netc_max(v2, v7);
-    float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
-    v2 = netc_max(v2, v8);
-    if (((long long)threadIdx.x == 0LL)) {
-      F[(336688LL + v0)] = v2;
-    }
-  }
-}
-
-// lenet.net train
-// %42 reduce_sum [2, 10] axes=[1]: launch <<<2, 32>>>
-// from %42 at 22:8 `cross_entropy(LeNet(image), label)`
+// %50 reduce_sum [2] axes=[0]: launch <<<1, 32>>>
+// from %50 at 22:8 `cross_entropy(LeNet(image), label)`
 extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
-    long long v1 = (336592LL + (v0 * 10LL));
+  for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
+    long long v1 = 336720LL;
     float v2 = 0.0f;
-    for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
+    for (long long v3 = (long long)threadIdx.x; v3 < 2LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
     }
     float v4 = __shfl_down_sync(0xffffffffu, v2, 16);
@@ -240,21 +214,75 @@ extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336704LL + v0)] = v2;
+      F[(336656LL + v0)] = v2;
     }
+  }
+}
+
+// lenet.net train
+// %35 rows [2 x 10], 4 stages: launch <<<2, 32>>>
+// from %35 at 17:8 `linear(10)`
+extern "C" __global__ void __launch_bounds__(32) k8_rows(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+  for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
+    for (long long v1 = (long long)threadIdx.x; v1 < 10LL; v1 += (long long)blockDim.x) {
+      long long v2 = ((v0 * 10LL) + v1);
+      F[(351424LL + v2)] = (F[(336592LL + v2)] + F[(351504LL + v1)]);
+    }
+    __syncthreads();
+    float v3 = (-NETC_INF);
+    for (long long v4 = (long long)threadIdx.x; v4 < 10LL; v4 += (long long)blockDim.x) {
+      v3 = netc_max(v3, F[(351424LL + ((v0 * 10LL) + v4))]);
+    }
+    float v5 = __shfl_down_sync(0xffffffffu, v3, 16);
+    v3 = netc_max(v3, v5);
+    float v6 = __shfl_down_sync(0xffffffffu, v3, 8);
+    v3 = netc_max(v3, v6);
+    float v7 = __shfl_down_sync(0xffffffffu, v3, 4);
+    v3 = netc_max(v3, v7);
+    float v8 = __shfl_down_sync(0xffffffffu, v3, 2);
+    v3 = netc_max(v3, v8);
+    float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
+    v3 = netc_max(v3, v9);
+    if (((long long)threadIdx.x == 0LL)) {
+      F[(336688LL + v0)] = v3;
+    }
+    __syncthreads();
+    for (long long v10 = (long long)threadIdx.x; v10 < 10LL; v10 += (long long)blockDim.x) {
+      long long v11 = ((v0 * 10LL) + v10);
+      F[(336624LL + v11)] = expf((F[(351424LL + v11)] - F[(336688LL + v0)]));
+    }
+    __syncthreads();
+    float v12 = 0.0f;
+    for (long long v13 = (long long)threadIdx.x; v13 < 10LL; v13 += (long long)blockDim.x) {
+      v12 = (v12 + F[(336624LL + ((v0 * 10LL) + v13))]);
+    }
+    float v14 = __shfl_down_sync(0xffffffffu, v12, 16);
+    v12 = (v12 + v14);
+    float v15 = __shfl_down_sync(0xffffffffu, v12, 8);
+    v12 = (v12 + v15);
+    float v16 = __shfl_down_sync(0xffffffffu, v12, 4);
+    v12 = (v12 + v16);
+    float v17 = __shfl_down_sync(0xffffffffu, v12, 2);
+    v12 = (v12 + v17);
+    float v18 = __shfl_down_sync(0xffffffffu, v12, 1);
+    v12 = (v12 + v18);
+    if (((long long)threadIdx.x == 0LL)) {
+      F[(336704LL + v0)] = v12;
+    }
+    __syncthreads();
   }
 }
 
 // transformer.net train
 // %608 scatter_add [5000, 128]: launch <<<32, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k159_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k74_scatter_add(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 8192LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 128LL);
     long long v2 = (v0 % 128LL);
     long long v3 = I[v1];
     if (((v3 >= 0LL) && (v3 < 5000LL))) {
-      atomicAdd(&F[(640000LL + ((v3 * 128LL) + v2))], F[(4009984LL + v0)]);
+      atomicAdd(&F[(640000LL + ((v3 * 128LL) + v2))], F[(4042752LL + v0)]);
     } else {
       *err = 3;
     }
@@ -264,7 +292,7 @@ extern "C" __global__ void __launch_bounds__(256) k159_scatter_add(float* __rest
 // transformer.net train
 // %608 scatter_add zero [5000, 128]: launch <<<2500, 256>>>
 // from %608 at 23:11 `embedding(tokens, vocab, 128)`
-extern "C" __global__ void __launch_bounds__(256) k158_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k73_scatter_add_zero(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640000LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(640000LL + v0)] = 0.0f;
   }
@@ -273,7 +301,7 @@ extern "C" __global__ void __launch_bounds__(256) k158_scatter_add_zero(float* _
 // lenet.net train
 // %95 dy [N,O,P] -> [O,N,P] [2, 16, 10, 10]: launch <<<13, 256>>>
 // from %95 at 13:8 `conv2d(16, kernel: 5)`
-extern "C" __global__ void __launch_bounds__(256) k30_transpose(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k24_transpose(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 3200LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 100LL);
     long long v2 = (v0 / 100LL);

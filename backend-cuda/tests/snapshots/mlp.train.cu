@@ -21,77 +21,62 @@ extern "C" __global__ void __launch_bounds__(256) k0_elementwise(float* __restri
   }
 }
 
-// %12 elementwise [32, 10]: launch <<<2, 256>>>
+// %12 rows [32 x 10], 4 stages: launch <<<32, 32>>>
 // from %12 at 12:30 `linear(10)`
-extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    long long v1 = (v0 % 10LL);
-    F[(27136LL + v0)] = (F[(22528LL + v0)] + F[(28032LL + v1)]);
-  }
-}
-
-// %13 reduce_max [32, 10] axes=[1]: launch <<<32, 32>>>
-// from %13 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k2_reduce_max(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k1_rows(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (27136LL + (v0 * 10LL));
-    float v2 = (-NETC_INF);
-    for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
-      v2 = netc_max(v2, F[(v1 + v3)]);
+    for (long long v1 = (long long)threadIdx.x; v1 < 10LL; v1 += (long long)blockDim.x) {
+      long long v2 = ((v0 * 10LL) + v1);
+      F[(27136LL + v2)] = (F[(22528LL + v2)] + F[(28032LL + v1)]);
     }
-    float v4 = __shfl_down_sync(0xffffffffu, v2, 16);
-    v2 = netc_max(v2, v4);
-    float v5 = __shfl_down_sync(0xffffffffu, v2, 8);
-    v2 = netc_max(v2, v5);
-    float v6 = __shfl_down_sync(0xffffffffu, v2, 4);
-    v2 = netc_max(v2, v6);
-    float v7 = __shfl_down_sync(0xffffffffu, v2, 2);
-    v2 = netc_max(v2, v7);
-    float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
-    v2 = netc_max(v2, v8);
+    __syncthreads();
+    float v3 = (-NETC_INF);
+    for (long long v4 = (long long)threadIdx.x; v4 < 10LL; v4 += (long long)blockDim.x) {
+      v3 = netc_max(v3, F[(27136LL + ((v0 * 10LL) + v4))]);
+    }
+    float v5 = __shfl_down_sync(0xffffffffu, v3, 16);
+    v3 = netc_max(v3, v5);
+    float v6 = __shfl_down_sync(0xffffffffu, v3, 8);
+    v3 = netc_max(v3, v6);
+    float v7 = __shfl_down_sync(0xffffffffu, v3, 4);
+    v3 = netc_max(v3, v7);
+    float v8 = __shfl_down_sync(0xffffffffu, v3, 2);
+    v3 = netc_max(v3, v8);
+    float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
+    v3 = netc_max(v3, v9);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23488LL + v0)] = v2;
+      F[(23488LL + v0)] = v3;
     }
-  }
-}
-
-// %18 elementwise [32, 10]: launch <<<2, 256>>>
-// from %18 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k3_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    long long v2 = (v0 / 10LL);
-    F[(22528LL + v0)] = expf((F[(27136LL + v0)] - F[(23488LL + v2)]));
-  }
-}
-
-// %19 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
-// from %19 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k4_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (22528LL + (v0 * 10LL));
-    float v2 = 0.0f;
-    for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
-      v2 = (v2 + F[(v1 + v3)]);
+    __syncthreads();
+    for (long long v10 = (long long)threadIdx.x; v10 < 10LL; v10 += (long long)blockDim.x) {
+      long long v11 = ((v0 * 10LL) + v10);
+      F[(22848LL + v11)] = expf((F[(27136LL + v11)] - F[(23488LL + v0)]));
     }
-    float v4 = __shfl_down_sync(0xffffffffu, v2, 16);
-    v2 = (v2 + v4);
-    float v5 = __shfl_down_sync(0xffffffffu, v2, 8);
-    v2 = (v2 + v5);
-    float v6 = __shfl_down_sync(0xffffffffu, v2, 4);
-    v2 = (v2 + v6);
-    float v7 = __shfl_down_sync(0xffffffffu, v2, 2);
-    v2 = (v2 + v7);
-    float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
-    v2 = (v2 + v8);
+    __syncthreads();
+    float v12 = 0.0f;
+    for (long long v13 = (long long)threadIdx.x; v13 < 10LL; v13 += (long long)blockDim.x) {
+      v12 = (v12 + F[(22848LL + ((v0 * 10LL) + v13))]);
+    }
+    float v14 = __shfl_down_sync(0xffffffffu, v12, 16);
+    v12 = (v12 + v14);
+    float v15 = __shfl_down_sync(0xffffffffu, v12, 8);
+    v12 = (v12 + v15);
+    float v16 = __shfl_down_sync(0xffffffffu, v12, 4);
+    v12 = (v12 + v16);
+    float v17 = __shfl_down_sync(0xffffffffu, v12, 2);
+    v12 = (v12 + v17);
+    float v18 = __shfl_down_sync(0xffffffffu, v12, 1);
+    v12 = (v12 + v18);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23520LL + v0)] = v2;
+      F[(23520LL + v0)] = v12;
     }
+    __syncthreads();
   }
 }
 
 // %24 one_hot[classes=10]: launch <<<2, 256>>>
 // from %24 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k5_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k2_one_hot(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 10LL);
     long long v2 = (v0 % 10LL);
@@ -99,49 +84,45 @@ extern "C" __global__ void __launch_bounds__(256) k5_one_hot(float* __restrict__
     if (((v2 == 0LL) && (((v3 >= 0LL) && (v3 < 10LL)) == 0))) {
       *err = 1;
     }
-    F[(22848LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
+    F[(22528LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
   }
 }
 
-// %25 elementwise [32, 10]: launch <<<2, 256>>>
+// %25 rows [32 x 10], 2 stages: launch <<<32, 32>>>
 // from %25 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k6_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    long long v2 = (v0 / 10LL);
-    F[(23168LL + v0)] = (((F[(27136LL + v0)] - F[(23488LL + v2)]) - logf(F[(23520LL + v2)])) * F[(22848LL + v0)]);
-  }
-}
-
-// %26 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
-// from %26 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k7_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k3_rows(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (23168LL + (v0 * 10LL));
-    float v2 = 0.0f;
-    for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
-      v2 = (v2 + F[(v1 + v3)]);
+    for (long long v1 = (long long)threadIdx.x; v1 < 10LL; v1 += (long long)blockDim.x) {
+      long long v2 = ((v0 * 10LL) + v1);
+      F[(23168LL + v2)] = (((F[(27136LL + v2)] - F[(23488LL + v0)]) - logf(F[(23520LL + v0)])) * F[(22528LL + v2)]);
     }
-    float v4 = __shfl_down_sync(0xffffffffu, v2, 16);
-    v2 = (v2 + v4);
-    float v5 = __shfl_down_sync(0xffffffffu, v2, 8);
-    v2 = (v2 + v5);
-    float v6 = __shfl_down_sync(0xffffffffu, v2, 4);
-    v2 = (v2 + v6);
-    float v7 = __shfl_down_sync(0xffffffffu, v2, 2);
-    v2 = (v2 + v7);
-    float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
-    v2 = (v2 + v8);
+    __syncthreads();
+    float v3 = 0.0f;
+    for (long long v4 = (long long)threadIdx.x; v4 < 10LL; v4 += (long long)blockDim.x) {
+      v3 = (v3 + F[(23168LL + ((v0 * 10LL) + v4))]);
+    }
+    float v5 = __shfl_down_sync(0xffffffffu, v3, 16);
+    v3 = (v3 + v5);
+    float v6 = __shfl_down_sync(0xffffffffu, v3, 8);
+    v3 = (v3 + v6);
+    float v7 = __shfl_down_sync(0xffffffffu, v3, 4);
+    v3 = (v3 + v7);
+    float v8 = __shfl_down_sync(0xffffffffu, v3, 2);
+    v3 = (v3 + v8);
+    float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
+    v3 = (v3 + v9);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23488LL + v0)] = v2;
+      F[(23552LL + v0)] = v3;
     }
+    __syncthreads();
   }
 }
 
 // %27 reduce_sum [32] axes=[0]: launch <<<1, 32>>>
 // from %27 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k8_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k4_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
-    long long v1 = 23488LL;
+    long long v1 = 23552LL;
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 32LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -164,58 +145,50 @@ extern "C" __global__ void __launch_bounds__(32) k8_reduce_sum(float* __restrict
 
 // %30 elementwise [1]: launch <<<1, 256>>>
 // from %30 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k9_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 1LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     F[(28096LL + v0)] = (-(F[23168LL] * 0.03125f));
   }
 }
 
-// %40 elementwise [32, 10]: launch <<<2, 256>>>
+// %40 rows [32 x 10], 3 stages: launch <<<32, 32>>>
 // from %40 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k10_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    long long v2 = (v0 / 10LL);
-    F[(23168LL + v0)] = ((-(-0.03125f * F[(22848LL + v0)])) / F[(23520LL + v2)]);
-  }
-}
-
-// %41 reduce_sum [32, 10] axes=[1]: launch <<<32, 32>>>
-// from %41 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k6_rows(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    long long v1 = (23168LL + (v0 * 10LL));
-    float v2 = 0.0f;
-    for (long long v3 = (long long)threadIdx.x; v3 < 10LL; v3 += (long long)blockDim.x) {
-      v2 = (v2 + F[(v1 + v3)]);
+    for (long long v1 = (long long)threadIdx.x; v1 < 10LL; v1 += (long long)blockDim.x) {
+      long long v2 = ((v0 * 10LL) + v1);
+      F[(23168LL + v2)] = ((-(-0.03125f * F[(22528LL + v2)])) / F[(23520LL + v0)]);
     }
-    float v4 = __shfl_down_sync(0xffffffffu, v2, 16);
-    v2 = (v2 + v4);
-    float v5 = __shfl_down_sync(0xffffffffu, v2, 8);
-    v2 = (v2 + v5);
-    float v6 = __shfl_down_sync(0xffffffffu, v2, 4);
-    v2 = (v2 + v6);
-    float v7 = __shfl_down_sync(0xffffffffu, v2, 2);
-    v2 = (v2 + v7);
-    float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
-    v2 = (v2 + v8);
+    __syncthreads();
+    float v3 = 0.0f;
+    for (long long v4 = (long long)threadIdx.x; v4 < 10LL; v4 += (long long)blockDim.x) {
+      v3 = (v3 + F[(23168LL + ((v0 * 10LL) + v4))]);
+    }
+    float v5 = __shfl_down_sync(0xffffffffu, v3, 16);
+    v3 = (v3 + v5);
+    float v6 = __shfl_down_sync(0xffffffffu, v3, 8);
+    v3 = (v3 + v6);
+    float v7 = __shfl_down_sync(0xffffffffu, v3, 4);
+    v3 = (v3 + v7);
+    float v8 = __shfl_down_sync(0xffffffffu, v3, 2);
+    v3 = (v3 + v8);
+    float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
+    v3 = (v3 + v9);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23488LL + v0)] = v2;
+      F[(23488LL + v0)] = v3;
     }
-  }
-}
-
-// %47 elementwise [32, 10]: launch <<<2, 256>>>
-// from %47 at 17:8 `cross_entropy(Mlp(pixels), label)`
-extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
-  for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 320LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
-    long long v2 = (v0 / 10LL);
-    F[(27456LL + v0)] = fmaf(-0.03125f, F[(22848LL + v0)], (F[(23488LL + v2)] * F[(22528LL + v0)]));
+    __syncthreads();
+    for (long long v10 = (long long)threadIdx.x; v10 < 10LL; v10 += (long long)blockDim.x) {
+      long long v11 = ((v0 * 10LL) + v10);
+      F[(27456LL + v11)] = fmaf(-0.03125f, F[(22528LL + v11)], (F[(23488LL + v0)] * F[(22848LL + v11)]));
+    }
+    __syncthreads();
   }
 }
 
 // %48 reduce_sum [32, 10] axes=[0]: launch <<<10, 32>>>
 // from %48 at 12:30 `linear(10)`
-extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k7_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 10LL; v0 += (long long)gridDim.x) {
     long long v1 = (27456LL + v0);
     float v2 = 0.0f;
@@ -240,7 +213,7 @@ extern "C" __global__ void __launch_bounds__(32) k13_reduce_sum(float* __restric
 
 // %53 elementwise [32, 64]: launch <<<8, 256>>>
 // from %53 at 12:22 `relu`
-extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k8_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 2048LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 % 64LL);
     F[(20480LL + v0)] = (F[(22528LL + v0)] * (((F[(18432LL + v0)] + F[(27776LL + v1)]) > 0.0f) ? 1.0f : 0.0f));
@@ -249,7 +222,7 @@ extern "C" __global__ void __launch_bounds__(256) k14_elementwise(float* __restr
 
 // %54 reduce_sum [32, 64] axes=[0]: launch <<<64, 32>>>
 // from %54 at 12:8 `linear(64)`
-extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(32) k9_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 64LL; v0 += (long long)gridDim.x) {
     long long v1 = (20480LL + v0);
     float v2 = 0.0f;
@@ -274,7 +247,7 @@ extern "C" __global__ void __launch_bounds__(32) k15_reduce_sum(float* __restric
 
 // %79 elementwise [64]: launch <<<1, 256>>>
 // from %79 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k10_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 64LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     float v1 = (F[(27776LL + v0)] - (F[28112LL] * (fmaf(F[(27904LL + v0)], 0.9f, (F[(27840LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
     float v2 = fmaf(F[(27968LL + v0)], 0.999f, ((F[(27840LL + v0)] * F[(27840LL + v0)]) * 0.001f));
@@ -287,7 +260,7 @@ extern "C" __global__ void __launch_bounds__(256) k16_elementwise(float* __restr
 
 // %101 elementwise [4096]: launch <<<16, 256>>>
 // from %101 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k17_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k11_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 4096LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     float v1 = (F[v0] - (F[28112LL] * (fmaf(F[(8192LL + v0)], 0.9f, (F[(4096LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
     float v2 = fmaf(F[(12288LL + v0)], 0.999f, ((F[(4096LL + v0)] * F[(4096LL + v0)]) * 0.001f));
@@ -300,7 +273,7 @@ extern "C" __global__ void __launch_bounds__(256) k17_elementwise(float* __restr
 
 // %123 elementwise [10]: launch <<<1, 256>>>
 // from %123 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k12_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 10LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     float v1 = (F[(28032LL + v0)] - (F[28112LL] * (fmaf(F[(28064LL + v0)], 0.9f, (F[(28048LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
     float v2 = fmaf(F[(28080LL + v0)], 0.999f, ((F[(28048LL + v0)] * F[(28048LL + v0)]) * 0.001f));
@@ -313,7 +286,7 @@ extern "C" __global__ void __launch_bounds__(256) k18_elementwise(float* __restr
 
 // %145 elementwise [640]: launch <<<3, 256>>>
 // from %145 at 18:19 `adam(lr: 1e-3)`
-extern "C" __global__ void __launch_bounds__(256) k19_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
+extern "C" __global__ void __launch_bounds__(256) k13_elementwise(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 640LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     float v1 = (F[(24576LL + v0)] - (F[28112LL] * (fmaf(F[(25856LL + v0)], 0.9f, (F[(25216LL + v0)] * 0.1f)) / fmaf(sqrtf(fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f))), F[28128LL], 1e-8f))));
     float v2 = fmaf(F[(26496LL + v0)], 0.999f, ((F[(25216LL + v0)] * F[(25216LL + v0)]) * 0.001f));

@@ -107,6 +107,17 @@ pub enum ReduceOp {
     Max,
 }
 
+impl ReduceOp {
+    /// The value a reduction starts from (and the result over no elements): every backend
+    /// and the interpreter must agree on it.
+    pub fn identity(self) -> f64 {
+        match self {
+            ReduceOp::Sum => 0.0,
+            ReduceOp::Max => f64::NEG_INFINITY,
+        }
+    }
+}
+
 /// Distributions of [`Op::Random`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Distribution {

@@ -88,11 +88,7 @@ pub(super) fn reduce(op: ReduceOp, axes: &[usize], x: &Value, out: &Type, p: Pre
     };
     match &x.data {
         Data::F(v) => {
-            let init = match op {
-                ReduceOp::Sum => 0.0,
-                ReduceOp::Max => f64::NEG_INFINITY,
-            };
-            let mut acc = vec![init; out.numel()];
+            let mut acc = vec![op.identity(); out.numel()];
             for (flat, &v) in v.iter().enumerate() {
                 let o = target(flat, &mut index);
                 acc[o] = match op {
