@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use crate::kernel::{Expr, Kernel, KernelProgram, RowStage, Slot};
+use crate::kernel::{Expr, Footprint, Kernel, KernelProgram, RowStage, Slot};
 
 /// Replace every fusable run of kernels by one row kernel.
 pub(crate) fn fuse(program: &mut KernelProgram) {
@@ -53,6 +53,25 @@ pub(crate) fn fuse(program: &mut KernelProgram) {
             end += 1;
         }
         if run.len() > 1 {
+            let elsewhere: Vec<Range<usize>> = program.kernels[..start]
+                .iter()
+                .chain(&program.kernels[end..])
+                .flat_map(|k| Footprint::f32s(&k.footprint().reads))
+                .chain(
+                    program
+                        .outputs
+                        .iter()
+                        .map(|(_, s, _)| *s)
+                        .chain(
+                            program
+                                .updates
+                                .iter()
+                                .flat_map(|(_, from, to)| [*from, *to]),
+                        )
+                        .map(range),
+                )
+                .collect();
+            inline_into_reductions(&mut run, rows, len, &elsewhere);
             program.kernels.splice(
                 start..end,
                 [Kernel::Rows {
@@ -64,6 +83,57 @@ pub(crate) fn fuse(program: &mut KernelProgram) {
             i = start + 1;
         } else {
             i += 1;
+        }
+    }
+}
+
+/// A map read only by the reduction right after it (a layer norm's squared deviations) is
+/// computed inside the reduction's loop instead of stored: one row of traffic less each way.
+/// `elsewhere` is every range read outside the run (other kernels, the step's outputs).
+fn inline_into_reductions(
+    stages: &mut Vec<RowStage>,
+    rows: usize,
+    len: usize,
+    elsewhere: &[Range<usize>],
+) {
+    let mut s = 0;
+    while s + 1 < stages.len() {
+        let fed = match (&stages[s], &stages[s + 1]) {
+            (RowStage::Map { width, outs, .. }, RowStage::Reduce { expr, .. })
+                if *width == len
+                    && outs.len() == 1
+                    && *expr
+                        == (Expr::Load {
+                            offset: outs[0].0.offset,
+                            strides: vec![len, 1],
+                        }) =>
+            {
+                let out = range(outs[0].0);
+                let read_by_others = stages
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != s + 1)
+                    .flat_map(|(_, st)| {
+                        let shape = [rows, st.columns(len)];
+                        st.outputs()
+                            .into_iter()
+                            .flat_map(move |(_, _, e)| e.load_ranges(&shape))
+                    })
+                    .any(|(r, _, _)| overlap(&r, &out));
+                !read_by_others && elsewhere.iter().all(|r| !overlap(r, &out))
+            }
+            _ => false,
+        };
+        if fed {
+            let RowStage::Map { mut outs, .. } = stages.remove(s) else {
+                unreachable!("checked above")
+            };
+            let RowStage::Reduce { expr, .. } = &mut stages[s] else {
+                unreachable!("checked above")
+            };
+            *expr = outs.remove(0).1;
+        } else {
+            s += 1;
         }
     }
 }
@@ -309,6 +379,70 @@ mod tests {
         g.set_output("p", p);
         g.set_output("centred", centred);
         g
+    }
+
+    /// `(x - mean) / sqrt(var + 1e-5)` over the rows of `[rows, len]`.
+    fn layer_norm(rows: usize, len: usize) -> Graph {
+        let mut g = Graph::new();
+        let x = g.input("x", Role::Data, Type::f32(vec![rows, len]), Span::default());
+        let inv_len = node(
+            &mut g,
+            Op::Fill {
+                value: 1.0 / len as f64,
+            },
+            &[],
+            Some(vec![rows]),
+        );
+        let sum = node(
+            &mut g,
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes: vec![1],
+            },
+            &[x],
+            None,
+        );
+        let mean = node(&mut g, Op::Binary(BinaryOp::Mul), &[sum, inv_len], None);
+        let mean = per_row(&mut g, mean, rows, len);
+        let d = node(&mut g, Op::Binary(BinaryOp::Sub), &[x, mean], None);
+        let d2 = node(&mut g, Op::Binary(BinaryOp::Mul), &[d, d], None);
+        let ss = node(
+            &mut g,
+            Op::Reduce {
+                op: ReduceOp::Sum,
+                axes: vec![1],
+            },
+            &[d2],
+            None,
+        );
+        let var = node(&mut g, Op::Binary(BinaryOp::Mul), &[ss, inv_len], None);
+        let eps = node(&mut g, Op::Fill { value: 1e-5 }, &[], Some(vec![rows]));
+        let var = node(&mut g, Op::Binary(BinaryOp::Add), &[var, eps], None);
+        let std = node(&mut g, Op::Unary(UnaryOp::Sqrt), &[var], None);
+        let std = per_row(&mut g, std, rows, len);
+        let y = node(&mut g, Op::Binary(BinaryOp::Div), &[d, std], None);
+        g.set_output("y", y);
+        g
+    }
+
+    /// The squared deviations, read only by their sum, are computed inside the sum's loop.
+    #[test]
+    fn a_map_read_only_by_the_next_reduction_is_computed_inside_it() {
+        let g = layer_norm(5, 19);
+        let kernels = checked(&g, &data(5 * 19), 1);
+        let [Kernel::Rows { stages, .. }] = kernels.as_slice() else {
+            panic!("not one row kernel: {kernels:?}")
+        };
+        let reductions: Vec<&Expr> = stages
+            .iter()
+            .filter_map(|s| match s {
+                RowStage::Reduce { expr, .. } => Some(expr),
+                RowStage::Map { .. } => None,
+            })
+            .collect();
+        assert_eq!(reductions.len(), 2);
+        assert!(matches!(reductions[0], Expr::Load { .. }));
+        assert!(matches!(reductions[1], Expr::Binary(BinaryOp::Mul, _, _)));
     }
 
     /// Compile `g` for `threads`, run it on `x` and compare every output with the interpreter;

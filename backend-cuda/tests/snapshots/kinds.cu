@@ -48,7 +48,7 @@ extern "C" __global__ void __launch_bounds__(256) k47_concat(float* __restrict__
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 24576LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v1 = (v0 / 384LL);
     long long v2 = (v0 % 384LL);
-    long long v3 = ((v2 < 128LL) ? ((4149248LL + (v1 * 128LL)) + v2) : ((v2 < 256LL) ? ((4141056LL + (v1 * 128LL)) + (v2 - 128LL)) : ((4124672LL + (v1 * 128LL)) + (v2 - 256LL))));
+    long long v3 = ((v2 < 128LL) ? ((4132864LL + (v1 * 128LL)) + v2) : ((v2 < 256LL) ? ((4149248LL + (v1 * 128LL)) + (v2 - 128LL)) : ((4141056LL + (v1 * 128LL)) + (v2 - 256LL))));
     F[(4100096LL + v0)] = F[v3];
   }
 }
@@ -198,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(256) k9_one_hot(float* __restrict__
 // from %50 at 22:8 `cross_entropy(LeNet(image), label)`
 extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
-    long long v1 = 336720LL;
+    long long v1 = 336688LL;
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 2LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -244,12 +244,12 @@ extern "C" __global__ void __launch_bounds__(32) k8_rows(float* __restrict__ F, 
     float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
     v3 = netc_max(v3, v9);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336688LL + v0)] = v3;
+      F[(336656LL + v0)] = v3;
     }
     __syncthreads();
     for (long long v10 = (long long)threadIdx.x; v10 < 10LL; v10 += (long long)blockDim.x) {
       long long v11 = ((v0 * 10LL) + v10);
-      F[(336624LL + v11)] = expf((F[(351424LL + v11)] - F[(336688LL + v0)]));
+      F[(336624LL + v11)] = expf((F[(351424LL + v11)] - F[(336656LL + v0)]));
     }
     __syncthreads();
     float v12 = 0.0f;
@@ -267,7 +267,7 @@ extern "C" __global__ void __launch_bounds__(32) k8_rows(float* __restrict__ F, 
     float v18 = __shfl_down_sync(0xffffffffu, v12, 1);
     v12 = (v12 + v18);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336704LL + v0)] = v12;
+      F[(336672LL + v0)] = v12;
     }
     __syncthreads();
   }
@@ -282,7 +282,7 @@ extern "C" __global__ void __launch_bounds__(256) k74_scatter_add(float* __restr
     long long v2 = (v0 % 128LL);
     long long v3 = I[v1];
     if (((v3 >= 0LL) && (v3 < 5000LL))) {
-      atomicAdd(&F[(640000LL + ((v3 * 128LL) + v2))], F[(4042752LL + v0)]);
+      atomicAdd(&F[(640000LL + ((v3 * 128LL) + v2))], F[(4009984LL + v0)]);
     } else {
       *err = 3;
     }

@@ -45,12 +45,12 @@ extern "C" __global__ void __launch_bounds__(32) k1_rows(float* __restrict__ F, 
     float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
     v3 = netc_max(v3, v9);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23488LL + v0)] = v3;
+      F[(23168LL + v0)] = v3;
     }
     __syncthreads();
     for (long long v10 = (long long)threadIdx.x; v10 < 10LL; v10 += (long long)blockDim.x) {
       long long v11 = ((v0 * 10LL) + v10);
-      F[(22848LL + v11)] = expf((F[(27136LL + v11)] - F[(23488LL + v0)]));
+      F[(22848LL + v11)] = expf((F[(27136LL + v11)] - F[(23168LL + v0)]));
     }
     __syncthreads();
     float v12 = 0.0f;
@@ -68,7 +68,7 @@ extern "C" __global__ void __launch_bounds__(32) k1_rows(float* __restrict__ F, 
     float v18 = __shfl_down_sync(0xffffffffu, v12, 1);
     v12 = (v12 + v18);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23520LL + v0)] = v12;
+      F[(23200LL + v0)] = v12;
     }
     __syncthreads();
   }
@@ -88,31 +88,26 @@ extern "C" __global__ void __launch_bounds__(256) k2_one_hot(float* __restrict__
   }
 }
 
-// %25 rows [32 x 10], 2 stages: launch <<<32, 32>>>
-// from %25 at 17:8 `cross_entropy(Mlp(pixels), label)`
+// %26 rows [32 x 10], 1 stages: launch <<<32, 32>>>
+// from %26 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k3_rows(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    for (long long v1 = (long long)threadIdx.x; v1 < 10LL; v1 += (long long)blockDim.x) {
-      long long v2 = ((v0 * 10LL) + v1);
-      F[(23168LL + v2)] = (((F[(27136LL + v2)] - F[(23488LL + v0)]) - logf(F[(23520LL + v0)])) * F[(22528LL + v2)]);
+    float v1 = 0.0f;
+    for (long long v2 = (long long)threadIdx.x; v2 < 10LL; v2 += (long long)blockDim.x) {
+      v1 = (v1 + (((F[(27136LL + ((v0 * 10LL) + v2))] - F[(23168LL + v0)]) - logf(F[(23200LL + v0)])) * F[(22528LL + ((v0 * 10LL) + v2))]));
     }
-    __syncthreads();
-    float v3 = 0.0f;
-    for (long long v4 = (long long)threadIdx.x; v4 < 10LL; v4 += (long long)blockDim.x) {
-      v3 = (v3 + F[(23168LL + ((v0 * 10LL) + v4))]);
-    }
-    float v5 = __shfl_down_sync(0xffffffffu, v3, 16);
-    v3 = (v3 + v5);
-    float v6 = __shfl_down_sync(0xffffffffu, v3, 8);
-    v3 = (v3 + v6);
-    float v7 = __shfl_down_sync(0xffffffffu, v3, 4);
-    v3 = (v3 + v7);
-    float v8 = __shfl_down_sync(0xffffffffu, v3, 2);
-    v3 = (v3 + v8);
-    float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
-    v3 = (v3 + v9);
+    float v3 = __shfl_down_sync(0xffffffffu, v1, 16);
+    v1 = (v1 + v3);
+    float v4 = __shfl_down_sync(0xffffffffu, v1, 8);
+    v1 = (v1 + v4);
+    float v5 = __shfl_down_sync(0xffffffffu, v1, 4);
+    v1 = (v1 + v5);
+    float v6 = __shfl_down_sync(0xffffffffu, v1, 2);
+    v1 = (v1 + v6);
+    float v7 = __shfl_down_sync(0xffffffffu, v1, 1);
+    v1 = (v1 + v7);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23552LL + v0)] = v3;
+      F[(23232LL + v0)] = v1;
     }
     __syncthreads();
   }
@@ -122,7 +117,7 @@ extern "C" __global__ void __launch_bounds__(32) k3_rows(float* __restrict__ F, 
 // from %27 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k4_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
-    long long v1 = 23552LL;
+    long long v1 = 23232LL;
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 32LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -151,36 +146,31 @@ extern "C" __global__ void __launch_bounds__(256) k5_elementwise(float* __restri
   }
 }
 
-// %40 rows [32 x 10], 3 stages: launch <<<32, 32>>>
-// from %40 at 17:8 `cross_entropy(Mlp(pixels), label)`
+// %41 rows [32 x 10], 2 stages: launch <<<32, 32>>>
+// from %41 at 17:8 `cross_entropy(Mlp(pixels), label)`
 extern "C" __global__ void __launch_bounds__(32) k6_rows(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 32LL; v0 += (long long)gridDim.x) {
-    for (long long v1 = (long long)threadIdx.x; v1 < 10LL; v1 += (long long)blockDim.x) {
-      long long v2 = ((v0 * 10LL) + v1);
-      F[(23168LL + v2)] = ((-(-0.03125f * F[(22528LL + v2)])) / F[(23520LL + v0)]);
+    float v1 = 0.0f;
+    for (long long v2 = (long long)threadIdx.x; v2 < 10LL; v2 += (long long)blockDim.x) {
+      v1 = (v1 + ((-(-0.03125f * F[(22528LL + ((v0 * 10LL) + v2))])) / F[(23200LL + v0)]));
     }
-    __syncthreads();
-    float v3 = 0.0f;
-    for (long long v4 = (long long)threadIdx.x; v4 < 10LL; v4 += (long long)blockDim.x) {
-      v3 = (v3 + F[(23168LL + ((v0 * 10LL) + v4))]);
-    }
-    float v5 = __shfl_down_sync(0xffffffffu, v3, 16);
-    v3 = (v3 + v5);
-    float v6 = __shfl_down_sync(0xffffffffu, v3, 8);
-    v3 = (v3 + v6);
-    float v7 = __shfl_down_sync(0xffffffffu, v3, 4);
-    v3 = (v3 + v7);
-    float v8 = __shfl_down_sync(0xffffffffu, v3, 2);
-    v3 = (v3 + v8);
-    float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
-    v3 = (v3 + v9);
+    float v3 = __shfl_down_sync(0xffffffffu, v1, 16);
+    v1 = (v1 + v3);
+    float v4 = __shfl_down_sync(0xffffffffu, v1, 8);
+    v1 = (v1 + v4);
+    float v5 = __shfl_down_sync(0xffffffffu, v1, 4);
+    v1 = (v1 + v5);
+    float v6 = __shfl_down_sync(0xffffffffu, v1, 2);
+    v1 = (v1 + v6);
+    float v7 = __shfl_down_sync(0xffffffffu, v1, 1);
+    v1 = (v1 + v7);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(23488LL + v0)] = v3;
+      F[(23168LL + v0)] = v1;
     }
     __syncthreads();
-    for (long long v10 = (long long)threadIdx.x; v10 < 10LL; v10 += (long long)blockDim.x) {
-      long long v11 = ((v0 * 10LL) + v10);
-      F[(27456LL + v11)] = fmaf(-0.03125f, F[(22528LL + v11)], (F[(23488LL + v0)] * F[(22848LL + v11)]));
+    for (long long v8 = (long long)threadIdx.x; v8 < 10LL; v8 += (long long)blockDim.x) {
+      long long v9 = ((v0 * 10LL) + v8);
+      F[(27456LL + v9)] = fmaf(-0.03125f, F[(22528LL + v9)], (F[(23168LL + v0)] * F[(22848LL + v9)]));
     }
     __syncthreads();
   }
