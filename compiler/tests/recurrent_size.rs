@@ -47,3 +47,45 @@ fn gru_graph_size_does_not_depend_on_sequence_length() {
     assert_eq!(short, count(&step_graph("gru", 500)));
     assert_eq!(short.1, 8);
 }
+
+/// Transcendentals among the nodes of `g` (not inside its scans).
+fn transcendentals(g: &Graph) -> usize {
+    use netc_compiler::ir::UnaryOp;
+    g.graph
+        .node_indices()
+        .filter(|&n| {
+            matches!(
+                g.node(n).op,
+                Op::Unary(UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp)
+            )
+        })
+        .count()
+}
+
+/// The forward scans save their gate activations and `tanh(c)` for the backward scans, which
+/// read them instead of recomputing five transcendentals per element and step.
+#[test]
+fn lstm_backward_scans_compute_no_activations() {
+    let mut g = step_graph("lstm", 7);
+    netc_compiler::ir::passes::optimize(&mut g);
+    let per_scan: Vec<usize> = g
+        .graph
+        .node_indices()
+        .filter_map(|n| match &g.node(n).op {
+            Op::Scan(s) => Some(transcendentals(&s.body)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(per_scan.len(), 8);
+    // Forward bodies: three sigmoid gates, a tanh gate, tanh(c); backward bodies: nothing.
+    assert_eq!(
+        per_scan.iter().filter(|&&t| t == 5).count(),
+        4,
+        "{per_scan:?}"
+    );
+    assert_eq!(
+        per_scan.iter().filter(|&&t| t == 0).count(),
+        4,
+        "{per_scan:?}"
+    );
+}

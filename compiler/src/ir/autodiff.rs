@@ -10,9 +10,10 @@
 //! recurrence of any length keeps a graph of fixed size. To give that body each step's incoming
 //! carries, differentiating a scan adds them to the forward scan's per-step outputs (appended
 //! after its own, so existing `Project`s keep their meaning; added once however often the graph
-//! is differentiated). The step's matmul results are saved the same way: the backward body
-//! reads them rather than recomputing them, which removes a third of an LSTM's recurrent
-//! matmul work from the backward pass.
+//! is differentiated). The step's matmul results and its exp, tanh and sigmoid results are
+//! saved the same way ([`saves_recomputation`]): the backward body reads them rather than
+//! recomputing them, which removes a third of an LSTM's recurrent matmul work and all of its
+//! gate activations from the backward pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -20,6 +21,17 @@ use netc_grammar::Span;
 use petgraph::Direction;
 
 use super::{BinaryOp, DType, Graph, IrError, NodeId, Op, ReduceOp, Role, Scan, Type, UnaryOp};
+
+/// Whether a scan body's value is saved for the backward body rather than recomputed there:
+/// matmuls (the step's most expensive work) and the transcendentals whose derivative is
+/// written with their result (an LSTM's gates and `tanh(c)`: five per element, about 4 ns
+/// each, for one stored float each).
+fn saves_recomputation(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::MatMul { .. } | Op::Unary(UnaryOp::Exp | UnaryOp::Tanh | UnaryOp::Sigmoid)
+    )
+}
 
 /// Gradients of `loss` (a scalar) with respect to each of `wrt`. `None` where the loss does not
 /// depend on that node.
@@ -266,9 +278,10 @@ impl Backward<'_> {
                 residual_nodes[i] = Some(self.add(Op::Project { index }, &[n], Some(t), span)?);
             }
         }
-        // Saved products: each step's matmul results, also as extra per-step outputs, so the
-        // backward body reads them instead of recomputing the step's most expensive work.
-        let saved = self.save_products(n, nc, span)?;
+        // Saved results: each step's matmul results and transcendental outputs, also as extra
+        // per-step outputs, so the backward body reads them instead of recomputing the step's
+        // most expensive work.
+        let saved = self.save_results(n, nc, span)?;
 
         // The backward body: inputs first, in the order the scan contract names them.
         let mut bb = Graph::new();
@@ -337,8 +350,9 @@ impl Backward<'_> {
         let const_start = wrt.len();
         wrt.extend(d_consts.iter().map(|j| names[&format!("const{j}")]));
         let grads = backprop(&mut bb, &seeds, &wrt)?;
-        // Differentiating a matmul needs only its operands, so once the adjoints exist its
-        // recomputed value is replaced by the saved one and the recomputation is dead code.
+        // Once the adjoints exist, each recomputed saved value is replaced by the saved one
+        // (differentiating a matmul needs only its operands; exp, tanh and sigmoid need their
+        // results), and the recomputation is dead code.
         for (&(m, _), &input) in saved.iter().zip(&saved_in) {
             bb.replace_uses(copied[&m], input);
         }
@@ -547,7 +561,7 @@ impl Backward<'_> {
     /// Make forward scan `n` also emit, per step, the result of every float matmul of its
     /// body (once, however often it is differentiated), and return each such body node with
     /// the outer node holding its stacked values. `nc` is the scan's carry count.
-    fn save_products(
+    fn save_results(
         &mut self,
         n: NodeId,
         nc: usize,
@@ -557,22 +571,22 @@ impl Backward<'_> {
             return Ok(Vec::new());
         };
         let length = fwd.length;
-        let products: Vec<NodeId> = fwd
+        let saved_values: Vec<NodeId> = fwd
             .body
             .topo_order()
             .into_iter()
             .filter(|&m| {
                 let node = fwd.body.node(m);
-                matches!(node.op, Op::MatMul { .. }) && node.ty.dtype == DType::F32
+                saves_recomputation(&node.op) && node.ty.dtype == DType::F32
             })
             .collect();
         let mut indexed = Vec::new();
-        for (k, &m) in products.iter().enumerate() {
+        for (k, &m) in saved_values.iter().enumerate() {
             let existing = fwd.body.outputs[nc..].iter().position(|o| o.node == m);
             let index = match existing {
                 Some(i) => nc + i,
                 None => {
-                    fwd.body.set_output(&format!("product{k}"), m);
+                    fwd.body.set_output(&format!("saved{k}"), m);
                     fwd.body.outputs.len() - 1
                 }
             };
