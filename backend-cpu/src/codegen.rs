@@ -13,6 +13,8 @@
 //! inlined polynomial code ([`math`]) within a few ulp of the interpreter's correctly rounded
 //! results.
 
+use std::collections::HashMap;
+
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
 use cranelift_codegen::ir::{AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, Value};
@@ -158,6 +160,7 @@ impl Jit {
                 base,
                 fma: self.fma,
                 row_bases: Vec::new(),
+                loaded: HashMap::new(),
                 out_row: base,
                 strides_out,
                 split: (lo, hi),
@@ -224,6 +227,11 @@ struct Gen<'a> {
     /// Per load (in `Expr::loads` order, output after output): its address at the start of the
     /// current row, in bytes from the arena base, as an i64.
     row_bases: Vec<Value>,
+    /// The values loaded for the element being computed, by offset and strides: an
+    /// expression that reads the same element twice (a sibling output inlined into its
+    /// reader) loads it once, so Cranelift's value numbering can share everything computed
+    /// from it (it never merges two loads).
+    loaded: HashMap<(usize, Vec<usize>), Value>,
     /// The current row's address within the outputs (absolute, without an output's offset:
     /// the outputs share the shape, so one row address serves them all).
     out_row: Value,
@@ -415,6 +423,7 @@ impl Gen<'_> {
                 let s = self.splat(Mode::Scalar, init);
                 self.b.def_var(tail, s);
                 let accumulate = |g: &mut Self, mode: Mode, acc, j| {
+                    g.loaded.clear();
                     let x = g.eval(mode, j, &loads, expr, &mut 0);
                     let a = g.b.use_var(acc);
                     let y = g.combine(*op, a, x);
@@ -462,6 +471,7 @@ impl Gen<'_> {
     /// Compute the element(s) at inner index `j` of every output, then store them all (so a
     /// load of an output's own element sees its old value).
     fn element(&mut self, mode: Mode, j: Value, loads: &[Vec<usize>], outs: &[(usize, &Expr)]) {
+        self.loaded.clear();
         let mut next = 0;
         let values: Vec<Value> = outs
             .iter()
@@ -507,9 +517,13 @@ impl Gen<'_> {
         next: &mut usize,
     ) -> Value {
         match expr {
-            Expr::Load { .. } => {
+            Expr::Load { offset, strides } => {
                 let l = *next;
                 *next += 1;
+                let key = (*offset, strides.clone());
+                if let Some(&v) = self.loaded.get(&key) {
+                    return v;
+                }
                 let inner = loads[l][loads[l].len() - 1];
                 let row = self.row_bases[l];
                 let addr = if inner == 0 {
@@ -519,14 +533,16 @@ impl Gen<'_> {
                     self.b.ins().iadd(row, t)
                 };
                 let addr = self.b.ins().iadd(self.base, addr);
-                match (mode, inner) {
+                let v = match (mode, inner) {
                     (Mode::Vector, 0) => {
                         let x = self.b.ins().load(F32, flags(), addr, 0);
                         self.b.ins().splat(F32X4, x)
                     }
                     (Mode::Vector, _) => self.b.ins().load(F32X4, flags(), addr, 0),
                     (Mode::Scalar, _) => self.b.ins().load(F32, flags(), addr, 0),
-                }
+                };
+                self.loaded.insert(key, v);
+                v
             }
             Expr::Const(c) => self.splat(mode, *c),
             Expr::Unary(op, a) => {

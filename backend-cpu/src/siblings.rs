@@ -26,35 +26,45 @@ const WINDOW: usize = 4;
 pub(crate) fn merge(program: &mut KernelProgram) {
     let mut b = 0;
     while b < program.kernels.len() {
-        while let Some(a) = sibling(&program.kernels, b) {
-            let Kernel::Elementwise { out, expr, .. } = program.kernels.remove(a) else {
+        while let Some((a, target)) = sibling(&program.kernels, b) {
+            let Kernel::Elementwise {
+                out,
+                expr,
+                shape: a_shape,
+                ..
+            } = program.kernels.remove(a)
+            else {
                 unreachable!("siblings are elementwise")
             };
             b -= 1;
             let Kernel::Elementwise {
-                expr: main, also, ..
+                expr: main,
+                also,
+                shape,
+                ..
             } = &mut program.kernels[b]
             else {
                 unreachable!("siblings merge into elementwise kernels")
             };
-            inline(main, out, &expr);
-            for (_, e) in also.iter_mut() {
+            let expr = over(&expr, &a_shape, &target).expect("checked by `sibling`");
+            for e in std::iter::once(&mut *main).chain(also.iter_mut().map(|(_, e)| e)) {
+                *e = over(e, shape, &target).expect("checked by `sibling`");
                 inline(e, out, &expr);
             }
+            *shape = target;
             also.push((out, expr));
         }
         b += 1;
     }
 }
 
-/// A kernel before `b` (nearest first) that can become a further output of `b`.
-fn sibling(kernels: &[Kernel], b: usize) -> Option<usize> {
+/// A kernel before `b` (nearest first) that can become a further output of `b`, with the
+/// shape of the merged loop.
+fn sibling(kernels: &[Kernel], b: usize) -> Option<(usize, Vec<usize>)> {
     let Kernel::Elementwise { shape, .. } = &kernels[b] else {
         return None;
     };
-    let element = row_major(shape);
-    let loads = loads(&kernels[b], shape);
-    (b.saturating_sub(WINDOW)..b).rev().find(|&a| {
+    (b.saturating_sub(WINDOW)..b).rev().find_map(|a| {
         let Kernel::Elementwise {
             out: a_out,
             shape: a_shape,
@@ -63,40 +73,59 @@ fn sibling(kernels: &[Kernel], b: usize) -> Option<usize> {
             ..
         } = &kernels[a]
         else {
-            return false;
+            return None;
         };
+        // A flat loop takes the other's shape (the same elements in the same order).
+        let target = if shape.len() == 1 { a_shape } else { shape };
+        let a_expr = over(a_expr, a_shape, target)?;
+        let b_exprs = kernels[b]
+            .elementwise_outputs()
+            .map(|(_, e)| over(e, shape, target))
+            .collect::<Option<Vec<_>>>()?;
+        let element = row_major(target);
+        let loads: Vec<_> = b_exprs.iter().flat_map(|e| e.load_ranges(target)).collect();
         let a_range = range(*a_out);
         let reads: Vec<_> = loads.iter().filter(|l| overlap(&l.0, &a_range)).collect();
         let merged_loads: Vec<_> = loads
             .iter()
             .cloned()
-            .chain(a_expr.load_ranges(shape))
+            .chain(a_expr.load_ranges(target))
             .collect();
         let outputs: Vec<Slot> = kernels[b]
             .elementwise_outputs()
             .map(|(s, _)| s)
             .chain(std::iter::once(*a_out))
             .collect();
-        a_also.is_empty()
-            && a_shape == shape
+        let fits = a_also.is_empty()
             && !reads.is_empty()
             && reads.iter().all(|l| l.1 == a_out.offset && l.2 == element)
             && quiet_between(
                 &kernels[a + 1..b],
                 a_range.clone(),
-                &a_expr.load_ranges(shape),
+                &a_expr.load_ranges(target),
             )
-            && element_wise(&merged_loads, &outputs, &element)
+            && element_wise(&merged_loads, &outputs, &element);
+        fits.then(|| (a, target.clone()))
     })
 }
 
-/// Every load of an elementwise kernel (all its outputs' expressions): the range it can reach,
-/// its base offset and its strides.
-fn loads(kernel: &Kernel, shape: &[usize]) -> Vec<(Range<usize>, usize, Vec<usize>)> {
-    kernel
-        .elementwise_outputs()
-        .flat_map(|(_, e)| e.load_ranges(shape))
-        .collect()
+/// `expr`, from a loop over `from`, as the same computation over `to`: unchanged when the
+/// shapes agree; a flat loop's loads (one stride each, `s`) become `to`'s row-major strides
+/// times `s`. `None` for any other pair of shapes.
+fn over(expr: &Expr, from: &[usize], to: &[usize]) -> Option<Expr> {
+    if from == to {
+        return Some(expr.clone());
+    }
+    if from.len() != 1 || from[0] != to.iter().product::<usize>() {
+        return None;
+    }
+    let element = row_major(to);
+    let mut e = expr.clone();
+    for (_, strides) in e.loads_mut() {
+        let s = strides[0];
+        *strides = element.iter().map(|r| r * s).collect();
+    }
+    Some(e)
 }
 
 fn range(s: Slot) -> Range<usize> {
@@ -169,7 +198,7 @@ mod tests {
     use std::collections::HashMap;
 
     use netc_compiler::ir::interp::{self, Precision, Value};
-    use netc_compiler::ir::{BinaryOp, Graph, NodeId, Op, Role, Type};
+    use netc_compiler::ir::{BinaryOp, Graph, NodeId, Op, Role, Type, UnaryOp};
     use netc_grammar::Span;
 
     use crate::kernel::Kernel;
@@ -248,6 +277,31 @@ mod tests {
         g.set_update("m2", m2, "m");
         g.set_update("p2", p2, "p");
         let inputs = [("p", data(37, 1)), ("m", data(37, 2)), ("g", data(37, 3))];
+        assert_eq!(planned(&g, &inputs), vec![2]);
+    }
+
+    /// A loop over `[6, 8]` (it reads `x` transposed) joins a flat reader of its output: the
+    /// reader's loads are re-expressed over `[6, 8]`.
+    #[test]
+    fn a_flat_reader_takes_its_siblings_shape() {
+        let mut g = Graph::new();
+        let x = g.input("x", Role::Data, Type::f32(vec![8, 6]), Span::default());
+        let y = g.input("y", Role::Data, Type::f32(vec![6, 8]), Span::default());
+        let xt = g
+            .add(
+                Op::Transpose { perm: vec![1, 0] },
+                &[x],
+                None,
+                Span::default(),
+            )
+            .unwrap();
+        let a = g
+            .add(Op::Unary(UnaryOp::Sigmoid), &[xt], None, Span::default())
+            .unwrap();
+        let b = add(&mut g, BinaryOp::Mul, a, y);
+        g.set_output("a", a);
+        g.set_output("b", b);
+        let inputs = [("x", data(48, 6)), ("y", data(48, 7))];
         assert_eq!(planned(&g, &inputs), vec![2]);
     }
 
