@@ -619,7 +619,40 @@ fn col2im(
     } else {
         &mut pad[..c * h * w]
     };
-    planes.fill(0.0);
+    let ([s0, s1], [d0, d1]) = (win.stride, win.dilation);
+    let doubled = win.kernel == [2 * s0, 2 * s1] && [d0, d1] == [1, 1];
+    let col = (col, ld);
+    if doubled && s1 == 2 {
+        gather_doubled::<2>(col, c, (oh, ow), (h, w), s0, planes);
+    } else if doubled && s1 == 1 {
+        gather_doubled::<1>(col, c, (oh, ow), (h, w), s0, planes);
+    } else {
+        planes.fill(0.0);
+        scatter(col, (oh, ow), (h, w), win, planes);
+    }
+    if !direct {
+        for (dst, src) in img
+            .chunks_exact_mut((ih * iw).max(1))
+            .zip(pad.chunks_exact(h * w))
+        {
+            for (row, line) in dst
+                .chunks_exact_mut(iw.max(1))
+                .zip(src[ph * w..].chunks_exact(w))
+            {
+                copy_row(row, &line[pw..pw + iw]);
+            }
+        }
+    }
+}
+
+/// col2im's sums by scattering each column row into the (zeroed) padded planes.
+fn scatter(
+    (col, ld): (&[f32], usize),
+    (oh, ow): (usize, usize),
+    (h, w): (usize, usize),
+    win: &Window,
+    planes: &mut [f32],
+) {
     let ([s0, s1], [d0, d1]) = (win.stride, win.dilation);
     let mut rows = col.chunks(ld.max(1));
     for plane in planes.chunks_exact_mut((h * w).max(1)) {
@@ -633,16 +666,65 @@ fn col2im(
             }
         }
     }
-    if !direct {
-        for (dst, src) in img
-            .chunks_exact_mut((ih * iw).max(1))
-            .zip(pad.chunks_exact(h * w))
-        {
-            for (row, line) in dst
-                .chunks_exact_mut(iw.max(1))
-                .zip(src[ph * w..].chunks_exact(w))
-            {
-                copy_row(row, &line[pw..pw + iw]);
+}
+
+/// col2im's sums for a window twice as long as its stride (DCGAN's 4x4, stride 2), gathered:
+/// padded element `(y, x)` is the sum of the taps that land on it, at most two per axis (`a =
+/// y % s` from window row `y / s`, `a + s` from the row before), so each element costs a few
+/// loads and one add to its line where scattering costs four read-modify-writes of single
+/// elements. `S` is the stride along rows (the lines are built `S` elements at a time).
+fn gather_doubled<const S: usize>(
+    (col, ld): (&[f32], usize),
+    c: usize,
+    (oh, ow): (usize, usize),
+    (h, w): (usize, usize),
+    s0: usize,
+    planes: &mut [f32],
+) {
+    let (k0, k1) = (2 * s0, 2 * S);
+    for (ci, plane) in planes.chunks_exact_mut((h * w).max(1)).take(c).enumerate() {
+        for (y, line) in plane.chunks_exact_mut(w.max(1)).enumerate() {
+            let (a, i) = (y % s0, y / s0);
+            // The taps along y: (kernel row, window row) pairs.
+            let taps = [(a, Some(i)), (a + s0, i.checked_sub(1))];
+            let taps = taps
+                .iter()
+                .filter_map(|&(a, i)| i.filter(|&i| i < oh).map(|i| (a, i)));
+            line.fill(0.0);
+            for (a, i) in taps {
+                // Column rows of taps (a, b) ("near": x = b + j*S) and (a, b + S) ("far":
+                // x = b + (j + 1)*S), for every b.
+                let row = |b: usize| {
+                    let at = ((ci * k0 + a) * k1 + b) * ld + i * ow;
+                    &col[at..at + ow]
+                };
+                let near: [&[f32]; S] = std::array::from_fn(row);
+                let far: [&[f32]; S] = std::array::from_fn(|b| row(b + S));
+                let mut groups = line.chunks_mut(S);
+                // x in [0, S): near taps of window column 0 only.
+                if let Some(first) = groups.next() {
+                    for (b, t) in first.iter_mut().enumerate() {
+                        *t += near[b][0];
+                    }
+                }
+                // Window columns 1..ow: both taps, S lanes at a time.
+                for (j, group) in (1..ow).zip(&mut groups) {
+                    if group.len() == S {
+                        for b in 0..S {
+                            group[b] += near[b][j] + far[b][j - 1];
+                        }
+                    } else {
+                        for (b, t) in group.iter_mut().enumerate() {
+                            *t += near[b][j] + far[b][j - 1];
+                        }
+                    }
+                }
+                // The far taps of the last window column.
+                if let Some(last) = groups.next() {
+                    for (b, t) in last.iter_mut().enumerate() {
+                        *t += far[b][ow - 1];
+                    }
+                }
             }
         }
     }

@@ -83,6 +83,9 @@ fn windows() -> Vec<Window> {
         w([3, 3], [1, 2], [2, 1], [2, 2]),
         w([5, 4], [2, 3], [1, 2], [1, 1]),
         w([4, 4], [2, 2], [1, 1], [1, 1]),
+        // Windows twice their stride: col2im gathers instead of scattering.
+        w([6, 4], [3, 2], [2, 1], [1, 1]),
+        w([2, 2], [1, 1], [0, 1], [1, 1]),
         // LeNet's convolutions (stride 1, no padding: im2col reads the image itself).
         w([5, 5], [1, 1], [0, 0], [1, 1]),
         // The pools' fast paths: 2x2 and 3x3 kernels with every window inside.
