@@ -101,8 +101,8 @@ struct Chunk {
     /// Elements of one zero-padded image (the im2col source, or the col2im target), 0 when
     /// the convolution has no padding and works on the image itself.
     padded: usize,
-    /// Elements of a transposed copy of the weight (transposed convolutions only: see
-    /// [`conv_transpose2d`]).
+    /// Elements of a weight-sized buffer: the transposed weight of a transposed convolution
+    /// ([`conv_transpose2d`]), the row-padded sums of a weight gradient ([`padded_row`]).
     weight: usize,
 }
 
@@ -117,9 +117,13 @@ impl Chunk {
                 &shapes[0][1..],
                 window,
             ),
-            // col[C*kh*kw, H'*W'] with H', W' those of dy; dy regrouped [O, H'*W'].
+            // col^T[H'*W', C*kh*kw] (rows padded: `padded_row`) with H', W' those of dy; dy
+            // regrouped [O, H'*W'].
             Op::Conv2dWeightGrad { window } => (
-                shapes[0][1] * window.kernel[0] * window.kernel[1],
+                padded_row(
+                    shapes[0][1] * window.kernel[0] * window.kernel[1],
+                    shapes[1][1],
+                ),
                 shapes[1][2] * shapes[1][3],
                 shapes[1][1],
                 &shapes[0][1..],
@@ -144,6 +148,10 @@ impl Chunk {
         let images = (CHUNK_COL / (rows * positions).max(1)).clamp(1, shapes[0][0].max(1));
         let weight = match op {
             Op::ConvTranspose2d { .. } => rows * other,
+            Op::Conv2dWeightGrad { window } => {
+                let k = shapes[0][1] * window.kernel[0] * window.kernel[1];
+                if rows == k { 0 } else { rows * other }
+            }
             _ => 0,
         };
         Some(Chunk {
@@ -156,18 +164,18 @@ impl Chunk {
         })
     }
 
-    /// Scratch elements: the transposed weight, the column matrix, the staging matrix and the
-    /// padded image.
+    /// Scratch elements: the weight-sized buffer, the column matrix, the staging matrix and
+    /// the padded image.
     fn len(&self) -> usize {
         self.weight + (self.rows + self.other) * self.images * self.positions + self.padded
     }
 
-    /// The transposed weight's part of `scratch`, and the rest.
+    /// The weight-sized buffer's part of `scratch`, and the rest.
     fn weight(self, scratch: &mut [f32]) -> (&mut [f32], &mut [f32]) {
         scratch.split_at_mut(self.weight)
     }
 
-    /// `scratch` (after the transposed weight) cut into the column matrix, the staging matrix
+    /// `scratch` (after the weight-sized buffer) cut into the column matrix, the staging matrix
     /// and the padded image for a batch of `n` images.
     fn split(self, scratch: &mut [f32], n: usize) -> (&mut [f32], &mut [f32], &mut [f32]) {
         let (col, rest) = scratch.split_at_mut(self.rows * n * self.positions);
@@ -495,8 +503,9 @@ fn im2col(
     }
 }
 
-/// The transpose of [`im2col`] for one image: `rows[(i, j) * K + (c, a, b)] = img[c, i*s - p +
-/// a*d, j*s - p + b*d]` (zero in the padding), `K = c*kh*kw`: each window position's taps in
+/// The transpose of [`im2col`] for one image: `rows[(i, j) * ld + (c, a, b)] = img[c, i*s - p +
+/// a*d, j*s - p + b*d]` (zero in the padding, and in each row's `ld - K` last elements),
+/// `K = c*kh*kw`: each window position's taps in
 /// one row, the order a weight gradient's GEMM reads them in. The common kernel widths copy
 /// each kernel row as one fixed-size array (a `memcpy` call per row cost more than the copy).
 fn im2row(
@@ -504,7 +513,7 @@ fn im2row(
     dims: (usize, usize, usize),
     (oh, ow): (usize, usize),
     win: &Window,
-    rows: &mut [f32],
+    rows: (&mut [f32], usize),
     pad: &mut [f32],
 ) {
     let padded = padded(img, dims, win, pad);
@@ -521,16 +530,21 @@ fn im2row(
 fn im2row_kw<const KW: usize>(
     (planes, h, w): (&[f32], usize, usize),
     (c, (oh, ow), win): (usize, (usize, usize), &Window),
-    rows: &mut [f32],
+    (rows, ld): (&mut [f32], usize),
 ) {
     let ([s0, s1], [d0, d1], [kh, kw]) = (win.stride, win.dilation, win.kernel);
     let k = c * kh * kw;
-    for (i, line) in rows.chunks_exact_mut((ow * k).max(1)).take(oh).enumerate() {
+    for (i, line) in rows.chunks_exact_mut((ow * ld).max(1)).take(oh).enumerate() {
+        if ld > k {
+            for row in line.chunks_exact_mut(ld) {
+                row[k..].fill(0.0);
+            }
+        }
         let mut at = 0;
         for plane in planes.chunks_exact((h * w).max(1)).take(c) {
             for a in 0..kh {
                 let src = &plane[(i * s0 + a * d0) * w..];
-                for (j, dst) in line.chunks_exact_mut(k).enumerate() {
+                for (j, dst) in line.chunks_exact_mut(ld).enumerate() {
                     let from = j * s1;
                     if KW > 0 && d1 == 1 {
                         let taps: [f32; KW] = src[from..from + KW].try_into().expect("KW taps");
@@ -843,7 +857,14 @@ fn conv2d(
                     pad,
                 );
             } else {
-                im2row(x, (c, ih, iw), (oh, ow), win, &mut col[j * p * k..], pad);
+                im2row(
+                    x,
+                    (c, ih, iw),
+                    (oh, ow),
+                    win,
+                    (&mut col[j * p * k..], k),
+                    pad,
+                );
             }
         }
         let y = &mut y[at * o * p..(at + n) * o * p];
@@ -881,10 +902,21 @@ fn conv2d(
     }
 }
 
+/// The row length of a weight gradient's `col^T` for `k` taps and `o` output channels: `k`
+/// rounded up to a multiple of 8 when there are at most 48 channels. Then the GEMM library
+/// reads `col^T` in place (its rows a whole number of 8-lane vectors, the other side at most
+/// eight 6-wide tiles); otherwise it copies (packs) the whole matrix first, which for LeNet's
+/// 75- and 150-tap rows cost as much as building it.
+fn padded_row(k: usize, o: usize) -> usize {
+    if o <= 48 { k.next_multiple_of(8) } else { k }
+}
+
 /// `Conv2dWeightGrad` over the images in `images`: `dw (O x K) = sum over batches of dY (O x
 /// c*P) x col^T (c*P x K)`, `dY` being `c` images of `dy` side by side, accumulated by the GEMM.
 /// `col^T` is built directly ([`im2row`]): with the positions as the GEMM's depth, reading it
-/// row by row runs 1.4-1.8x faster than through `col`'s strides for few-channel layers.
+/// row by row runs 1.4-1.8x faster than through `col`'s strides for few-channel layers. Its
+/// rows may be padded with zeros ([`padded_row`]); then the sums go to a padded `O x ld`
+/// buffer first.
 fn conv2d_weight_grad(
     x: &[f32],
     dy: &[f32],
@@ -896,7 +928,11 @@ fn conv2d_weight_grad(
 ) {
     let [_, c, ih, iw] = xs;
     let [_, o, oh, ow] = ds;
-    let (k, p) = (chunk.rows, chunk.positions);
+    let (k, ld, p) = (
+        c * win.kernel[0] * win.kernel[1],
+        chunk.rows,
+        chunk.positions,
+    );
     let image = c * ih * iw;
     if dense(win, (ih, iw)) {
         // dw[o, :] = sum over the images of dy[i, o] x[i, :]
@@ -909,13 +945,22 @@ fn conv2d_weight_grad(
         gemm((o, k, n), dw, (k, 1), false, dy, Mat::rows(x, k));
         return;
     }
-    dw.fill(0.0);
+    let (padded_sums, scratch) = chunk.weight(scratch);
+    let sums = if ld == k { &mut *dw } else { &mut *padded_sums };
+    sums.fill(0.0);
     for (_, batch) in batches(images, chunk) {
         let n = batch.len();
         let (col, staged, pad) = chunk.split(scratch, n);
         for (j, img) in batch.clone().enumerate() {
             let x = &x[img * image..(img + 1) * image];
-            im2row(x, (c, ih, iw), (oh, ow), win, &mut col[j * p * k..], pad);
+            im2row(
+                x,
+                (c, ih, iw),
+                (oh, ow),
+                win,
+                (&mut col[j * p * ld..], ld),
+                pad,
+            );
         }
         let dy = &dy[batch.start * o * p..batch.end * o * p];
         let lhs = if n == 1 {
@@ -925,9 +970,9 @@ fn conv2d_weight_grad(
             &*staged
         };
         gemm(
-            (o, k, n * p),
-            dw,
-            (k, 1),
+            (o, ld, n * p),
+            sums,
+            (ld, 1),
             true,
             Mat {
                 data: lhs,
@@ -936,10 +981,15 @@ fn conv2d_weight_grad(
             },
             Mat {
                 data: col,
-                rs: k,
+                rs: ld,
                 cs: 1,
             },
         );
+    }
+    if ld != k {
+        for (row, padded) in dw.chunks_exact_mut(k).zip(padded_sums.chunks_exact(ld)) {
+            row.copy_from_slice(&padded[..k]);
+        }
     }
 }
 
