@@ -158,18 +158,7 @@ pub(crate) fn reduce(
     if x.is_empty() {
         return;
     }
-    // Collapse: drop size-1 axes, merge neighbours of the same kind (reduced or kept).
-    let mut dims: Vec<(usize, bool)> = Vec::new();
-    for (a, &n) in shape.iter().enumerate() {
-        if n == 1 {
-            continue;
-        }
-        let reduced = axes.contains(&a);
-        match dims.last_mut() {
-            Some((m, r)) if *r == reduced => *m *= n,
-            _ => dims.push((n, reduced)),
-        }
-    }
+    let mut dims = crate::kernel::reduced_dims(shape, axes);
     if dims.is_empty() {
         dims.push((1, false));
     }

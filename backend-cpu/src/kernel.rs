@@ -157,6 +157,24 @@ impl Expr {
     }
 }
 
+/// A reduction's dimensions over `shape` reducing `axes`, simplified: size-1 axes dropped and
+/// neighbours of the same kind (reduced or kept) merged, as `(size, reduced)` — the loop nest
+/// every backend runs it as.
+pub fn reduced_dims(shape: &[usize], axes: &[usize]) -> Vec<(usize, bool)> {
+    let mut dims: Vec<(usize, bool)> = Vec::new();
+    for (a, &n) in shape.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        let reduced = axes.contains(&a);
+        match dims.last_mut() {
+            Some((m, r)) if *r == reduced => *m *= n,
+            _ => dims.push((n, reduced)),
+        }
+    }
+    dims
+}
+
 /// The dump name of a unary op (as the IR text calls it).
 pub fn unary_name(op: UnaryOp) -> &'static str {
     netc_compiler::ir::Op::Unary(op).name()

@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use crate::kernel::{Expr, Footprint, Kernel, KernelProgram, RowStage, Slot};
+use crate::kernel::{Expr, Footprint, Kernel, KernelProgram, RowStage, Slot, reduced_dims};
 
 /// Replace every fusable run of kernels by one row kernel.
 pub(crate) fn fuse(program: &mut KernelProgram) {
@@ -144,18 +144,7 @@ fn last_axis(kernel: &Kernel) -> Option<(usize, usize)> {
     let Kernel::Reduce { shape, axes, .. } = kernel else {
         return None;
     };
-    let mut dims: Vec<(usize, bool)> = Vec::new();
-    for (a, &n) in shape.iter().enumerate() {
-        if n == 1 {
-            continue;
-        }
-        let reduced = axes.contains(&a);
-        match dims.last_mut() {
-            Some((m, r)) if *r == reduced => *m *= n,
-            _ => dims.push((n, reduced)),
-        }
-    }
-    match dims.as_slice() {
+    match reduced_dims(shape, axes).as_slice() {
         [(rows, false), (len, true)] if *rows > 1 && *len > 1 => Some((*rows, *len)),
         _ => None,
     }

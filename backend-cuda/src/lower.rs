@@ -18,7 +18,9 @@
 //!   gather form, one thread per output, adding in the CPU backend's order.
 //! - **Fallback**: a host step (the interpreter on copies of its operands), so every graph runs.
 
-use netc_backend_cpu::kernel::{Expr as KExpr, Kernel as KKernel, KernelProgram, RowStage, Slot};
+use netc_backend_cpu::kernel::{
+    Expr as KExpr, Kernel as KKernel, KernelProgram, RowStage, Slot, reduced_dims,
+};
 use netc_compiler::ir::{BinaryOp, DType, Graph, Op, ReduceOp, Window};
 use netc_grammar::ast::Span;
 
@@ -286,6 +288,30 @@ impl Lowering {
         self.launch(b, node, kind, what, grid, self.config.block)
     }
 
+    /// A kernel with one block per item (a grid-stride loop over `items`), `body(b, item,
+    /// partials)` the work of one, its threads striding over `len` elements; `partials` is the
+    /// shared array [`block_total`] needs (none with a single warp). Returns the builder, the
+    /// grid and the block size.
+    fn block_per_item(
+        &self,
+        items: usize,
+        len: usize,
+        mut body: impl FnMut(&mut Builder, Expr, Option<(Mem, usize)>),
+    ) -> (Builder, u32, u32) {
+        let block = (len.next_power_of_two() as u32).clamp(WARP, self.config.block);
+        let grid = (items as u32).min(self.config.max_grid);
+        let mut b = Builder::new();
+        let warps = (block / WARP) as usize;
+        let partials = (warps > 1).then(|| (b.shared(Ty::F32, warps), warps));
+        b.for_(
+            Expr::Builtin(Builtin::BlockIdx),
+            Expr::idx(items),
+            Expr::Builtin(Builtin::GridDim),
+            |b, item| body(b, item, partials),
+        );
+        (b, grid, block)
+    }
+
     /// A fresh error code for `message`.
     fn error(&mut self, message: String) -> u32 {
         self.errors.push(message);
@@ -393,75 +419,59 @@ impl Lowering {
     /// A map's threads stride over the row's columns (thread 0 computes a value per row); a
     /// reduction is a block reduction like [`Lowering::reduce`]'s, stored by one thread.
     fn rows(&mut self, rows: usize, len: usize, stages: &[RowStage]) -> Result<(), String> {
-        let block = (len.next_power_of_two() as u32).clamp(WARP, self.config.block);
-        let grid = (rows as u32).min(self.config.max_grid);
-        let mut b = Builder::new();
-        let warps = (block / WARP) as usize;
-        let partials = (warps > 1).then(|| (b.shared(Ty::F32, warps), warps));
         let tid = Expr::Builtin(Builtin::ThreadIdx);
-        b.for_(
-            Expr::Builtin(Builtin::BlockIdx),
-            Expr::idx(rows),
-            Expr::Builtin(Builtin::GridDim),
-            |b, r| {
-                for stage in stages {
-                    match stage {
-                        RowStage::Map { width, outs, .. } => {
-                            let outs: Vec<(Slot, &KExpr)> =
-                                outs.iter().map(|(s, e)| (*s, e)).collect();
-                            let contiguous = [*width, 1];
-                            let column = |b: &mut Builder, j: Expr| {
-                                let i = b.let_(
-                                    Ty::I64,
-                                    Expr::plus(
-                                        Expr::times(r.clone(), Expr::idx(*width)),
-                                        j.clone(),
-                                    ),
-                                );
-                                store_values(b, &outs, &i, &[r.clone(), j], &contiguous);
-                            };
-                            if *width == 1 {
-                                b.if_(Expr::cmp(Cmp::Eq, tid.clone(), Expr::I64(0)), |b| {
-                                    column(b, Expr::I64(0))
-                                });
-                            } else {
-                                b.for_(
-                                    tid.clone(),
-                                    Expr::idx(*width),
-                                    Expr::Builtin(Builtin::BlockDim),
-                                    column,
-                                );
-                            }
-                        }
-                        RowStage::Reduce { op, expr, out, .. } => {
-                            let acc = b.var(Ty::F32);
-                            b.push(Stmt::Let(acc, Expr::F32(init_of(*op))));
+        let (b, grid, block) = self.block_per_item(rows, len, |b, r, partials| {
+            for stage in stages {
+                match stage {
+                    RowStage::Map { width, outs, .. } => {
+                        let outs: Vec<(Slot, &KExpr)> = outs.iter().map(|(s, e)| (*s, e)).collect();
+                        let contiguous = [*width, 1];
+                        let column = |b: &mut Builder, j: Expr| {
+                            let i = b.let_(
+                                Ty::I64,
+                                Expr::plus(Expr::times(r.clone(), Expr::idx(*width)), j.clone()),
+                            );
+                            store_values(b, &outs, &i, &[r.clone(), j], &contiguous);
+                        };
+                        if *width == 1 {
+                            b.if_(Expr::cmp(Cmp::Eq, tid.clone(), Expr::I64(0)), |b| {
+                                column(b, Expr::I64(0))
+                            });
+                        } else {
                             b.for_(
                                 tid.clone(),
-                                Expr::idx(len),
+                                Expr::idx(*width),
                                 Expr::Builtin(Builtin::BlockDim),
-                                |b, j| {
-                                    let i = Expr::plus(
-                                        Expr::times(r.clone(), Expr::idx(len)),
-                                        j.clone(),
-                                    );
-                                    let x = translate(expr, &i, &[r.clone(), j], &[len, 1]);
-                                    b.push(Stmt::Set(acc, combine(*op, Expr::Var(acc), x)));
-                                },
+                                column,
                             );
-                            block_total(b, acc, *op, partials, |b, total| {
-                                b.push(Stmt::Store(
-                                    Mem::F,
-                                    Expr::plus(Expr::idx(out.offset), r.clone()),
-                                    total,
-                                ));
-                            });
                         }
                     }
-                    b.push(Stmt::Barrier);
+                    RowStage::Reduce { op, expr, out, .. } => {
+                        let acc = b.var(Ty::F32);
+                        b.push(Stmt::Let(acc, Expr::F32(init_of(*op))));
+                        b.for_(
+                            tid.clone(),
+                            Expr::idx(len),
+                            Expr::Builtin(Builtin::BlockDim),
+                            |b, j| {
+                                let i =
+                                    Expr::plus(Expr::times(r.clone(), Expr::idx(len)), j.clone());
+                                let x = translate(expr, &i, &[r.clone(), j], &[len, 1]);
+                                b.push(Stmt::Set(acc, combine(*op, Expr::Var(acc), x)));
+                            },
+                        );
+                        block_total(b, acc, *op, partials, |b, total| {
+                            b.push(Stmt::Store(
+                                Mem::F,
+                                Expr::plus(Expr::idx(out.offset), r.clone()),
+                                total,
+                            ));
+                        });
+                    }
                 }
-            },
-        );
+                b.push(Stmt::Barrier);
+            }
+        });
         let node = stages.first().map_or(0, RowStage::node);
         let what = format!("rows [{rows} x {len}], {} stages", stages.len());
         self.launch(b, node, "rows", what, grid, block)
@@ -476,18 +486,7 @@ impl Lowering {
         axes: &[usize],
         out: Slot,
     ) -> Result<(), String> {
-        // Collapse: drop size-1 axes, merge neighbours of the same kind.
-        let mut dims: Vec<(usize, bool)> = Vec::new();
-        for (a, &n) in shape.iter().enumerate() {
-            if n == 1 {
-                continue;
-            }
-            let reduced = axes.contains(&a);
-            match dims.last_mut() {
-                Some((m, r)) if *r == reduced => *m *= n,
-                _ => dims.push((n, reduced)),
-            }
-        }
+        let dims = reduced_dims(shape, axes);
         let strides = row_major(&dims.iter().map(|d| d.0).collect::<Vec<_>>());
         let kept: Vec<(usize, usize)> = dims
             .iter()
@@ -520,48 +519,38 @@ impl Lowering {
                 },
             );
         }
-        let block = (len.next_power_of_two() as u32).clamp(WARP, self.config.block);
-        let grid = (outputs as u32).min(self.config.max_grid);
-        let mut b = Builder::new();
-        let warps = (block / WARP) as usize;
-        let partials = (warps > 1).then(|| (b.shared(Ty::F32, warps), warps));
         let tid = Expr::Builtin(Builtin::ThreadIdx);
-        b.for_(
-            Expr::Builtin(Builtin::BlockIdx),
-            Expr::idx(outputs),
-            Expr::Builtin(Builtin::GridDim),
-            |b, o| {
-                let ko = decompose(b, o.clone(), &kept.iter().map(|d| d.0).collect::<Vec<_>>());
-                let base = kept
-                    .iter()
-                    .zip(&ko)
-                    .fold(Expr::idx(input.offset), |acc, ((_, s), k)| {
+        let (b, grid, block) = self.block_per_item(outputs, len, |b, o, partials| {
+            let ko = decompose(b, o.clone(), &kept.iter().map(|d| d.0).collect::<Vec<_>>());
+            let base = kept
+                .iter()
+                .zip(&ko)
+                .fold(Expr::idx(input.offset), |acc, ((_, s), k)| {
+                    Expr::plus(acc, Expr::times(k.clone(), Expr::idx(*s)))
+                });
+            let base = b.let_(Ty::I64, base);
+            let acc = b.var(Ty::F32);
+            b.push(Stmt::Let(acc, Expr::F32(init_of(op))));
+            b.for_(
+                tid.clone(),
+                Expr::idx(len),
+                Expr::Builtin(Builtin::BlockDim),
+                |b, r| {
+                    let kr = decompose(b, r, &red.iter().map(|d| d.0).collect::<Vec<_>>());
+                    let at = red.iter().zip(&kr).fold(base.clone(), |acc, ((_, s), k)| {
                         Expr::plus(acc, Expr::times(k.clone(), Expr::idx(*s)))
                     });
-                let base = b.let_(Ty::I64, base);
-                let acc = b.var(Ty::F32);
-                b.push(Stmt::Let(acc, Expr::F32(init_of(op))));
-                b.for_(
-                    tid.clone(),
-                    Expr::idx(len),
-                    Expr::Builtin(Builtin::BlockDim),
-                    |b, r| {
-                        let kr = decompose(b, r, &red.iter().map(|d| d.0).collect::<Vec<_>>());
-                        let at = red.iter().zip(&kr).fold(base.clone(), |acc, ((_, s), k)| {
-                            Expr::plus(acc, Expr::times(k.clone(), Expr::idx(*s)))
-                        });
-                        b.push(Stmt::Set(acc, combine(op, Expr::Var(acc), load_f(at))));
-                    },
-                );
-                block_total(b, acc, op, partials, |b, total| {
-                    b.push(Stmt::Store(
-                        Mem::F,
-                        Expr::plus(Expr::idx(out.offset), o.clone()),
-                        total,
-                    ));
-                });
-            },
-        );
+                    b.push(Stmt::Set(acc, combine(op, Expr::Var(acc), load_f(at))));
+                },
+            );
+            block_total(b, acc, op, partials, |b, total| {
+                b.push(Stmt::Store(
+                    Mem::F,
+                    Expr::plus(Expr::idx(out.offset), o.clone()),
+                    total,
+                ));
+            });
+        });
         let name = match op {
             ReduceOp::Sum => "reduce_sum",
             ReduceOp::Max => "reduce_max",

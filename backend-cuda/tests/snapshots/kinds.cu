@@ -32,12 +32,12 @@ extern "C" __global__ void __launch_bounds__(256) k22_col2im(float* __restrict__
           long long v12 = (v1 - v11);
           long long v13 = v12;
           if (((v12 >= 0LL) && ((0LL == 0LL) && (v13 < 10LL)))) {
-            v7 = (v7 + F[((499232LL + (v6 * 15000LL)) + ((((((v5 * 5LL) + v8) * 5LL) + v11) * 100LL) + ((v10 * 10LL) + v13)))]);
+            v7 = (v7 + F[((507552LL + (v6 * 15000LL)) + ((((((v5 * 5LL) + v8) * 5LL) + v11) * 100LL) + ((v10 * 10LL) + v13)))]);
           }
         }
       }
     }
-    F[(335616LL + v0)] = v7;
+    F[(343936LL + v0)] = v7;
   }
 }
 
@@ -60,7 +60,7 @@ extern "C" __global__ void __launch_bounds__(256) k1_elementwise(float* __restri
   for (long long v0 = (((long long)blockIdx.x * (long long)blockDim.x) + (long long)threadIdx.x); v0 < 9408LL; v0 += ((long long)blockDim.x * (long long)gridDim.x)) {
     long long v2 = (v0 / 784LL);
     long long v3 = (v2 % 6LL);
-    F[(310656LL + v0)] = netc_relu((F[(301248LL + v0)] + F[(351552LL + v3)]));
+    F[(318976LL + v0)] = netc_relu((F[(309568LL + v0)] + F[(359872LL + v3)]));
   }
 }
 
@@ -97,7 +97,7 @@ extern "C" __global__ void __launch_bounds__(256) k0_im2col(float* __restrict__ 
     long long v10 = (v8 / 3LL);
     long long v11 = (v3 + v7);
     long long v12 = (v1 + v5);
-    F[(351632LL + (((((((v9 * 5LL) + v7) * 5LL) + v5) * 784LL) + (v10 * 58800LL)) + ((v3 * 28LL) + v1)))] = ((((v11 >= 0LL) && (v11 < 32LL)) && ((v12 >= 0LL) && (v12 < 32LL))) ? F[((329472LL + (((v10 * 3LL) + v9) * 1024LL)) + ((v11 * 32LL) + v12))] : 0.0f);
+    F[(359952LL + (((((((v9 * 5LL) + v7) * 5LL) + v5) * 784LL) + (v10 * 58800LL)) + ((v3 * 28LL) + v1)))] = ((((v11 >= 0LL) && (v11 < 32LL)) && ((v12 >= 0LL) && (v12 < 32LL))) ? F[((337792LL + (((v10 * 3LL) + v9) * 1024LL)) + ((v11 * 32LL) + v12))] : 0.0f);
   }
 }
 
@@ -118,7 +118,7 @@ extern "C" __global__ void __launch_bounds__(256) k2_max_pool2d(float* __restric
         for (long long v9 = 0LL; v9 < 2LL; v9 += 1LL) {
           long long v10 = ((v1 * 2LL) + v9);
           if (((v10 >= 0LL) && (v10 < 28LL))) {
-            float v11 = F[((310656LL + (v4 * 784LL)) + ((v8 * 28LL) + v10))];
+            float v11 = F[((318976LL + (v4 * 784LL)) + ((v8 * 28LL) + v10))];
             if (((v6 < 0LL) || ((v5 == v5) && ((v11 != v11) || (v11 > v5))))) {
               v5 = v11;
               v6 = ((v8 * 28LL) + v10);
@@ -127,7 +127,7 @@ extern "C" __global__ void __launch_bounds__(256) k2_max_pool2d(float* __restric
         }
       }
     }
-    F[(326464LL + v0)] = v5;
+    F[(334784LL + v0)] = v5;
   }
 }
 
@@ -158,7 +158,7 @@ extern "C" __global__ void __launch_bounds__(256) k19_max_pool2d_grad(float* __r
                 for (long long v17 = 0LL; v17 < 2LL; v17 += 1LL) {
                   long long v18 = ((v12 * 2LL) + v17);
                   if (((v18 >= 0LL) && (v18 < 10LL))) {
-                    float v19 = F[((323264LL + (v4 * 100LL)) + ((v16 * 10LL) + v18))];
+                    float v19 = F[((331584LL + (v4 * 100LL)) + ((v16 * 10LL) + v18))];
                     if (((v14 < 0LL) || ((v13 == v13) && ((v19 != v19) || (v19 > v13))))) {
                       v13 = v19;
                       v14 = ((v16 * 10LL) + v18);
@@ -168,13 +168,13 @@ extern "C" __global__ void __launch_bounds__(256) k19_max_pool2d_grad(float* __r
               }
             }
             if ((v14 == v5)) {
-              v6 = (v6 + F[((348560LL + (v4 * 25LL)) + ((v9 * 5LL) + v12))]);
+              v6 = (v6 + F[((356880LL + (v4 * 25LL)) + ((v9 * 5LL) + v12))]);
             }
           }
         }
       }
     }
-    F[(335616LL + v0)] = v6;
+    F[(343936LL + v0)] = v6;
   }
 }
 
@@ -189,7 +189,7 @@ extern "C" __global__ void __launch_bounds__(256) k9_one_hot(float* __restrict__
     if (((v2 == 0LL) && (((v3 >= 0LL) && (v3 < 10LL)) == 0))) {
       *err = 1;
     }
-    F[(336592LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
+    F[(344912LL + v0)] = ((v3 == v2) ? 1.0f : 0.0f);
   }
 }
 
@@ -198,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(256) k9_one_hot(float* __restrict__
 // from %50 at 22:8 `cross_entropy(LeNet(image), label)`
 extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restrict__ F, long long* __restrict__ I, int* __restrict__ err) {
   for (long long v0 = (long long)blockIdx.x; v0 < 1LL; v0 += (long long)gridDim.x) {
-    long long v1 = 336688LL;
+    long long v1 = 345008LL;
     float v2 = 0.0f;
     for (long long v3 = (long long)threadIdx.x; v3 < 2LL; v3 += (long long)blockDim.x) {
       v2 = (v2 + F[(v1 + v3)]);
@@ -214,7 +214,7 @@ extern "C" __global__ void __launch_bounds__(32) k11_reduce_sum(float* __restric
     float v8 = __shfl_down_sync(0xffffffffu, v2, 1);
     v2 = (v2 + v8);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336656LL + v0)] = v2;
+      F[(344976LL + v0)] = v2;
     }
   }
 }
@@ -226,12 +226,12 @@ extern "C" __global__ void __launch_bounds__(32) k8_rows(float* __restrict__ F, 
   for (long long v0 = (long long)blockIdx.x; v0 < 2LL; v0 += (long long)gridDim.x) {
     for (long long v1 = (long long)threadIdx.x; v1 < 10LL; v1 += (long long)blockDim.x) {
       long long v2 = ((v0 * 10LL) + v1);
-      F[(351424LL + v2)] = (F[(336592LL + v2)] + F[(351504LL + v1)]);
+      F[(359744LL + v2)] = (F[(344912LL + v2)] + F[(359824LL + v1)]);
     }
     __syncthreads();
     float v3 = (-NETC_INF);
     for (long long v4 = (long long)threadIdx.x; v4 < 10LL; v4 += (long long)blockDim.x) {
-      v3 = netc_max(v3, F[(351424LL + ((v0 * 10LL) + v4))]);
+      v3 = netc_max(v3, F[(359744LL + ((v0 * 10LL) + v4))]);
     }
     float v5 = __shfl_down_sync(0xffffffffu, v3, 16);
     v3 = netc_max(v3, v5);
@@ -244,17 +244,17 @@ extern "C" __global__ void __launch_bounds__(32) k8_rows(float* __restrict__ F, 
     float v9 = __shfl_down_sync(0xffffffffu, v3, 1);
     v3 = netc_max(v3, v9);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336656LL + v0)] = v3;
+      F[(344976LL + v0)] = v3;
     }
     __syncthreads();
     for (long long v10 = (long long)threadIdx.x; v10 < 10LL; v10 += (long long)blockDim.x) {
       long long v11 = ((v0 * 10LL) + v10);
-      F[(336624LL + v11)] = expf((F[(351424LL + v11)] - F[(336656LL + v0)]));
+      F[(344944LL + v11)] = expf((F[(359744LL + v11)] - F[(344976LL + v0)]));
     }
     __syncthreads();
     float v12 = 0.0f;
     for (long long v13 = (long long)threadIdx.x; v13 < 10LL; v13 += (long long)blockDim.x) {
-      v12 = (v12 + F[(336624LL + ((v0 * 10LL) + v13))]);
+      v12 = (v12 + F[(344944LL + ((v0 * 10LL) + v13))]);
     }
     float v14 = __shfl_down_sync(0xffffffffu, v12, 16);
     v12 = (v12 + v14);
@@ -267,7 +267,7 @@ extern "C" __global__ void __launch_bounds__(32) k8_rows(float* __restrict__ F, 
     float v18 = __shfl_down_sync(0xffffffffu, v12, 1);
     v12 = (v12 + v18);
     if (((long long)threadIdx.x == 0LL)) {
-      F[(336672LL + v0)] = v12;
+      F[(344992LL + v0)] = v12;
     }
     __syncthreads();
   }
@@ -307,6 +307,6 @@ extern "C" __global__ void __launch_bounds__(256) k24_transpose(float* __restric
     long long v2 = (v0 / 100LL);
     long long v3 = (v2 % 2LL);
     long long v4 = (v2 / 2LL);
-    F[(559232LL + v0)] = F[(323264LL + ((v3 * 1600LL) + ((v4 * 100LL) + v1)))];
+    F[(567552LL + v0)] = F[(331584LL + ((v3 * 1600LL) + ((v4 * 100LL) + v1)))];
   }
 }
