@@ -345,15 +345,9 @@ impl Gen<'_> {
             }
             self.row_bases = bases;
             self.out_row = self.b.ins().iadd(self.base, o);
-            let (start, end) = self.bounds(d, shape);
-            let mut j = start;
-            if vector {
-                j = self.counted(start, end, 4, &mut |g, j| {
-                    g.element(Mode::Vector, j, loads, outs)
-                });
-            }
-            self.counted(j, end, 1, &mut |g, j| {
-                g.element(Mode::Scalar, j, loads, outs)
+            let bounds = self.bounds(d, shape);
+            self.columns(bounds, vector, &mut |g, mode, j| {
+                g.element(mode, j, loads, outs)
             });
             return;
         }
@@ -404,14 +398,8 @@ impl Gen<'_> {
             RowStage::Map { width, .. } => {
                 let at = self.b.ins().imul_imm_s(r, (width * 4) as i64);
                 self.out_row = self.b.ins().iadd(self.base, at);
-                let mut j = start;
-                if vector {
-                    j = self.counted(start, end, 4, &mut |g, j| {
-                        g.element(Mode::Vector, j, &loads, &outs)
-                    });
-                }
-                self.counted(j, end, 1, &mut |g, j| {
-                    g.element(Mode::Scalar, j, &loads, &outs)
+                self.columns((start, end), vector, &mut |g, mode, j| {
+                    g.element(mode, j, &loads, &outs)
                 });
             }
             RowStage::Reduce { op, expr, out, .. } => {
@@ -422,20 +410,14 @@ impl Gen<'_> {
                 self.b.def_var(lanes, v);
                 let s = self.splat(Mode::Scalar, init);
                 self.b.def_var(tail, s);
-                let accumulate = |g: &mut Self, mode: Mode, acc, j| {
+                self.columns((start, end), vector, &mut |g, mode, j| {
+                    let acc = if mode == Mode::Vector { lanes } else { tail };
                     g.loaded.clear();
                     let x = g.eval(mode, j, &loads, expr, &mut 0);
                     let a = g.b.use_var(acc);
                     let y = g.combine(*op, a, x);
                     g.b.def_var(acc, y);
-                };
-                let mut j = start;
-                if vector {
-                    j = self.counted(start, end, 4, &mut |g, j| {
-                        accumulate(g, Mode::Vector, lanes, j)
-                    });
-                }
-                self.counted(j, end, 1, &mut |g, j| accumulate(g, Mode::Scalar, tail, j));
+                });
                 let v = self.b.use_var(lanes);
                 let mut total = self.b.use_var(tail);
                 for lane in 0..4 {
@@ -457,6 +439,21 @@ impl Gen<'_> {
             ReduceOp::Sum => self.b.ins().fadd(acc, x),
             ReduceOp::Max => self.b.ins().fmax(acc, x),
         }
+    }
+
+    /// `body(mode, j)` for the columns `start..end` of a row: in `f32x4` steps when `vector`,
+    /// then one at a time for the tail (or all of them).
+    fn columns(
+        &mut self,
+        (start, end): (Value, Value),
+        vector: bool,
+        body: &mut dyn FnMut(&mut Self, Mode, Value),
+    ) {
+        let mut j = start;
+        if vector {
+            j = self.counted(start, end, 4, &mut |g, j| body(g, Mode::Vector, j));
+        }
+        self.counted(j, end, 1, &mut |g, j| body(g, Mode::Scalar, j));
     }
 
     /// The loop bounds of dimension `d`: the caller's part for the outermost, else all of it.
