@@ -53,24 +53,7 @@ pub(crate) fn fuse(program: &mut KernelProgram) {
             end += 1;
         }
         if run.len() > 1 {
-            let elsewhere: Vec<Range<usize>> = program.kernels[..start]
-                .iter()
-                .chain(&program.kernels[end..])
-                .flat_map(|k| Footprint::f32s(&k.footprint().reads))
-                .chain(
-                    program
-                        .outputs
-                        .iter()
-                        .map(|(_, s, _)| *s)
-                        .chain(
-                            program
-                                .updates
-                                .iter()
-                                .flat_map(|(_, from, to)| [*from, *to]),
-                        )
-                        .map(range),
-                )
-                .collect();
+            let elsewhere = read_outside(program, start..end);
             inline_into_reductions(&mut run, rows, len, &elsewhere);
             program.kernels.splice(
                 start..end,
@@ -85,6 +68,27 @@ pub(crate) fn fuse(program: &mut KernelProgram) {
             i += 1;
         }
     }
+}
+
+/// Every f32 range read by a kernel outside `run` (an index range of `program.kernels`) or
+/// handed out by the step (its outputs and update copies).
+fn read_outside(program: &KernelProgram, run: Range<usize>) -> Vec<Range<usize>> {
+    let kernels = program.kernels[..run.start]
+        .iter()
+        .chain(&program.kernels[run.end..])
+        .flat_map(|k| Footprint::f32s(&k.footprint().reads));
+    let handed_out = program
+        .outputs
+        .iter()
+        .map(|(_, s, _)| *s)
+        .chain(
+            program
+                .updates
+                .iter()
+                .flat_map(|(_, from, to)| [*from, *to]),
+        )
+        .map(range);
+    kernels.chain(handed_out).collect()
 }
 
 /// A map read only by the reduction right after it (a layer norm's squared deviations) is
