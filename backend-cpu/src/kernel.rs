@@ -265,9 +265,11 @@ pub enum Kernel {
     /// stage for row `r`, then every stage for row `r + 1`. A row's intermediate values stay in
     /// the L1 cache between stages instead of streaming through memory once per kernel.
     Rows {
+        /// Rows (the kept axes, merged); a run splits them over threads.
         rows: usize,
         /// Elements per row (the reduced axis).
         len: usize,
+        /// What is computed for each row, in order.
         stages: Vec<RowStage>,
     },
 }
@@ -278,17 +280,23 @@ pub enum Kernel {
 pub enum RowStage {
     /// `out[r] = reduce(op, expr(r, j) for j < len)`: one value per row.
     Reduce {
+        /// The IR node of the reduction (`%n`).
         node: usize,
         op: ReduceOp,
+        /// The reduced values: a load of the input, or the map it absorbed.
         expr: Expr,
+        /// One value per row.
         out: Slot,
     },
     /// `slot[r * width + j] = expr(r, j)` for `j < width` and each output (`width` is the row
     /// length, or 1 for values per row such as a mean from a sum). All of a column's values are
     /// computed before any is stored, as in [`Kernel::Elementwise`].
     Map {
+        /// The IR node of the first output (`%n`).
         node: usize,
+        /// Columns computed per row: the row length, or 1.
         width: usize,
+        /// Each output with its expression.
         outs: Vec<(Slot, Expr)>,
     },
 }
