@@ -17,7 +17,9 @@ use std::collections::HashMap;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, I64};
-use cranelift_codegen::ir::{AbiParam, Endianness, InstBuilder, MemFlagsData, Signature, Value};
+use cranelift_codegen::ir::{
+    AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, Signature, Value,
+};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -213,6 +215,18 @@ fn row_major(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// Whether no range in `read` overlaps any `(offset, len)` of `written`.
+fn reads_none_of(
+    mut read: impl Iterator<Item = (std::ops::Range<usize>, usize, Vec<usize>)>,
+    written: &[(usize, usize)],
+) -> bool {
+    read.all(|(r, _, _)| {
+        written
+            .iter()
+            .all(|&(o, len)| r.end <= o || o + len <= r.start)
+    })
+}
+
 /// How the innermost loop evaluates: four lanes at a time, or one.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -253,6 +267,8 @@ struct Nest<'a> {
     outs: &'a [(usize, &'a Expr)],
     /// Whether the innermost dimension runs in `f32x4` steps.
     vector: bool,
+    /// Whether an element may be computed twice (no load reads an output).
+    redo_safe: bool,
 }
 
 fn flags() -> MemFlagsData {
@@ -303,6 +319,9 @@ impl Gen<'_> {
             .unzip();
         let last = shape.len() - 1;
         let vector = shape[last] >= 4 && loads.iter().all(|s| s[last] <= 1);
+        let elements = shape.iter().product::<usize>();
+        let written: Vec<(usize, usize)> = outs.iter().map(|(o, _)| (*o, elements)).collect();
+        let read = outs.iter().flat_map(|(_, e)| e.load_ranges(shape));
         let mut idx: Vec<Value> = Vec::new();
         let at = Nest {
             last,
@@ -311,6 +330,7 @@ impl Gen<'_> {
             offsets: &offsets,
             outs,
             vector,
+            redo_safe: reads_none_of(read, &written),
         };
         self.outer(0, &at, &mut idx);
     }
@@ -323,6 +343,7 @@ impl Gen<'_> {
             offsets,
             outs,
             vector,
+            ..
         } = *at;
         if d == last {
             // Row bases from the outer indices.
@@ -346,7 +367,8 @@ impl Gen<'_> {
             self.row_bases = bases;
             self.out_row = self.b.ins().iadd(self.base, o);
             let bounds = self.bounds(d, shape);
-            self.columns(bounds, vector, &mut |g, mode, j| {
+            let overlap = (d > 0 && at.redo_safe).then_some(shape[d]);
+            self.columns(bounds, (vector, overlap), &mut |g, mode, j, _| {
                 g.element(mode, j, loads, outs)
             });
             return;
@@ -398,7 +420,16 @@ impl Gen<'_> {
             RowStage::Map { width, .. } => {
                 let at = self.b.ins().imul_imm_s(r, (width * 4) as i64);
                 self.out_row = self.b.ins().iadd(self.base, at);
-                self.columns((start, end), vector, &mut |g, mode, j| {
+                let written: Vec<(usize, usize)> = stage
+                    .outputs()
+                    .iter()
+                    .map(|(s, _, _)| (s.offset, s.len))
+                    .collect();
+                let rows = written.first().map_or(0, |&(_, len)| len / width);
+                let shape = [rows, columns];
+                let read = outs.iter().flat_map(|(_, e)| e.load_ranges(&shape));
+                let overlap = reads_none_of(read, &written).then_some(columns);
+                self.columns((start, end), (vector, overlap), &mut |g, mode, j, _| {
                     g.element(mode, j, &loads, &outs)
                 });
             }
@@ -410,14 +441,29 @@ impl Gen<'_> {
                 self.b.def_var(lanes, v);
                 let s = self.splat(Mode::Scalar, init);
                 self.b.def_var(tail, s);
-                self.columns((start, end), vector, &mut |g, mode, j| {
-                    let acc = if mode == Mode::Vector { lanes } else { tail };
-                    g.loaded.clear();
-                    let x = g.eval(mode, j, &loads, expr, &mut 0);
-                    let a = g.b.use_var(acc);
-                    let y = g.combine(*op, a, x);
-                    g.b.def_var(acc, y);
-                });
+                let identity = self.splat(Mode::Vector, init);
+                let overlap = Some(columns);
+                self.columns(
+                    (start, end),
+                    (vector, overlap),
+                    &mut |g, mode, j, repeated| {
+                        let acc = if mode == Mode::Vector { lanes } else { tail };
+                        g.loaded.clear();
+                        let mut x = g.eval(mode, j, &loads, expr, &mut 0);
+                        if repeated > 0 {
+                            // Lanes already counted contribute the identity.
+                            let keep: Vec<u8> = (0..4)
+                                .flat_map(|l| if l < repeated { [0u8; 4] } else { [0xff; 4] })
+                                .collect();
+                            let keep = g.b.func.dfg.constants.insert(ConstantData::from(keep));
+                            let keep = g.b.ins().vconst(F32X4, keep);
+                            x = g.b.ins().bitselect(keep, x, identity);
+                        }
+                        let a = g.b.use_var(acc);
+                        let y = g.combine(*op, a, x);
+                        g.b.def_var(acc, y);
+                    },
+                );
                 let v = self.b.use_var(lanes);
                 let mut total = self.b.use_var(tail);
                 for lane in 0..4 {
@@ -441,19 +487,32 @@ impl Gen<'_> {
         }
     }
 
-    /// `body(mode, j)` for the columns `start..end` of a row: in `f32x4` steps when `vector`,
-    /// then one at a time for the tail (or all of them).
+    /// `body(mode, j, repeated)` for the columns `start..end` of a row: in `f32x4` steps when
+    /// `vector`, then one at a time for the tail (or all of them). With `overlap = Some(n)`
+    /// (the row is the constant `0..n`, `n >= 4`), a tail is instead one more vector at `n - 4`
+    /// whose first `repeated` lanes were already done: a scalar transcendental costs as much
+    /// as a vector one, so a 10-wide row's two scalar tail elements cost as much as its two
+    /// vectors. Only for bodies that may redo an element: maps that do not read what they
+    /// write, and reductions that mask the repeated lanes.
     fn columns(
         &mut self,
         (start, end): (Value, Value),
-        vector: bool,
-        body: &mut dyn FnMut(&mut Self, Mode, Value),
+        (vector, overlap): (bool, Option<usize>),
+        body: &mut dyn FnMut(&mut Self, Mode, Value, usize),
     ) {
         let mut j = start;
         if vector {
-            j = self.counted(start, end, 4, &mut |g, j| body(g, Mode::Vector, j));
+            j = self.counted(start, end, 4, &mut |g, j| body(g, Mode::Vector, j, 0));
         }
-        self.counted(j, end, 1, &mut |g, j| body(g, Mode::Scalar, j));
+        match overlap {
+            Some(n) if vector && n >= 4 && !n.is_multiple_of(4) => {
+                let at = self.iconst(n - 4);
+                body(self, Mode::Vector, at, 4 - n % 4);
+            }
+            _ => {
+                self.counted(j, end, 1, &mut |g, j| body(g, Mode::Scalar, j, 0));
+            }
+        }
     }
 
     /// The loop bounds of dimension `d`: the caller's part for the outermost, else all of it.
