@@ -107,6 +107,17 @@ impl Expr {
             .collect()
     }
 
+    /// The same computation over a loop of shape `to` instead of `from` (the same elements in
+    /// the same row-major order): every load's strides re-expressed ([`restride`]), if each
+    /// stays affine.
+    pub fn reshaped(&self, from: &[usize], to: &[usize]) -> Option<Expr> {
+        let mut out = self.clone();
+        for (_, strides) in out.loads_mut() {
+            *strides = restride(from, strides, to)?;
+        }
+        Some(out)
+    }
+
     /// Number of operations (not loads or constants): the work per element.
     pub fn op_count(&self) -> usize {
         match self {
@@ -155,6 +166,55 @@ impl Expr {
             }
         }
     }
+}
+
+/// The strides over `to` of a load with `strides` over `shape` (the same elements in the same
+/// row-major order), if its address is affine in every dimension of `to`: a flat loop seen as
+/// rows, rows split over two axes seen as one. Dimensions of size 1 get stride 0.
+pub fn restride(shape: &[usize], strides: &[usize], to: &[usize]) -> Option<Vec<usize>> {
+    let mut dims: Vec<(usize, usize)> = shape
+        .iter()
+        .zip(strides)
+        .filter(|(n, _)| **n != 1)
+        .map(|(&n, &s)| (n, s))
+        .collect();
+    let mut out = vec![0; to.len()];
+    for (stride, &n) in out.iter_mut().zip(to).rev() {
+        *stride = take(&mut dims, n)?;
+    }
+    dims.is_empty().then_some(out)
+}
+
+/// Take the innermost `count` elements of `dims` (splitting a dimension if needed) as one
+/// dimension: its stride, if they are evenly spaced.
+fn take(dims: &mut Vec<(usize, usize)>, count: usize) -> Option<usize> {
+    if count == 1 {
+        return Some(0);
+    }
+    let mut covered = 1;
+    let mut unit = None;
+    while covered < count {
+        let (n, s) = dims.pop()?;
+        match unit {
+            None => unit = Some(s),
+            Some(u) if s == u * covered => {}
+            Some(_) => return None,
+        }
+        let need = count / covered;
+        if n <= need {
+            if !need.is_multiple_of(n) {
+                return None;
+            }
+            covered *= n;
+        } else {
+            if !n.is_multiple_of(need) {
+                return None;
+            }
+            dims.push((n / need, s * need));
+            covered = count;
+        }
+    }
+    unit
 }
 
 /// A reduction's dimensions over `shape` reducing `axes`, simplified: size-1 axes dropped and

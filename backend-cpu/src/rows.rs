@@ -185,7 +185,7 @@ fn as_stage(kernel: &Kernel, rows: usize, len: usize) -> Option<RowStage> {
             };
             let outs = kernel
                 .elementwise_outputs()
-                .map(|(slot, expr)| Some((slot, in_rows(expr, shape, rows, width)?)))
+                .map(|(slot, expr)| Some((slot, expr.reshaped(shape, &[rows, width])?)))
                 .collect::<Option<Vec<_>>>()?;
             Some(RowStage::Map {
                 node: *node,
@@ -195,61 +195,6 @@ fn as_stage(kernel: &Kernel, rows: usize, len: usize) -> Option<RowStage> {
         }
         _ => None,
     }
-}
-
-/// `expr` over `shape` with every load's strides re-expressed over `[rows, width]`.
-fn in_rows(expr: &Expr, shape: &[usize], rows: usize, width: usize) -> Option<Expr> {
-    let mut out = expr.clone();
-    for (_, strides) in out.loads_mut() {
-        *strides = two_d(shape, strides, rows, width)?;
-    }
-    Some(out)
-}
-
-/// The `[row, column]` strides of a load with `strides` over `shape`, viewed as `[rows, width]`
-/// (row-major, the same elements in the same order), if its address is affine in both.
-fn two_d(shape: &[usize], strides: &[usize], rows: usize, width: usize) -> Option<Vec<usize>> {
-    let mut dims: Vec<(usize, usize)> = shape
-        .iter()
-        .zip(strides)
-        .filter(|(n, _)| **n != 1)
-        .map(|(&n, &s)| (n, s))
-        .collect();
-    let column = take(&mut dims, width)?;
-    let row = take(&mut dims, rows)?;
-    dims.is_empty().then(|| vec![row, column])
-}
-
-/// Take the innermost `count` elements of `dims` (splitting a dimension if needed) as one
-/// dimension: its stride, if they are evenly spaced.
-fn take(dims: &mut Vec<(usize, usize)>, count: usize) -> Option<usize> {
-    if count == 1 {
-        return Some(0);
-    }
-    let mut covered = 1;
-    let mut unit = None;
-    while covered < count {
-        let (n, s) = dims.pop()?;
-        match unit {
-            None => unit = Some(s),
-            Some(u) if s == u * covered => {}
-            Some(_) => return None,
-        }
-        let need = count / covered;
-        if n <= need {
-            if !need.is_multiple_of(n) {
-                return None;
-            }
-            covered *= n;
-        } else {
-            if !n.is_multiple_of(need) {
-                return None;
-            }
-            dims.push((n / need, s * need));
-            covered = count;
-        }
-    }
-    unit
 }
 
 /// Whether running `stages` row by row computes what running them one after another does:
@@ -315,6 +260,11 @@ mod tests {
             .unwrap()
     }
 
+    /// `op` over the rows of `x` (its last axis).
+    fn reduce_rows(g: &mut Graph, op: ReduceOp, x: NodeId) -> NodeId {
+        node(g, Op::Reduce { op, axes: vec![1] }, &[x], None)
+    }
+
     /// `v` (one value per row of `[rows, len]`) broadcast along the rows.
     fn per_row(g: &mut Graph, v: NodeId, rows: usize, len: usize) -> NodeId {
         let column = node(g, Op::Reshape, &[v], Some(vec![rows, 1]));
@@ -322,42 +272,18 @@ mod tests {
     }
 
     /// Softmax over the rows of `[rows, len]`, then layer-norm-style centring of the result
-    /// by its row mean: four reductions and the maps between them.
+    /// by its row mean: three reductions and the maps between them.
     fn softmax_then_centre(rows: usize, len: usize) -> Graph {
         let mut g = Graph::new();
         let x = g.input("x", Role::Data, Type::f32(vec![rows, len]), Span::default());
-        let max = node(
-            &mut g,
-            Op::Reduce {
-                op: ReduceOp::Max,
-                axes: vec![1],
-            },
-            &[x],
-            None,
-        );
+        let max = reduce_rows(&mut g, ReduceOp::Max, x);
         let max = per_row(&mut g, max, rows, len);
         let shifted = node(&mut g, Op::Binary(BinaryOp::Sub), &[x, max], None);
         let e = node(&mut g, Op::Unary(UnaryOp::Exp), &[shifted], None);
-        let sum = node(
-            &mut g,
-            Op::Reduce {
-                op: ReduceOp::Sum,
-                axes: vec![1],
-            },
-            &[e],
-            None,
-        );
+        let sum = reduce_rows(&mut g, ReduceOp::Sum, e);
         let sum = per_row(&mut g, sum, rows, len);
         let p = node(&mut g, Op::Binary(BinaryOp::Div), &[e, sum], None);
-        let total = node(
-            &mut g,
-            Op::Reduce {
-                op: ReduceOp::Sum,
-                axes: vec![1],
-            },
-            &[p],
-            None,
-        );
+        let total = reduce_rows(&mut g, ReduceOp::Sum, p);
         let scale = node(
             &mut g,
             Op::Fill {
@@ -386,28 +312,12 @@ mod tests {
             &[],
             Some(vec![rows]),
         );
-        let sum = node(
-            &mut g,
-            Op::Reduce {
-                op: ReduceOp::Sum,
-                axes: vec![1],
-            },
-            &[x],
-            None,
-        );
+        let sum = reduce_rows(&mut g, ReduceOp::Sum, x);
         let mean = node(&mut g, Op::Binary(BinaryOp::Mul), &[sum, inv_len], None);
         let mean = per_row(&mut g, mean, rows, len);
         let d = node(&mut g, Op::Binary(BinaryOp::Sub), &[x, mean], None);
         let d2 = node(&mut g, Op::Binary(BinaryOp::Mul), &[d, d], None);
-        let ss = node(
-            &mut g,
-            Op::Reduce {
-                op: ReduceOp::Sum,
-                axes: vec![1],
-            },
-            &[d2],
-            None,
-        );
+        let ss = reduce_rows(&mut g, ReduceOp::Sum, d2);
         let var = node(&mut g, Op::Binary(BinaryOp::Mul), &[ss, inv_len], None);
         let eps = node(&mut g, Op::Fill { value: 1e-5 }, &[], Some(vec![rows]));
         let var = node(&mut g, Op::Binary(BinaryOp::Add), &[var, eps], None);
@@ -562,19 +472,20 @@ mod tests {
 
     #[test]
     fn strides_view_flat_and_split_shapes_as_rows() {
+        use crate::kernel::restride;
         // A flat contiguous kernel over 6 x 4 elements.
-        assert_eq!(two_d(&[24], &[1], 6, 4), Some(vec![4, 1]));
+        assert_eq!(restride(&[24], &[1], &[6, 4]), Some(vec![4, 1]));
         // A value per row broadcast along the row.
-        assert_eq!(two_d(&[6, 4], &[1, 0], 6, 4), Some(vec![1, 0]));
+        assert_eq!(restride(&[6, 4], &[1, 0], &[6, 4]), Some(vec![1, 0]));
         // Rows split over two axes, contiguous.
-        assert_eq!(two_d(&[2, 3, 4], &[12, 4, 1], 6, 4), Some(vec![4, 1]));
+        assert_eq!(restride(&[2, 3, 4], &[12, 4, 1], &[6, 4]), Some(vec![4, 1]));
         // A parameter broadcast over rows.
-        assert_eq!(two_d(&[6, 4], &[0, 1], 6, 4), Some(vec![0, 1]));
+        assert_eq!(restride(&[6, 4], &[0, 1], &[6, 4]), Some(vec![0, 1]));
         // Per-row values of a flat kernel.
-        assert_eq!(two_d(&[6], &[1], 6, 1), Some(vec![1, 0]));
+        assert_eq!(restride(&[6], &[1], &[6, 1]), Some(vec![1, 0]));
         // A transposed read is affine too.
-        assert_eq!(two_d(&[6, 4], &[1, 6], 6, 4), Some(vec![1, 6]));
+        assert_eq!(restride(&[6, 4], &[1, 6], &[6, 4]), Some(vec![1, 6]));
         // Broadcast over the first of two row axes: not affine in the row.
-        assert_eq!(two_d(&[2, 12], &[0, 1], 6, 4), None);
+        assert_eq!(restride(&[2, 12], &[0, 1], &[6, 4]), None);
     }
 }

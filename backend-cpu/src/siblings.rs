@@ -110,22 +110,16 @@ fn sibling(kernels: &[Kernel], b: usize) -> Option<(usize, Vec<usize>)> {
 }
 
 /// `expr`, from a loop over `from`, as the same computation over `to`: unchanged when the
-/// shapes agree; a flat loop's loads (one stride each, `s`) become `to`'s row-major strides
-/// times `s`. `None` for any other pair of shapes.
+/// shapes agree; a flat loop re-expressed ([`Expr::reshaped`]). `None` for any other pair of
+/// shapes.
 fn over(expr: &Expr, from: &[usize], to: &[usize]) -> Option<Expr> {
     if from == to {
         return Some(expr.clone());
     }
-    if from.len() != 1 || from[0] != to.iter().product::<usize>() {
+    if from.len() != 1 {
         return None;
     }
-    let element = row_major(to);
-    let mut e = expr.clone();
-    for (_, strides) in e.loads_mut() {
-        let s = strides[0];
-        *strides = element.iter().map(|r| r * s).collect();
-    }
-    Some(e)
+    expr.reshaped(from, to)
 }
 
 fn range(s: Slot) -> Range<usize> {
